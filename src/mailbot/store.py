@@ -1,0 +1,285 @@
+"""Store: the database — cases, their events, every message seen, the outbox, folder positions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
+
+PREFIXES = {
+    "enquiry": "ENQ",
+    "complaint": "COM",
+    "foi": "FOI",
+    "eir": "EIR",
+    "sar": "SAR",
+    "compliment": "CMP",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FolderState(Base):
+    """How far a mailbox folder has been read: the UID watermark under one UIDVALIDITY."""
+
+    __tablename__ = "folder_state"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    folder: Mapped[str] = mapped_column(String(255), unique=True)
+    uidvalidity: Mapped[int] = mapped_column(Integer)
+    last_uid: Mapped[int] = mapped_column(Integer, default=0)
+    start_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(String(32), unique=True)
+    category: Mapped[str] = mapped_column(String(20))
+    stage: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | responded | closed
+    priority: Mapped[str] = mapped_column(String(10), default="normal")
+    policy: Mapped[str] = mapped_column(String(100))
+    resident_email: Mapped[str] = mapped_column(String(254))
+    resident_name: Mapped[str] = mapped_column(String(100), default="")
+    subject: Mapped[str] = mapped_column(String(500), default="")
+    officer_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    officer_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    role: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    acknowledge_by: Mapped[date] = mapped_column(Date)
+    respond_by: Mapped[date] = mapped_column(Date)
+    holding_by: Mapped[date | None] = mapped_column(Date, nullable=True)
+    responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    clock_stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    events: Mapped[list[CaseEvent]] = relationship(
+        back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"
+    )
+    __table_args__ = (Index("ix_cases_status_respond_by", "status", "respond_by"),)
+
+
+class CaseEvent(Base):
+    __tablename__ = "case_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    case: Mapped[Case] = relationship(back_populates="events")
+
+
+class InboundMessage(Base):
+    """Every message read from a folder, and what was decided about it."""
+
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(Integer)
+    uid: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[str | None] = mapped_column(String(998), nullable=True, index=True)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    internal_date: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_addr: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    # received | follow-up | suppressed | duplicate | failed
+    outcome: Mapped[str] = mapped_column(String(20))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True, index=True)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (UniqueConstraint("folder", "uidvalidity", "uid"),)
+
+
+class OutboxMessage(Base):
+    """A message to send: written before sending, so a crash can neither lose nor repeat it."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # One key per thing that must happen once, e.g. "ack:42" for the reply to message 42.
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(254), index=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # pending -> sending -> sent; failed after too many attempts; uncertain if we died mid-send
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+
+class Counter(Base):
+    """Named counters: case reference numbers per prefix and year, round-robin positions."""
+
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def make_engine(url: str) -> Engine:
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(conn: Any, _record: Any) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # readers don't block the daemon
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def bump_counter(session: Session, name: str) -> int:
+    """Increment and return a counter inside the caller's transaction."""
+    row = session.get(Counter, name, with_for_update=True)
+    if row is None:
+        row = Counter(name=name, value=0)
+        session.add(row)
+    row.value += 1
+    session.flush()
+    return row.value
+
+
+def next_reference(session: Session, category: str, year: int) -> str:
+    """PREFIX-YYYY-NNNNN, unique and never reused (the counter only goes up)."""
+    prefix = PREFIXES[category]
+    return f"{prefix}-{year}-{bump_counter(session, f'ref:{prefix}-{year}'):05d}"
+
+
+def add_event(session: Session, case: Case, at: datetime, kind: str, detail: str = "") -> None:
+    session.add(CaseEvent(case=case, at=at, kind=kind, detail=detail))
+
+
+def case_by_ref(session: Session, ref: str) -> Case | None:
+    return session.scalar(select(Case).where(Case.ref == ref.upper()))
+
+
+def case_by_message_ids(session: Session, ids: Iterable[str]) -> Case | None:
+    """The case any of these Message-IDs belongs to, inbound or sent by us."""
+    ids = list(ids)[:100]
+    if not ids:
+        return None
+    case_id = session.scalar(
+        select(InboundMessage.case_id)
+        .where(InboundMessage.message_id.in_(ids), InboundMessage.case_id.is_not(None))
+        .limit(1)
+    )
+    if case_id is None:
+        case_id = session.scalar(
+            select(OutboxMessage.case_id)
+            .where(OutboxMessage.message_id.in_(ids), OutboxMessage.case_id.is_not(None))
+            .limit(1)
+        )
+    return session.get(Case, case_id) if case_id is not None else None
+
+
+def seen_before(session: Session, message_id: str | None, content_hash: str) -> bool:
+    """True when this message was already processed (dedupe on Message-ID, else content)."""
+    if message_id:
+        where = InboundMessage.message_id == message_id
+    else:
+        where = InboundMessage.content_hash == content_hash
+    return session.scalar(select(func.count()).select_from(InboundMessage).where(where)) > 0
+
+
+def acknowledgements_since(session: Session, recipient: str, since: datetime) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.recipient == recipient,
+            OutboxMessage.kind == "acknowledgement",
+            OutboxMessage.created_at >= since,
+        )
+    )
+
+
+def case_json(case: Case, *, with_events: bool = False) -> dict[str, Any]:
+    """The SPEC §2 shape of a case."""
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    out: dict[str, Any] = {
+        "ref": case.ref,
+        "category": case.category,
+        "stage": case.stage,
+        "status": case.status,
+        "resident": {"name": case.resident_name, "email": case.resident_email},
+        "subject": case.subject,
+        "officer": {"name": case.officer_name, "email": case.officer_email}
+        if case.officer_email
+        else None,
+        "received_at": iso(case.received_at),
+        "acknowledged_at": iso(case.acknowledged_at),
+        "respond_by": case.respond_by.isoformat(),
+        "responded_at": iso(case.responded_at),
+        "clock_stopped": case.clock_stopped,
+        "priority": case.priority,
+    }
+    if with_events:
+        out["events"] = [
+            {"at": iso(e.at), "kind": e.kind, "detail": e.detail} for e in case.events
+        ]
+    return out
