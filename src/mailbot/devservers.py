@@ -1,0 +1,229 @@
+"""Throwaway local mail servers for the demo and the tests: a real Dovecot and an SMTP capture."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import Envelope, Session
+from imapclient import IMAPClient
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DovecotMissing(RuntimeError):
+    """Dovecot is not installed (apt-get install dovecot-imapd)."""
+
+
+_CONFIG = """\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/dovecot.log
+info_log_path = {dir}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{dir}/mail/%u
+default_internal_user = dovecot
+default_internal_group = dovecot
+default_login_user = dovenull
+first_valid_uid = {uid}
+mail_max_userip_connections = 50
+imap_idle_notify_interval = 1 secs
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {dir}/users
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={dir}/home/%u
+}}
+namespace inbox {{
+  inbox = yes
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox "Sent Items" {{
+    auto = subscribe
+  }}
+}}
+"""
+
+
+@dataclass
+class LocalDovecot:
+    """A private Dovecot on 127.0.0.1 with one mailbox account (user/password)."""
+
+    user: str = "council@example.org"
+    password: str = "secret"
+    port: int = field(default_factory=free_port)
+    directory: Path | None = None
+    _owned_dir: bool = False
+
+    def start(self) -> LocalDovecot:
+        binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+        if not Path(binary).exists():
+            raise DovecotMissing("dovecot is not installed: apt-get install dovecot-imapd")
+        if self.directory is None:
+            self.directory = Path(tempfile.mkdtemp(prefix="mailbot-dovecot-"))
+            self._owned_dir = True
+        d = self.directory
+        for sub in ("run", "state", "mail", "home"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        dovecot = pwd.getpwnam("dovecot")
+        os.chmod(d, 0o755)
+        for sub in ("mail", "home"):
+            os.chown(d / sub, dovecot.pw_uid, dovecot.pw_gid)
+        (d / "users").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
+        (d / "dovecot.conf").write_text(_CONFIG.format(dir=d, port=self.port, uid=dovecot.pw_uid))
+        subprocess.run([binary, "-c", str(d / "dovecot.conf")], check=True)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"dovecot did not start; see {self.directory}/dovecot.log")
+
+    def stop(self) -> None:
+        if self.directory is None:
+            return
+        subprocess.run(
+            ["doveadm", "-c", str(self.directory / "dovecot.conf"), "stop"],
+            check=False,
+            capture_output=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            except OSError:
+                break
+            time.sleep(0.05)
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._owned_dir and self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def restart(self) -> None:
+        self.stop()
+        binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+        subprocess.run([binary, "-c", str(self.directory / "dovecot.conf")], check=True)
+        self._wait_ready()
+
+    def client(self) -> IMAPClient:
+        imap = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
+        imap.login(self.user, self.password)
+        return imap
+
+    def append(self, raw: bytes, when: datetime | None = None, folder: str = "INBOX") -> int:
+        """Deliver a message as if it arrived at `when` (IMAP INTERNALDATE); returns its UID."""
+        with self.client() as imap:
+            result = imap.append(folder, raw, msg_time=when)
+        # UIDPLUS answers "[APPENDUID <uidvalidity> <uid>] ..."
+        text = result.decode() if isinstance(result, bytes) else str(result)
+        return int(text.split("]")[0].split()[-1]) if "APPENDUID" in text else 0
+
+
+class _CaptureHandler:
+    def __init__(self, capture: SmtpCapture) -> None:
+        self.capture = capture
+
+    async def handle_RCPT(  # aiosmtpd calls hooks by these names
+        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: list
+    ) -> str:
+        if self.capture.refuse:
+            return self.capture.refuse
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(
+        self, server: SMTPServer, session: Session, envelope: Envelope
+    ) -> str:
+        content = envelope.original_content or b""
+        with self.capture.lock:
+            self.capture.messages.append(
+                CapturedMessage(envelope.mail_from, list(envelope.rcpt_tos), content)
+            )
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class CapturedMessage:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+
+    @property
+    def message(self) -> Message:
+        return message_from_bytes(self.raw)
+
+    def text(self) -> str:
+        """The text/plain part, decoded."""
+        for part in self.message.walk():
+            if part.get_content_type() == "text/plain":
+                payload = part.get_payload(decode=True) or b""
+                return payload.decode(part.get_content_charset() or "utf-8")
+        return ""
+
+
+@dataclass
+class SmtpCapture:
+    """An aiosmtpd server on 127.0.0.1 that keeps every message it accepts.
+
+    Set `refuse` to an SMTP reply such as "451 4.3.0 try later" to make it refuse mail.
+    """
+
+    port: int = field(default_factory=free_port)
+    messages: list[CapturedMessage] = field(default_factory=list)
+    refuse: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _controller: Controller | None = None
+
+    def start(self) -> SmtpCapture:
+        self._controller = Controller(_CaptureHandler(self), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def to(self, address: str) -> list[CapturedMessage]:
+        with self.lock:
+            return [m for m in self.messages if address in m.rcpt_tos]

@@ -1,0 +1,180 @@
+"""Mailbox: the only module that speaks IMAP — select, find new UIDs, fetch with BODY.PEEK, IDLE."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from mailbot.config import ImapConfig
+
+log = logging.getLogger("mailbot.mailbox")
+
+FETCH_BATCH = 50
+
+
+class MailboxError(Exception):
+    """The IMAP server could not be reached, refused us, or dropped the connection."""
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    """One message as the server holds it; `raw` is cut at the size cap when `truncated`."""
+
+    folder: str
+    uidvalidity: int
+    uid: int
+    internal_date: datetime
+    size: int
+    raw: bytes
+    truncated: bool
+
+
+def tls_context(cafile: str | None = None) -> ssl.SSLContext:
+    """Certificates and host names are always verified; a private CA may be added."""
+    return ssl.create_default_context(cafile=cafile)
+
+
+class Mailbox:
+    """A logged-in IMAP connection to the council mailbox."""
+
+    def __init__(self, cfg: ImapConfig, password: str) -> None:
+        self.cfg = cfg
+        self._password = password
+        self._client: IMAPClient | None = None
+        self.selected: str | None = None
+
+    def connect(self) -> None:
+        cfg = self.cfg
+        context = tls_context(str(cfg.ca_file) if cfg.ca_file else None)
+        try:
+            client = IMAPClient(
+                cfg.host,
+                port=cfg.port,
+                ssl=cfg.security == "tls",
+                ssl_context=context,
+                timeout=cfg.timeout,
+            )
+            if cfg.security == "starttls":
+                client.starttls(context)
+            # Aware datetimes straight from the server: deadlines use INTERNALDATE (SPEC §1.6).
+            client.normalise_times = False
+            if cfg.auth == "xoauth2":
+                client.oauth2_login(cfg.username, self._password)
+            else:
+                client.login(cfg.username, self._password)
+        except ssl.SSLCertVerificationError as exc:
+            raise MailboxError(
+                f"IMAP {cfg.host}:{cfg.port}: certificate not trusted: {exc.verify_message}"
+            ) from exc
+        except (OSError, IMAPClientError) as exc:
+            raise MailboxError(f"IMAP {cfg.host}:{cfg.port}: {exc}") from exc
+        self._client = client
+        self.selected = None
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            raise MailboxError("not connected")
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):  # already gone; nothing to tidy
+                self._client.logout()
+            self._client = None
+
+    def select(self, folder: str) -> int:
+        """Select a folder read-only (we never change flags); returns its UIDVALIDITY."""
+        try:
+            info = self.client.select_folder(folder, readonly=True)
+        except IMAPClientError as exc:
+            raise MailboxError(f"cannot open folder {folder!r}: {exc}") from exc
+        self.selected = folder
+        return int(info[b"UIDVALIDITY"])
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs above the watermark ("n:*" also returns the last message, so filter)."""
+        uids = self.client.search(["UID", f"{last_uid + 1}:*"])
+        return sorted(uid for uid in uids if uid > last_uid)
+
+    def uids_since(self, day: datetime) -> list[int]:
+        return sorted(self.client.search(["SINCE", day.date()]))
+
+    def highest_uid(self) -> int:
+        uids = self.client.search(["ALL"])
+        return max(uids) if uids else 0
+
+    def fetch(self, uidvalidity: int, uids: list[int], max_bytes: int) -> Iterator[FetchedMessage]:
+        """Messages in UID order; anything over `max_bytes` is fetched only up to the cap."""
+        folder = self.selected or ""
+        for start in range(0, len(uids), FETCH_BATCH):
+            batch = uids[start : start + FETCH_BATCH]
+            meta = self.client.fetch(batch, ["INTERNALDATE", "RFC822.SIZE"])
+            small = [u for u in batch if u in meta and meta[u][b"RFC822.SIZE"] <= max_bytes]
+            bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+            for uid in batch:
+                if uid not in meta:
+                    continue  # expunged meanwhile
+                size = int(meta[uid][b"RFC822.SIZE"])
+                if uid in bodies:
+                    raw, truncated = bodies[uid].get(b"BODY[]") or b"", False
+                else:
+                    # A partial fetch: headers and the start of the body are enough to
+                    # open the case; the 40 MB attachment is never loaded whole.
+                    part = self.client.fetch([uid], [f"BODY.PEEK[]<0.{max_bytes}>"])
+                    raw = next(iter(part.get(uid, {}).values()), b"") if uid in part else b""
+                    raw = raw if isinstance(raw, bytes) else b""
+                    truncated = True
+                yield FetchedMessage(
+                    folder=folder,
+                    uidvalidity=uidvalidity,
+                    uid=uid,
+                    internal_date=_aware(meta[uid][b"INTERNALDATE"]),
+                    size=size,
+                    raw=raw,
+                    truncated=truncated,
+                )
+
+    def wait_for_mail(self, seconds: float, stop: threading.Event) -> bool:
+        """IDLE for up to `seconds`; True when the server reported new mail."""
+        client = self.client
+        if b"IDLE" not in client.capabilities():
+            stop.wait(min(seconds, 60))  # polling fallback
+            return True
+        client.idle()
+        try:
+            end = time.monotonic() + seconds
+            while not stop.is_set() and time.monotonic() < end:
+                responses = client.idle_check(timeout=1)
+                if any(r[1] in (b"EXISTS", b"RECENT") for r in responses if len(r) > 1):
+                    return True
+            return False
+        finally:
+            client.idle_done()
+
+    def noop(self) -> None:
+        self.client.noop()
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:  # servers that omit the zone mean UTC in practice
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def backoff_delays(first: float = 1.0, limit: float = 300.0) -> Iterator[float]:
+    """1, 2, 4 … seconds, capped: how long to wait between reconnection attempts."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 2, limit)
+

@@ -1,0 +1,31 @@
+"""Thread: find the case a message belongs to — by reference in the subject or by Message-IDs."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.orm import Session
+
+from mailbot.parse import ParsedMessage
+from mailbot.store import PREFIXES, Case, case_by_message_ids, case_by_ref
+
+REFERENCE = re.compile(rf"\b(?:{'|'.join(PREFIXES.values())})-\d{{4}}-\d{{5}}\b", re.IGNORECASE)
+
+
+def references_in(text: str) -> list[str]:
+    """Case references written in a subject line, upper-cased, first first."""
+    return list(dict.fromkeys(match.upper() for match in REFERENCE.findall(text)))
+
+
+def find_case(session: Session, msg: ParsedMessage, officers: frozenset[str]) -> Case | None:
+    """The case this message follows up, or None for a new matter.
+
+    A reference typed in a subject only counts when the sender is the case's resident or
+    an officer: anyone can type a reference, but only the thread's own people follow up.
+    Message-IDs in In-Reply-To/References are not guessable, so they count from anyone.
+    """
+    for ref in references_in(msg.subject):
+        case = case_by_ref(session, ref)
+        if case is not None and msg.from_addr in {case.resident_email, *officers}:
+            return case
+    return case_by_message_ids(session, msg.thread_ids)
