@@ -177,4 +177,3 @@ def backoff_delays(first: float = 1.0, limit: float = 300.0) -> Iterator[float]:
     while True:
         yield delay
         delay = min(delay * 2, limit)
-

@@ -134,7 +134,7 @@ def _raw_headers(msg: Message) -> dict[str, list[str]]:
     for name, value in msg.items()[:500]:
         key = str(name).strip().lower()
         if key in {"from", "reply-to", "to", "cc"}:
-            out.setdefault(key, []).append(str(value)[:MAX_HEADER_CHARS * 5])
+            out.setdefault(key, []).append(str(value)[: MAX_HEADER_CHARS * 5])
     return out
 
 

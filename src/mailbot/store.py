@@ -279,7 +279,5 @@ def case_json(case: Case, *, with_events: bool = False) -> dict[str, Any]:
         "priority": case.priority,
     }
     if with_events:
-        out["events"] = [
-            {"at": iso(e.at), "kind": e.kind, "detail": e.detail} for e in case.events
-        ]
+        out["events"] = [{"at": iso(e.at), "kind": e.kind, "detail": e.detail} for e in case.events]
     return out

@@ -1,0 +1,266 @@
+"""Command line: `mailbot [--config PATH] COMMAND ...` (SPEC §2), with its exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from mailbot import __version__
+from mailbot.app import App, NotReady
+from mailbot.clock import Clock, FixedClock, OffsetClock
+from mailbot.config import Config, ConfigError, find_config, load_config
+from mailbot.mailbox import MailboxError
+from mailbot.policy import PolicyError, load_policy
+from mailbot.store import PREFIXES
+
+EXIT_OK, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_INTERNAL = 0, 1, 2, 3
+
+log = logging.getLogger("mailbot")
+
+
+class UsageError(Exception):
+    """A bad command-line argument (exit 1)."""
+
+
+def parse_instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a timezone, e.g. {text}+00:00")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad usage; SPEC §2 reserves 2 for unreachable servers."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"mailbot: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mailbot", description=__doc__)
+    parser.add_argument("--config", help="config file (default: $MAILBOT_CONFIG, ./mailbot.toml)")
+    parser.add_argument("--version", action="version", version=f"mailbot {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--now", type=parse_instant, help="act as if the clock read this ISO 8601 instant"
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    run = sub.add_parser("run", parents=[common], help="the daemon (IMAP IDLE, outbox)")
+    run.add_argument("--once", action="store_true", help="one complete cycle, then exit")
+    run.set_defaults(handler=cmd_run)
+
+    check = sub.add_parser("check", parents=[common], help="validate config, policy, templates")
+    check.add_argument("--connect", action="store_true", help="also log in to IMAP and SMTP")
+    check.set_defaults(handler=cmd_check)
+
+    cases = sub.add_parser("cases", parents=[common], help="open cases, soonest due first")
+    cases.add_argument("--all", action="store_true", help="include responded and closed cases")
+    cases.add_argument("--json", action="store_true")
+    cases.set_defaults(handler=cmd_cases)
+
+    case = sub.add_parser("case", parents=[common], help="one case with its history")
+    case.add_argument("ref")
+    case.add_argument("--json", action="store_true")
+    case.set_defaults(handler=cmd_case)
+
+    deadline = sub.add_parser("deadline", parents=[common], help="dates a message would get")
+    deadline.add_argument("--category", required=True, choices=list(PREFIXES))
+    deadline.add_argument("--received", required=True, type=parse_instant)
+    deadline.add_argument("--policy", help="policy name or file (default: the config's)")
+    deadline.add_argument("--stage", type=int, default=1)
+    deadline.add_argument("--json", action="store_true")
+    deadline.set_defaults(handler=cmd_deadline)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", parents=[common], help="create or migrate the schema")
+    upgrade.set_defaults(handler=cmd_db_upgrade)
+
+    demo = sub.add_parser("demo", parents=[common], help="self-contained run on sample mail")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's folder afterwards")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def make_clock(args: argparse.Namespace) -> Clock:
+    now = getattr(args, "now", None)
+    if now is None:
+        return Clock()
+    # A one-shot command reads a fixed instant; the daemon's clock runs on from it.
+    return OffsetClock(now) if args.command == "run" and not args.once else FixedClock(now)
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    return load_config(find_config(args.config))
+
+
+def app_from(args: argparse.Namespace) -> App:
+    app = App.load(config_from(args), make_clock(args))
+    app.require_schema()
+    return app
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mailbot.daemon import Daemon, run_once
+
+    app = app_from(args)
+    if args.once:
+        count = run_once(app)
+        log.info("run --once: %d new message(s)", count)
+        return EXIT_OK
+    daemon = Daemon(app)
+    daemon.install_signal_handlers()
+    daemon.run()
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    load_policy(cfg.council.policy)
+    # Secrets are read now so a missing password file shows up here, not at 3 am.
+    cfg.imap.password()
+    cfg.smtp.password()
+    if args.connect:
+        from mailbot.daemon import connect
+
+        connect(App.load(cfg, make_clock(args))).close()
+    print(f"ok: {find_config(args.config)} (policy {cfg.council.policy})")
+    return EXIT_OK
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    from mailbot.store import Case, case_json
+
+    app = app_from(args)
+    with app.sessions() as session:
+        query = select(Case).order_by(Case.respond_by, Case.id)
+        if not args.all:
+            query = query.where(Case.status == "open")
+        cases = session.scalars(query).all()
+        rows = [case_json(c) for c in cases]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_cases(rows))
+    return EXIT_OK
+
+
+def format_cases(rows: list[dict]) -> str:
+    header = ("REF", "CATEGORY", "STATUS", "OFFICER", "DUE", "SUBJECT")
+    table = [header] + [
+        (
+            r["ref"],
+            r["category"],
+            r["status"],
+            (r["officer"] or {}).get("name") or "-",
+            r["respond_by"],
+            (r["subject"] or "")[:40],
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)) for row in table]
+    return "\n".join(line.rstrip() for line in lines) if rows else "no cases"
+
+
+def cmd_case(args: argparse.Namespace) -> int:
+    from mailbot.store import case_by_ref, case_json
+
+    app = app_from(args)
+    with app.sessions() as session:
+        case = case_by_ref(session, args.ref)
+        if case is None:
+            raise UsageError(f"no case {args.ref}")
+        data = case_json(case, with_events=True)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    officer = data["officer"] or {}
+    print(f"{data['ref']}  {data['category']}  stage {data['stage']}  {data['status']}")
+    print(f"Resident: {data['resident']['name']} <{data['resident']['email']}>")
+    print(f"Subject:  {data['subject']}")
+    print(f"Officer:  {officer.get('name', '-')} <{officer.get('email', '-')}>")
+    print(f"Received: {data['received_at']}   respond by: {data['respond_by']}")
+    for ev in data["events"]:
+        print(f"  {ev['at']}  {ev['kind']:<16} {ev['detail']}")
+    return EXIT_OK
+
+
+def cmd_deadline(args: argparse.Namespace) -> int:
+    from mailbot.deadlines import compute
+
+    if args.policy:
+        policy = load_policy(args.policy)
+    else:
+        policy = load_policy(config_from(args).council.policy)
+    dates = compute(policy, args.category, args.received, stage=args.stage)
+    data = dates.as_json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            print(f"{key:>15}: {value}")
+    return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from mailbot.migrations import upgrade
+
+    cfg = config_from(args)
+    upgrade(cfg.database.url)
+    print("database schema is up to date")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mailbot.demo import run_demo
+
+    return run_demo(keep=args.keep)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 on bad usage
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except (ConfigError, PolicyError, UsageError) as exc:
+        return _fail(EXIT_INPUT, str(exc))
+    except (MailboxError, NotReady, IMAPClientError, OSError) as exc:
+        return _fail(EXIT_UNREACHABLE, str(exc))
+    except OperationalError as exc:
+        return _fail(EXIT_UNREACHABLE, f"database: {exc.orig}")
+    except Exception as exc:
+        log.exception("internal error")
+        return _fail(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"mailbot: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

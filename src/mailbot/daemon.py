@@ -1,0 +1,107 @@
+"""Daemon: the run loop — IDLE on the inbox, process new mail, send the outbox, stop cleanly."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy import func, select
+
+from mailbot import outbox
+from mailbot.app import App
+from mailbot.mailbox import Mailbox, MailboxError, backoff_delays
+from mailbot.pipeline import ingest_folder
+from mailbot.store import OutboxMessage
+
+log = logging.getLogger("mailbot.daemon")
+
+
+def connect(app: App) -> Mailbox:
+    mailbox = Mailbox(app.cfg.imap, app.cfg.imap.password())
+    mailbox.connect()
+    return mailbox
+
+
+def cycle(app: App, mailbox: Mailbox) -> int:
+    """One pass: read new mail, then send what is due. Returns messages read."""
+    count = ingest_folder(app, mailbox, app.cfg.imap.inbox)
+    outbox.flush(app.sessions, app.cfg, app.clock)
+    return count
+
+
+def run_once(app: App) -> int:
+    """`mailbot run --once`: everything new, everything due, then return."""
+    outbox.recover_interrupted(app.sessions, app.clock)
+    mailbox = connect(app)
+    try:
+        return cycle(app, mailbox)
+    finally:
+        mailbox.close()
+
+
+@dataclass
+class Daemon:
+    """`mailbot run`: keeps going until SIGTERM/SIGINT; SIGHUP reloads policy and templates."""
+
+    app: App
+    stop: threading.Event = field(default_factory=threading.Event)
+    reload: threading.Event = field(default_factory=threading.Event)
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload.set())
+
+    def run(self) -> None:
+        delays = backoff_delays()
+        while not self.stop.is_set():
+            mailbox: Mailbox | None = None
+            try:
+                mailbox = connect(self.app)
+                log.info(
+                    "connected to %s; watching %s", self.app.cfg.imap.host, self.app.cfg.imap.inbox
+                )
+                delays = backoff_delays()  # a good connection resets the backoff
+                self._serve(mailbox)
+            except (MailboxError, IMAPClientError, OSError) as exc:
+                delay = next(delays)
+                log.warning("mailbox connection lost (%s); reconnecting in %.0f s", exc, delay)
+                self.stop.wait(delay)
+            finally:
+                if mailbox is not None:
+                    mailbox.close()
+        log.info("stopped")
+
+    def _serve(self, mailbox: Mailbox) -> None:
+        outbox.recover_interrupted(self.app.sessions, self.app.clock)
+        while not self.stop.is_set():
+            if self.reload.is_set():
+                self.reload.clear()
+                self._reload()
+            cycle(self.app, mailbox)
+            mailbox.wait_for_mail(self._idle_seconds(), self.stop)
+
+    def _reload(self) -> None:
+        try:
+            self.app.reload()
+            log.info("reloaded policy and templates")
+        except Exception as exc:  # keep serving with what we had
+            log.error("reload failed, keeping the previous policy: %s", exc)
+
+    def _idle_seconds(self) -> float:
+        """IDLE until mail arrives, but wake for the next outbox retry (RFC 2177: < 29 min)."""
+        limit = float(self.app.cfg.imap.idle_seconds)
+        with self.app.sessions() as session:
+            due = session.scalar(
+                select(func.min(OutboxMessage.next_attempt_at)).where(
+                    OutboxMessage.status == "pending"
+                )
+            )
+        if due is None:
+            return limit
+        wait = (due - self.app.clock.now()) / timedelta(seconds=1)
+        return max(1.0, min(limit, wait))

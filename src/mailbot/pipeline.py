@@ -1,0 +1,244 @@
+"""Pipeline: mailbox → parse → screen → thread → classify → route → store → outbox, per message."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from mailbot import faults
+from mailbot.app import App
+from mailbot.classify import classify
+from mailbot.deadlines import compute
+from mailbot.mailbox import FetchedMessage, Mailbox
+from mailbot.outbox import compose, enqueue
+from mailbot.parse import ParsedMessage, parse_message
+from mailbot.route import choose_officer
+from mailbot.screen import ScreenContext, screen
+from mailbot.store import (
+    Case,
+    FolderState,
+    InboundMessage,
+    acknowledgements_since,
+    add_event,
+    next_reference,
+    seen_before,
+)
+from mailbot.templates import case_context
+from mailbot.thread import find_case
+
+log = logging.getLogger("mailbot.pipeline")
+
+
+def folder_key(app: App, folder: str) -> str:
+    """Folder state is kept per account and folder, so several mailboxes can share a database."""
+    return f"{app.cfg.imap.username or app.cfg.imap.host}/{folder}"
+
+
+def ingest_folder(app: App, mailbox: Mailbox, folder: str) -> int:
+    """Process every message that arrived since the folder was last read; returns the count."""
+    uidvalidity = mailbox.select(folder)
+    key = folder_key(app, folder)
+    now = app.clock.now()
+    with app.sessions.begin() as session:
+        state = session.scalar(select(FolderState).where(FolderState.folder == key))
+        if state is None:
+            state = _first_visit(app, mailbox, key, uidvalidity, now)
+            session.add(state)
+        elif state.uidvalidity != uidvalidity:
+            # The server renumbered the folder: read it again; Message-IDs stop repeats.
+            log.warning("folder %s: UIDVALIDITY changed; re-reading it", folder)
+            state.uidvalidity, state.last_uid = uidvalidity, 0
+        state.checked_at = now
+        last_uid, start_from = state.last_uid, state.start_from
+    uids = mailbox.uids_after(last_uid)
+    max_bytes = app.cfg.imap.max_message_mb * 1024 * 1024
+    for fetched in mailbox.fetch(uidvalidity, uids, max_bytes):
+        process_message(app, fetched, key, start_from)
+    return len(uids)
+
+
+def _first_visit(
+    app: App, mailbox: Mailbox, key: str, uidvalidity: int, now: datetime
+) -> FolderState:
+    """Historic mail is never acknowledged (SPEC §1.4): start after what is already there.
+
+    Messages from more than a day before start_from are skipped without being fetched;
+    the day either side is fetched and judged by its exact arrival time.
+    """
+    start_from = app.cfg.imap.start_from or now
+    recent = mailbox.uids_since(start_from - timedelta(days=1))
+    watermark = min(recent) - 1 if recent else mailbox.highest_uid()
+    log.info("folder %s: first visit; acting on mail from %s", key, start_from.isoformat())
+    return FolderState(
+        folder=key, uidvalidity=uidvalidity, last_uid=watermark, start_from=start_from
+    )
+
+
+def process_message(app: App, fetched: FetchedMessage, key: str, start_from: datetime) -> str:
+    """Decide about one message and commit the decision with the folder position, atomically."""
+    now = app.clock.now()
+    try:
+        with app.sessions.begin() as session:
+            outcome = _decide(app, session, fetched, start_from, now)
+            _advance(session, key, fetched.uid)
+    except Exception as exc:  # a bug or bad data must not stop the rest of the mailbox
+        log.exception("message uid=%s in %s could not be processed", fetched.uid, fetched.folder)
+        with app.sessions.begin() as session:
+            _record(session, fetched, None, "failed", [f"{type(exc).__name__}: {exc}"[:500]], now)
+            _advance(session, key, fetched.uid)
+        return "failed"
+    faults.crash_point("after-commit")
+    return outcome
+
+
+def _advance(session: Session, key: str, uid: int) -> None:
+    session.execute(
+        update(FolderState)
+        .where(FolderState.folder == key, FolderState.last_uid < uid)
+        .values(last_uid=uid)
+    )
+
+
+def _record(
+    session: Session,
+    fetched: FetchedMessage,
+    msg: ParsedMessage | None,
+    outcome: str,
+    reasons: list[str],
+    now: datetime,
+    case: Case | None = None,
+) -> None:
+    session.add(
+        InboundMessage(
+            folder=fetched.folder,
+            uidvalidity=fetched.uidvalidity,
+            uid=fetched.uid,
+            message_id=msg.message_id if msg else None,
+            content_hash=msg.content_hash if msg else "",
+            internal_date=fetched.internal_date,
+            from_addr=msg.from_addr if msg else None,
+            outcome=outcome,
+            reasons=reasons,
+            case_id=case.id if case else None,
+            processed_at=now,
+        )
+    )
+    detail = f"uid={fetched.uid} {outcome}" + (f": {reasons[0]}" if reasons else "")
+    log.info("%s case=%s", detail, case.ref if case else "-")
+
+
+def _decide(
+    app: App, session: Session, fetched: FetchedMessage, start_from: datetime, now: datetime
+) -> str:
+    msg = parse_message(fetched.raw, truncated=fetched.truncated)
+    if fetched.internal_date < start_from:
+        _record(session, fetched, msg, "historic", ["arrived before start_from"], now)
+        return "historic"
+    if seen_before(session, msg.message_id, msg.content_hash):
+        _record(session, fetched, msg, "duplicate", ["already processed"], now)
+        return "duplicate"
+
+    case = find_case(session, msg, frozenset(o.email for o in app.cfg.officers))
+    if case is not None:
+        add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}")
+        _record(session, fetched, msg, "follow-up", [], now, case)
+        return "follow-up"
+
+    recipient = msg.reply_to or msg.from_addr
+    ctx = ScreenContext(
+        own_addresses=app.cfg.own_addresses,
+        sent_to_sender_last_day=acknowledgements_since(session, recipient, now - timedelta(days=1))
+        if recipient
+        else 0,
+        cap_per_day=app.cfg.screening.acknowledgements_per_sender_per_day,
+    )
+    reasons = screen(msg, ctx)
+    if reasons:
+        _record(session, fetched, msg, "suppressed", reasons, now)
+        return "suppressed"
+    assert recipient is not None  # screen() refuses mail without a valid sender
+
+    case = open_case(app, session, msg, fetched.internal_date, now)
+    _record(session, fetched, msg, "case-opened", list(case.reasons), now, case)
+    acknowledge(app, session, case, msg, recipient, now)
+    return "case-opened"
+
+
+def open_case(
+    app: App, session: Session, msg: ParsedMessage, received_at: datetime, now: datetime
+) -> Case:
+    """Classify, route and record a new case with its promised dates."""
+    decision = classify(msg, app.rules, mailbox_default=app.cfg.imap.default_category)
+    category = decision.category
+    stage = app.policy.stage(category, 1)
+    dates = compute(app.policy, category, received_at)
+    officer = choose_officer(session, app.cfg, stage.role)
+    year = received_at.astimezone(ZoneInfo(app.policy.timezone)).year
+    case = Case(
+        ref=next_reference(session, category, year),
+        category=category,
+        stage=1,
+        status="open",
+        priority=decision.priority,
+        policy=app.cfg.council.policy,
+        resident_email=(msg.reply_to or msg.from_addr or "").lower(),
+        resident_name=msg.from_name,
+        subject=msg.subject,
+        officer_email=officer.email if officer else None,
+        officer_name=officer.name if officer else None,
+        role=stage.role,
+        received_at=received_at,
+        acknowledge_by=dates.acknowledge_by,
+        respond_by=dates.respond_by,
+        holding_by=dates.holding_by,
+        reasons=list(decision.reasons),
+        clock_stopped=False,
+    )
+    session.add(case)
+    session.flush()
+    add_event(session, case, received_at, "received", f"from {case.resident_email}")
+    add_event(
+        session,
+        case,
+        now,
+        "note",
+        f"classified as {category}: " + ("; ".join(decision.reasons) or "no rule matched"),
+    )
+    if officer:
+        add_event(session, case, now, "reassigned", f"assigned to {officer.name} ({stage.role})")
+    return case
+
+
+def acknowledge(
+    app: App, session: Session, case: Case, msg: ParsedMessage, recipient: str, now: datetime
+) -> None:
+    """Queue the acknowledgement; the outbox sends it after this transaction commits."""
+    context = case_context(app.cfg, app.policy, case, now)
+    rendered, problem = app.templates.render_safe(f"acknowledgement-{case.category}", context)
+    if problem:
+        log.error("template problem, used a fallback: %s", problem)
+    message = compose(
+        app.cfg,
+        to=recipient,
+        to_name=case.resident_name,
+        subject=f"Re: {msg.subject}" if msg.subject else "Your message to the council",
+        rendered=rendered,
+        audience="resident",
+        ref=case.ref,
+        now=now,
+        in_reply_to=msg.message_id,
+        references=msg.references,
+    )
+    enqueue(
+        session,
+        key=f"ack:{case.ref}",
+        kind="acknowledgement",
+        message=message,
+        recipient=recipient,
+        case=case,
+        now=now,
+    )
