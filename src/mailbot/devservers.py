@@ -87,6 +87,8 @@ class LocalDovecot:
     user: str = "council@example.org"
     password: str = "secret"
     port: int = field(default_factory=free_port)
+    # Dovecot's unprivileged processes must be able to reach every folder on the way:
+    # keep the default (a fresh folder in /tmp) unless the given one is world-traversable.
     directory: Path | None = None
     _owned_dir: bool = False
 
@@ -225,3 +227,74 @@ class SmtpCapture:
     def to(self, address: str) -> list[CapturedMessage]:
         with self.lock:
             return [m for m in self.messages if address in m.rcpt_tos]
+
+
+SAMPLE_OFFICERS = """\
+[[officers]]
+name = "Sam Patel"
+email = "sam.patel@council.example.gov.uk"
+phone = "01785 619000"
+roles = ["foi-officer", "data-protection-officer"]
+
+[[officers]]
+name = "Alex Morgan"
+email = "alex.morgan@council.example.gov.uk"
+phone = "01785 619001"
+roles = ["customer-services", "duty-officer"]
+
+[[officers]]
+name = "Jordan Reid"
+email = "jordan.reid@council.example.gov.uk"
+phone = "01785 619002"
+roles = ["complaints-officer", "head-of-service", "customer-services-manager"]
+
+[[officers]]
+name = "Chris Lee"
+email = "chris.lee@council.example.gov.uk"
+phone = "01785 619003"
+roles = ["clerk", "chief-executive", "town-clerk", "mayor"]
+"""
+
+
+def local_config(
+    directory: Path,
+    dovecot: LocalDovecot,
+    smtp: SmtpCapture,
+    *,
+    database_url: str,
+    policy: str = "stafford",
+    start_from: datetime | None = None,
+    extra: str = "",
+    officers: str = SAMPLE_OFFICERS,
+) -> Path:
+    """Write a mailbot.toml for the local servers (password in a file beside it)."""
+    secret = directory / "imap-password"
+    secret.write_text(dovecot.password + "\n")
+    secret.chmod(0o600)
+    start = f'start_from = "{start_from.isoformat()}"\n' if start_from else ""
+    path = directory / "mailbot.toml"
+    path.write_text(
+        f"""\
+[council]
+name = "Stafford Borough Council"
+policy = "{policy}"
+mailbox_address = "{dovecot.user}"
+
+[imap]
+host = "127.0.0.1"
+port = {dovecot.port}
+security = "none"
+username = "{dovecot.user}"
+password_file = "{secret}"
+{start}
+[smtp]
+host = "127.0.0.1"
+port = {smtp.port}
+security = "none"
+
+[database]
+url = "{database_url}"
+{extra}
+{officers}"""
+    )
+    return path

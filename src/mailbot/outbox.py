@@ -89,7 +89,6 @@ def enqueue(
     row = OutboxMessage(
         key=key,
         message_id=message["Message-ID"],
-        case=case,
         case_id=case.id if case else None,
         kind=kind,
         recipient=recipient,
