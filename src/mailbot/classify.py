@@ -1,0 +1,407 @@
+"""Classify: which of the six kinds of case a resident's message is, by rules a clerk can read."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from pydantic import BaseModel, ValidationError, field_validator
+
+from mailbot.resources import builtin_dir
+
+if TYPE_CHECKING:
+    from mailbot.parse import ParsedMessage
+
+Category = Literal["enquiry", "complaint", "foi", "eir", "sar", "compliment"]
+CATEGORIES: tuple[Category, ...] = get_args(Category)
+
+# Points per piece of evidence. Kept here, not in the policy, so every council's
+# decisions stay comparable; the base rules file explains them to the clerk.
+ADDRESS_POINTS = 10  # sent to foi@ etc.: outweighs anything but a pile of other evidence
+SUBJECT_TAG_POINTS = 4  # "FOI request" in the subject line
+PATTERN_POINTS = 4  # patterns name the law or an unmistakable form of words
+SUBJECT_PHRASE_POINTS = 2
+BODY_PHRASE_POINTS = 1
+ESCALATION_POINTS = 2  # asking to escalate is itself dissatisfaction: counts for complaint
+# "Doubt": complaint came within this many points of the winner (Stafford's rule).
+DOUBT_MARGIN = 2
+# Ties go to the category whose deadline the law sets, then to the resident's grievance.
+TIE_ORDER: tuple[Category, ...] = ("sar", "eir", "foi", "complaint", "compliment", "enquiry")
+STATUTORY: frozenset[Category] = frozenset({"foi", "eir", "sar"})
+# Only the resident's first words are scored: a 1 MB paste says nothing the first 50,000
+# characters don't, and it keeps every rule's cost bounded.
+MAX_SCORED_CHARS = 50_000
+MAX_MATCHES = 50  # places one phrase is looked at, enough to tell if it stands on its own
+
+
+class CategoryRules(BaseModel, extra="forbid"):
+    """The evidence for one category."""
+
+    phrases: list[str] = []
+    patterns: list[str] = []
+    subject_tags: list[str] = []
+    addresses: list[str] = []
+
+    @field_validator("phrases", "subject_tags", "addresses")
+    @classmethod
+    def _no_blank_phrases(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not value.strip():
+                raise ValueError("an empty phrase would match every message")
+        return values
+
+    @field_validator("patterns")
+    @classmethod
+    def _valid_patterns(cls, values: list[str]) -> list[str]:
+        for value in values:
+            compiled = _pattern(value)  # raises ValueError naming the pattern
+            if compiled.search(""):
+                raise ValueError(f"pattern {value!r} matches empty text, so every message")
+        return values
+
+
+class ClassificationRules(BaseModel, extra="forbid"):
+    """A council's whole rule set: the base file plus its policy's [classification] table."""
+
+    default: Category = "enquiry"
+    doubt_is_complaint: bool = False
+    categories: dict[Category, CategoryRules]
+    welfare: list[str] = []
+    escalation: list[str] = []
+
+    @field_validator("welfare", "escalation")
+    @classmethod
+    def _no_blank_phrases(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not value.strip():
+                raise ValueError("an empty phrase would match every message")
+        return values
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The decision and, in plain words, why."""
+
+    category: Category
+    reasons: tuple[str, ...]
+    priority: Literal["normal", "high"]
+    welfare_reasons: tuple[str, ...]
+    escalation_requested: bool
+
+
+def base_rules_path() -> Path:
+    return builtin_dir("policies") / "_classification.toml"
+
+
+def load_rules(override: dict | None = None) -> ClassificationRules:
+    """The base rules merged with a policy's raw [classification] table.
+
+    Lists extend the base lists, scalars replace them. Any problem raises ValueError
+    with one line naming the key, e.g. `classification.categories.foi.patterns[2]: ...`.
+    """
+    path = base_rules_path()
+    try:
+        base = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if override is not None:
+        if not isinstance(override, dict):
+            raise ValueError("classification: expected a table")
+        base = _merge(base, override, "classification")
+    try:
+        return ClassificationRules.model_validate(base)
+    except ValidationError as exc:
+        raise ValueError(_one_line(exc)) from None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        name = f"{where}.{key}"
+        if key not in merged:
+            merged[key] = value  # unknown keys are reported by validation, with their name
+        elif isinstance(merged[key], list):
+            if not isinstance(value, list):
+                raise ValueError(f"{name}: expected a list, got {type(value).__name__}")
+            merged[key] = [*merged[key], *(v for v in value if v not in merged[key])]
+        elif isinstance(merged[key], dict):
+            if not isinstance(value, dict):
+                raise ValueError(f"{name}: expected a table, got {type(value).__name__}")
+            merged[key] = _merge(merged[key], value, name)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _one_line(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    name = "classification"
+    for part in error["loc"]:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "enum" or (error["type"] == "literal_error" and ".categories." in name):
+        message = f"unknown category; expected one of {', '.join(CATEGORIES)}"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{name}: {message}{more}"
+
+
+@lru_cache(maxsize=4096)
+def _pattern(source: str) -> re.Pattern[str]:
+    try:
+        return re.compile(source, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"bad regular expression {source!r}: {exc}") from None
+
+
+@lru_cache(maxsize=8192)
+def _phrase(phrase: str) -> re.Pattern[str]:
+    """A phrase as a forgiving whole-word regex: any spacing or line break between words,
+    hyphens optional ("fly-tipping", "fly tipping", "flytipping"), apostrophes optional
+    ("don't", "dont", "don’t")."""
+    out = []
+    for char in phrase.strip():
+        if char.isspace():
+            if out and out[-1] != r"[\s\-]+":
+                out.append(r"[\s\-]+")
+        elif char == "-":
+            out.append(r"[\s\-]?")
+        elif char in "'’":
+            out.append("['’]?")
+        else:
+            out.append(re.escape(char))
+    return re.compile(r"(?<!\w)" + "".join(out) + r"(?!\w)", re.IGNORECASE)
+
+
+# Where the resident's own words end and the quoted conversation starts.
+_REPLY_CUTS = (
+    re.compile(r"^-{2,}\s*Original Message\s*-{2,}", re.IGNORECASE),
+    re.compile(r"^_{10,}\s*$"),  # Outlook's line above the quoted header block
+    re.compile(r"^From:\s.*$"),  # Outlook's quoted header block (checked with Sent: below)
+)
+_ON_WROTE = re.compile(r"^On\b.{0,300}?\bwrote:\s*$", re.IGNORECASE | re.DOTALL)
+_SIGNATURE = re.compile(r"^--\s?$")
+# Business and solicitors' footers talk of "personal data", "disclosure" and the Data
+# Protection Act in every email they send; they are not the resident's request.
+_DISCLAIMER = re.compile(
+    r"^(?:disclaimer\b|confidentiality\s+notice\b|"
+    r"this\s+e-?mail(?:\s+message)?\s+(?:and\s+any\s+(?:files|attachments)\s+)?"
+    r"(?:transmitted\s+with\s+it\s+)?(?:is|are|may\s+be|contains?)\s+(?:strictly\s+)?"
+    r"(?:confidential|privileged|intended))",
+    re.IGNORECASE,
+)
+_SUBJECT_NOISE = re.compile(
+    r"\[Ref:\s*[A-Z]{3}-\d{4}-\d+\]|^\s*(?:(?:re|fwd?|aw|sv)\s*:\s*)+", re.IGNORECASE
+)
+
+
+def resident_text(text: str) -> str:
+    """The resident's own words: quoted lines, the quoted earlier message and the
+    signature left out, so a reply quoting the council's acknowledgement (which
+    says "Freedom of Information" and "complaint") is judged on what is new."""
+    lines = text[: MAX_SCORED_CHARS * 2].replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith(">"):
+            continue
+        if _SIGNATURE.match(line) or _DISCLAIMER.match(stripped):
+            break
+        if stripped[:3].lower() == "on " and _ON_WROTE.match(" ".join(lines[i : i + 3]).strip()):
+            # Interleaved replies keep ">" on the quoted lines; plain text after
+            # "On ... wrote:" with no ">" is the whole earlier message: stop there.
+            following = next((s for s in lines[i + 1 : i + 4] if s.strip()), "")
+            if following.lstrip().startswith(">"):
+                continue
+            break
+        if _REPLY_CUTS[0].match(stripped) or _REPLY_CUTS[1].match(stripped):
+            break
+        if _REPLY_CUTS[2].match(stripped) and any(
+            s.strip().lower().startswith(("sent:", "date:")) for s in lines[i + 1 : i + 3]
+        ):
+            break
+        kept.append(line)
+    return "\n".join(kept)[:MAX_SCORED_CHARS]
+
+
+def _clean_subject(subject: str) -> str:
+    return _SUBJECT_NOISE.sub(" ", subject).strip()
+
+
+def _normalise(text: str) -> str:
+    return text.replace("\u2019", "'").replace("\u2018", "'").replace("\xa0", " ")
+
+
+@dataclass
+class _Tally:
+    points: int = 0
+    strong: bool = False  # an address, subject tag or pattern: not "casual words"
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, points: int, reason: str, *, strong: bool = False) -> None:
+        self.points += points
+        self.strong = self.strong or strong
+        self.reasons.append(f"{reason} (+{points})")
+
+
+@lru_cache(maxsize=256)
+def _longer_phrases(phrases: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """For each phrase, the longer phrases in the same list that contain its words."""
+    words = {p: " " + " ".join(re.sub(r"['’-]", " ", p.lower()).split()) + " " for p in phrases}
+    return {
+        p: tuple(q for q in phrases if len(words[q]) > len(words[p]) and words[p] in words[q])
+        for p in phrases
+    }
+
+
+def _phrase_hits(phrases: list[str], subject: str, body: str) -> list[tuple[str, str]]:
+    """(phrase, "subject"|"body") for each phrase found, each place counted once.
+
+    A phrase found only inside a longer phrase that also matched is not counted again:
+    "how do I make a complaint" is one piece of evidence, not that plus "how do I".
+    """
+    longer = _longer_phrases(tuple(phrases))
+    hits = []
+    for where, text in (("subject", subject), ("body", body)):
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for phrase in phrases:
+            found = [m.span() for m in islice(_phrase(phrase).finditer(text), MAX_MATCHES)]
+            if found:
+                spans[phrase] = found
+        for phrase, found in spans.items():
+            outer = [span for q in longer[phrase] for span in spans.get(q, ())]
+            if not all(any(a <= x and y <= b for a, b in outer) for x, y in found):
+                hits.append((phrase, where))
+    return hits
+
+
+def classify(
+    message: ParsedMessage,
+    rules: ClassificationRules,
+    *,
+    mailbox_default: Category | None = None,
+) -> Classification:
+    """Score every category on the evidence in the message and pick the best.
+
+    Every piece of evidence becomes a reason, with its points, so a clerk can see
+    why a message landed where it did and which rule to edit if it was wrong.
+    """
+    subject = _normalise(_clean_subject(message.subject or ""))
+    body = _normalise(resident_text(message.text or ""))
+    recipients = [a.lower() for a in (*message.to_addrs, *message.cc_addrs)]
+
+    tallies = {category: _Tally() for category in CATEGORIES}
+    environmental: list[str] = []
+    for category, evidence in rules.categories.items():
+        tally = tallies[category]
+        for address in evidence.addresses:
+            wanted = address.lower()
+            for recipient in recipients:
+                local = recipient.split("@")[0].split("+")[0]
+                if recipient == wanted or local == wanted:
+                    tally.add(ADDRESS_POINTS, f'{category}: sent to "{recipient}"', strong=True)
+                    break
+        for tag in evidence.subject_tags:
+            if _phrase(tag).search(subject):
+                tally.add(SUBJECT_TAG_POINTS, f'{category}: subject tag "{tag}"', strong=True)
+        for source in evidence.patterns:
+            pattern = _pattern(source)
+            for where, text in (("subject", subject), ("body", body)):
+                if found := pattern.search(text):
+                    # The words that matched, not the regex: that is what a clerk recognises.
+                    words = " ".join(found.group(0).split())[:60]
+                    tally.add(PATTERN_POINTS, f'{category}: "{words}" in {where}', strong=True)
+                    break
+        for phrase, where in _phrase_hits(evidence.phrases, subject, body):
+            if category == "eir":
+                # Environmental subject matter alone (a tree, a flood) is not a request;
+                # it decides FOI versus EIR once the message asks for information.
+                environmental.append(f'eir: environmental subject "{phrase}" in {where}')
+                continue
+            points = SUBJECT_PHRASE_POINTS if where == "subject" else BODY_PHRASE_POINTS
+            tally.add(points, f'{category}: phrase "{phrase}" in {where}')
+
+    escalation_hits = _phrase_hits(rules.escalation, subject, body)
+    for phrase, where in escalation_hits:
+        reason = f'complaint: escalation wording "{phrase}" in {where}'
+        tallies["complaint"].add(ESCALATION_POINTS, reason)
+
+    _environmental_requests(tallies, environmental)
+    category, reasons = _decide(tallies, rules, mailbox_default)
+
+    welfare = tuple(
+        f'welfare: phrase "{phrase}" in {where}'
+        for phrase, where in _phrase_hits(rules.welfare, subject, body)
+    )
+    return Classification(
+        category=category,
+        reasons=tuple(reasons),
+        priority="high" if welfare else "normal",
+        welfare_reasons=welfare,
+        escalation_requested=bool(escalation_hits),
+    )
+
+
+def _ranking(tallies: dict[Category, _Tally]) -> list[Category]:
+    """Categories that scored, most points first; ties in TIE_ORDER (sorted() is stable)."""
+    scored = [c for c in TIE_ORDER if tallies[c].points > 0]
+    return sorted(scored, key=lambda c: -tallies[c].points)
+
+
+def _environmental_requests(tallies: dict[Category, _Tally], environmental: list[str]) -> None:
+    """A request for information about the environment is an EIR request (EIR 2004 reg 2),
+    even when the resident says "Freedom of Information". So once the message reads as a
+    request for information (foi or eir is winning), environmental subjects count for
+    EIR and the FOI evidence moves across with them."""
+    ranking = _ranking(tallies)
+    if not (environmental and ranking and ranking[0] in ("foi", "eir")):
+        return
+    foi, eir = tallies["foi"], tallies["eir"]
+    for reason in environmental:
+        eir.add(BODY_PHRASE_POINTS, reason)
+    if foi.points:
+        eir.add(foi.points, "eir: it asks for information (the foi evidence counts here)")
+        eir.strong = eir.strong or foi.strong
+
+
+def _decide(
+    tallies: dict[Category, _Tally],
+    rules: ClassificationRules,
+    mailbox_default: Category | None,
+) -> tuple[Category, list[str]]:
+    ranking = _ranking(tallies)
+    if not ranking:
+        if mailbox_default is not None:
+            return mailbox_default, [f'{mailbox_default}: no rule matched; the mailbox default']
+        return rules.default, [f"{rules.default}: no rule matched; the default category"]
+
+    winner = ranking[0]
+    runner_up = ranking[1] if len(ranking) > 1 else None
+    behind = ", ".join(f"{c} {tallies[c].points}" for c in ranking[1:])
+    summary = f"{winner}: {tallies[winner].points} points" + (f" (then {behind})" if behind else "")
+    reasons = [summary, *(r for c in ranking for r in tallies[c].reasons)]
+    if runner_up and tallies[runner_up].points == tallies[winner].points:
+        reasons.append(
+            f"{winner}: tied with {runner_up} at {tallies[winner].points} points;"
+            f" {winner} comes first when tied"
+        )
+
+    complaint = tallies["complaint"].points
+    margin = tallies[winner].points - complaint
+    if (
+        rules.doubt_is_complaint
+        and winner != "complaint"
+        and complaint > 0
+        and margin <= DOUBT_MARGIN
+        and not (winner in STATUTORY and tallies[winner].strong)
+    ):
+        reasons.append(
+            f"complaint: in doubt ({winner} {tallies[winner].points} points, complaint"
+            f" {complaint}); this council's policy treats doubt as a complaint"
+        )
+        return "complaint", reasons
+    return winner, reasons
