@@ -113,10 +113,12 @@ class WorkingCalendar:
 
     def _cover(self, first: int, last: int) -> list[int]:
         """Working days of at least first..last (with a year's margin either side)."""
+        lo, hi, ords = self._span
+        if lo < first and last < hi:  # the common case, kept cheap
+            return ords
         _check_year(first)
         _check_year(last)
         want_lo, want_hi = max(FIRST_YEAR, first - 1), min(LAST_YEAR, last + 1)
-        lo, hi, ords = self._span
         if lo <= want_lo and want_hi <= hi:
             return ords
         with self._lock:

@@ -442,11 +442,21 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
         if m:
             message = f"{message[: m.start()].strip()} (column {m.group(2)})"
         raise PolicyError(file, line, "", f"not valid TOML: {message}") from None
+    if not data:
+        raise PolicyError(
+            file,
+            None,
+            "",
+            "empty: a policy needs at least name, council, source, nation and [categories]",
+        )
     lines = _key_lines(text)
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        errors = [_to_policy_error(err, file, lines) for err in exc.errors()]
+        # An unknown key first: a typo also makes the real key "missing", and the typo
+        # is the thing to fix.
+        raw = sorted(exc.errors(), key=lambda err: err["type"] != "extra_forbidden")
+        errors = [_to_policy_error(err, file, lines) for err in raw]
         first = errors[0]
         raise PolicyError(
             first.file, first.line, first.key, first.message, tuple(errors[1:])
