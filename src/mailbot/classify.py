@@ -30,8 +30,9 @@ BODY_PHRASE_POINTS = 1
 ESCALATION_POINTS = 2  # asking to escalate is itself dissatisfaction: counts for complaint
 # "Doubt": complaint came within this many points of the winner (Stafford's rule).
 DOUBT_MARGIN = 2
-# Ties go to the category whose deadline the law sets, then to the resident's grievance.
-TIE_ORDER: tuple[Category, ...] = ("sar", "eir", "foi", "complaint", "compliment", "enquiry")
+# Ties go to the category whose deadline the law sets, then to the resident's grievance,
+# then to a question (an enquiry taken for a compliment would go unanswered).
+TIE_ORDER: tuple[Category, ...] = ("sar", "eir", "foi", "complaint", "enquiry", "compliment")
 STATUTORY: frozenset[Category] = frozenset({"foi", "eir", "sar"})
 # Only the resident's first words are scored: a 1 MB paste says nothing the first 50,000
 # characters don't, and it keeps every rule's cost bounded.
@@ -178,12 +179,9 @@ def _phrase(phrase: str) -> re.Pattern[str]:
 
 
 # Where the resident's own words end and the quoted conversation starts.
-_REPLY_CUTS = (
-    re.compile(r"^-{2,}\s*Original Message\s*-{2,}", re.IGNORECASE),
-    re.compile(r"^_{10,}\s*$"),  # Outlook's line above the quoted header block
-    re.compile(r"^From:\s.*$"),  # Outlook's quoted header block (checked with Sent: below)
-)
 _ON_WROTE = re.compile(r"^On\b.{0,300}?\bwrote:\s*$", re.IGNORECASE | re.DOTALL)
+_OUTLOOK_RULE = re.compile(r"^(?:-{2,}\s*Original Message\s*-{2,}|_{10,})\s*$", re.IGNORECASE)
+_OUTLOOK_FROM = re.compile(r"^From:\s", re.IGNORECASE)
 _SIGNATURE = re.compile(r"^--\s?$")
 # Business and solicitors' footers talk of "personal data", "disclosure" and the Data
 # Protection Act in every email they send; they are not the resident's request.
@@ -194,36 +192,71 @@ _DISCLAIMER = re.compile(
     r"(?:confidential|privileged|intended))",
     re.IGNORECASE,
 )
+# "Thanks," or "Thank you for your help." opening or closing a line is manners, not a
+# compliment, so it is taken off before scoring. "Thank you to the bin crew" is kept.
+_MANNERS = re.compile(
+    r"^(?:many\s+|big\s+|kind\s+)?(?:thanks|thank\s*you|thx|ta|cheers)"
+    r"(?:\s+(?:so|very)\s+much)?(?:\s+(?:again|in\s+advance))?"
+    r"(?:\s+for\s+(?:your|the|any)\s+(?:quick\s+|prompt\s+|kind\s+)?"
+    r"(?:help|time|assistance|reply|response|email|message|letter)(?:\s+in\s+advance)?"
+    r"|\s+for\s+getting\s+back\s+to\s+(?:me|us))?"
+    r"(?:\s*[,.!]+|\s*$)",
+    re.IGNORECASE,
+)
 _SUBJECT_NOISE = re.compile(
     r"\[Ref:\s*[A-Z]{3}-\d{4}-\d+\]|^\s*(?:(?:re|fwd?|aw|sv)\s*:\s*)+", re.IGNORECASE
 )
 
 
-def resident_text(text: str) -> str:
-    """The resident's own words: quoted lines, the quoted earlier message and the
-    signature left out, so a reply quoting the council's acknowledgement (which
-    says "Freedom of Information" and "complaint") is judged on what is new."""
+def _reply_header(lines: list[str], i: int) -> str | None:
+    """The header introducing a quoted earlier message at line i, if one starts there."""
+    stripped = lines[i].strip()
+    if stripped[:3].lower() == "on ":
+        joined = " ".join(s.strip() for s in lines[i : i + 3])
+        if found := _ON_WROTE.match(joined):
+            return found.group(0)
+    if _OUTLOOK_RULE.match(stripped):
+        return " ".join(lines[i : i + 3])
+    following = lines[i + 1 : i + 3]
+    if _OUTLOOK_FROM.match(stripped) and any(
+        s.strip().lower().startswith(("sent:", "date:")) for s in following
+    ):
+        return stripped
+    return None
+
+
+def resident_text(text: str, own_address: str | None = None) -> str:
+    """The resident's own words, for scoring.
+
+    Left out: the council's earlier messages quoted in a reply (they say "Freedom of
+    Information" and "complaint" in every acknowledgement), sign-off lines, signatures
+    and disclaimers. The resident's own earlier message, quoted under "On ..., <their
+    address> wrote:", is kept: "and again this week" means nothing without it.
+    """
     lines = text[: MAX_SCORED_CHARS * 2].replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    own = (own_address or "").lower()
     kept: list[str] = []
+    quoting_self = False
     for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped.startswith(">"):
+            if quoting_self:
+                kept.append(stripped.lstrip("> "))
             continue
         if _SIGNATURE.match(line) or _DISCLAIMER.match(stripped):
             break
-        if stripped[:3].lower() == "on " and _ON_WROTE.match(" ".join(lines[i : i + 3]).strip()):
-            # Interleaved replies keep ">" on the quoted lines; plain text after
-            # "On ... wrote:" with no ">" is the whole earlier message: stop there.
+        header = _reply_header(lines, i)
+        if header is not None:
+            quoting_self = bool(own) and own in header.lower()
+            # After the header come ">" lines (skipped or kept above) or, Outlook-style,
+            # the earlier message as plain text: the rest is someone else's unless it is
+            # the resident's own.
             following = next((s for s in lines[i + 1 : i + 4] if s.strip()), "")
-            if following.lstrip().startswith(">"):
+            if quoting_self or following.lstrip().startswith(">"):
                 continue
             break
-        if _REPLY_CUTS[0].match(stripped) or _REPLY_CUTS[1].match(stripped):
-            break
-        if _REPLY_CUTS[2].match(stripped) and any(
-            s.strip().lower().startswith(("sent:", "date:")) for s in lines[i + 1 : i + 3]
-        ):
-            break
+        if manners := _MANNERS.match(stripped):
+            line = stripped[manners.end() :]
         kept.append(line)
     return "\n".join(kept)[:MAX_SCORED_CHARS]
 
@@ -291,7 +324,7 @@ def classify(
     why a message landed where it did and which rule to edit if it was wrong.
     """
     subject = _normalise(_clean_subject(message.subject or ""))
-    body = _normalise(resident_text(message.text or ""))
+    body = _normalise(resident_text(message.text or "", message.from_addr))
     recipients = [a.lower() for a in (*message.to_addrs, *message.cc_addrs)]
 
     tallies = {category: _Tally() for category in CATEGORIES}
@@ -305,9 +338,8 @@ def classify(
                 if recipient == wanted or local == wanted:
                     tally.add(ADDRESS_POINTS, f'{category}: sent to "{recipient}"', strong=True)
                     break
-        for tag in evidence.subject_tags:
-            if _phrase(tag).search(subject):
-                tally.add(SUBJECT_TAG_POINTS, f'{category}: subject tag "{tag}"', strong=True)
+        for tag, _ in _phrase_hits(evidence.subject_tags, subject, ""):
+            tally.add(SUBJECT_TAG_POINTS, f'{category}: subject tag "{tag}"', strong=True)
         for source in evidence.patterns:
             pattern = _pattern(source)
             for where, text in (("subject", subject), ("body", body)):
