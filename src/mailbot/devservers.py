@@ -59,9 +59,10 @@ service imap-login {{
     port = 0
   }}
 }}
+# Any user name logs in with the one password: each test gets a fresh mailbox by name.
 passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {dir}/users
+  driver = static
+  args = password={password}
 }}
 userdb {{
   driver = static
@@ -106,8 +107,9 @@ class LocalDovecot:
         os.chmod(d, 0o755)
         for sub in ("mail", "home"):
             os.chown(d / sub, dovecot.pw_uid, dovecot.pw_gid)
-        (d / "users").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
-        (d / "dovecot.conf").write_text(_CONFIG.format(dir=d, port=self.port, uid=dovecot.pw_uid))
+        (d / "dovecot.conf").write_text(
+            _CONFIG.format(dir=d, port=self.port, uid=dovecot.pw_uid, password=self.password)
+        )
         subprocess.run([binary, "-c", str(d / "dovecot.conf")], check=True)
         self._wait_ready()
         return self
@@ -147,13 +149,39 @@ class LocalDovecot:
         subprocess.run([binary, "-c", str(self.directory / "dovecot.conf")], check=True)
         self._wait_ready()
 
+    @property
+    def account(self) -> Account:
+        return Account(self.port, self.user, self.password)
+
+    def add_account(self, user: str) -> Account:
+        """Another mailbox on the running server (created on first login)."""
+        return Account(self.port, user, self.password)
+
+    def client(self) -> IMAPClient:
+        return self.account.client()
+
+    def append(self, raw: bytes, when: datetime | None = None, folder: str = "INBOX") -> int:
+        return self.account.append(raw, when, folder)
+
+
+@dataclass(frozen=True)
+class Account:
+    """One mailbox on a LocalDovecot: enough to log in and deliver test mail."""
+
+    port: int
+    user: str
+    password: str
+
     def client(self) -> IMAPClient:
         imap = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
         imap.login(self.user, self.password)
         return imap
 
     def append(self, raw: bytes, when: datetime | None = None, folder: str = "INBOX") -> int:
-        """Deliver a message as if it arrived at `when` (IMAP INTERNALDATE); returns its UID."""
+        """Deliver a message as if it arrived at `when` (IMAP INTERNALDATE); returns its UID.
+
+        Dovecot ignores dates in the future and uses the real time instead.
+        """
         with self.client() as imap:
             result = imap.append(folder, raw, msg_time=when)
         # UIDPLUS answers "[APPENDUID <uidvalidity> <uid>] ..."
@@ -258,9 +286,10 @@ roles = ["clerk", "chief-executive", "town-clerk", "mayor"]
 
 def local_config(
     directory: Path,
-    dovecot: LocalDovecot,
+    dovecot: LocalDovecot | Account,
     smtp: SmtpCapture,
     *,
+    mailbox_address: str | None = None,
     database_url: str,
     policy: str = "stafford",
     start_from: datetime | None = None,
@@ -278,7 +307,7 @@ def local_config(
 [council]
 name = "Stafford Borough Council"
 policy = "{policy}"
-mailbox_address = "{dovecot.user}"
+mailbox_address = "{mailbox_address or dovecot.user}"
 
 [imap]
 host = "127.0.0.1"

@@ -130,9 +130,10 @@ class Mailbox:
                 else:
                     # A partial fetch: headers and the start of the body are enough to
                     # open the case; the 40 MB attachment is never loaded whole.
-                    part = self.client.fetch([uid], [f"BODY.PEEK[]<0.{max_bytes}>"])
-                    raw = next(iter(part.get(uid, {}).values()), b"") if uid in part else b""
-                    raw = raw if isinstance(raw, bytes) else b""
+                    part = self.client.fetch([uid], [f"BODY.PEEK[]<0.{max_bytes}>"]).get(uid, {})
+                    # The answer is keyed b"BODY[]<0>", beside b"SEQ".
+                    found = [v for k, v in part.items() if k.startswith(b"BODY[")]
+                    raw = found[0] if found and isinstance(found[0], bytes) else b""
                     truncated = True
                 yield FetchedMessage(
                     folder=folder,

@@ -218,7 +218,8 @@ async def _send_one(
     try:
         await smtp.sendmail(cfg.council.mailbox_address, [recipient], raw)
     except aiosmtplib.SMTPRecipientsRefused as exc:
-        return _failed(sessions, clock, row_id, f"recipient refused: {exc}", permanent=True)
+        permanent = all(r.code >= 500 for r in exc.recipients)  # 4xx means "try later"
+        return _failed(sessions, clock, row_id, f"recipient refused: {exc}", permanent)
     except aiosmtplib.SMTPResponseException as exc:
         permanent = exc.code >= 500
         return _failed(sessions, clock, row_id, f"SMTP {exc.code} {exc.message}", permanent)

@@ -103,6 +103,19 @@ def _advance(session: Session, key: str, uid: int) -> None:
     )
 
 
+def _already_recorded(session: Session, fetched: FetchedMessage) -> bool:
+    return (
+        session.scalar(
+            select(InboundMessage.id).where(
+                InboundMessage.folder == fetched.folder,
+                InboundMessage.uidvalidity == fetched.uidvalidity,
+                InboundMessage.uid == fetched.uid,
+            )
+        )
+        is not None
+    )
+
+
 def _record(
     session: Session,
     fetched: FetchedMessage,
@@ -134,6 +147,8 @@ def _record(
 def _decide(
     app: App, session: Session, fetched: FetchedMessage, start_from: datetime, now: datetime
 ) -> str:
+    if _already_recorded(session, fetched):
+        return "already-recorded"  # another pass (or process) got here first
     msg = parse_message(fetched.raw, truncated=fetched.truncated)
     if fetched.internal_date < start_from:
         _record(session, fetched, msg, "historic", ["arrived before start_from"], now)

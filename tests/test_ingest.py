@@ -1,0 +1,306 @@
+"""Mail in, case recorded, acknowledgement out: real Dovecot, aiosmtpd and both databases."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from mailbot.cli import main
+from mailbot.daemon import run_once
+from mailbot.store import Case, FolderState, InboundMessage, OutboxMessage
+from tests.conftest import COUNCIL, START_FROM, resident_mail
+
+pytestmark = pytest.mark.integration
+
+ARRIVED = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)  # Tuesday 3 November 2026
+
+
+def cases(app) -> list[Case]:
+    with app.sessions() as s:
+        return list(s.scalars(select(Case).order_by(Case.id)))
+
+
+def inbound(app) -> list[InboundMessage]:
+    with app.sessions() as s:
+        return list(s.scalars(select(InboundMessage).order_by(InboundMessage.uid)))
+
+
+def test_acknowledgement_headers_recipient_and_due_date(app, dovecot, smtp):
+    raw = resident_mail(
+        message_id="<first@example.com>",
+        headers={"Reply-To": "jane.private@example.net", "References": "<older@example.com>"},
+    )
+    dovecot.append(raw, when=ARRIVED)
+
+    assert run_once(app) == 1
+
+    [case] = cases(app)
+    assert case.ref == "ENQ-2026-00001"
+    assert case.category == "enquiry"
+    # Stafford: enquiries answered within 5 working days; day 1 is Wed 4 Nov -> Tue 10 Nov.
+    assert case.respond_by.isoformat() == "2026-11-10"
+    assert case.officer_email == "alex.morgan@council.example.gov.uk"
+    assert case.acknowledged_at == app.clock.now()
+
+    [sent] = smtp.messages
+    assert sent.rcpt_tos == ["jane.private@example.net"]  # Reply-To wins over From
+    assert sent.mail_from == COUNCIL
+    msg = sent.message
+    assert msg["From"] == f"Stafford Borough Council <{COUNCIL}>"
+    assert msg["Reply-To"] == COUNCIL
+    assert msg["Subject"] == "Re: Pothole on Mill Lane [Ref: ENQ-2026-00001]"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["X-Auto-Response-Suppress"] == "All"
+    assert msg["X-Mailbot-Loop"] == COUNCIL
+    assert msg["In-Reply-To"] == "<first@example.com>"
+    assert msg["References"] == "<older@example.com> <first@example.com>"
+    assert msg["Message-ID"].endswith("@example.org>")
+    assert msg["Date"]
+    assert [p.get_content_type() for p in msg.walk()] == [
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+    ]
+    text = sent.text()
+    assert "Tuesday 10 November 2026" in text
+    assert "Alex Morgan" in text and "01785 619001" in text
+    assert "ENQ-2026-00001" in text
+
+
+def test_historic_mail_is_never_acknowledged(app, dovecot, smtp):
+    old = START_FROM - timedelta(days=30)
+    with dovecot.client() as imap:
+        for n in range(1000):
+            imap.append("INBOX", resident_mail(message_id=f"<old{n}@example.com>"), msg_time=old)
+    dovecot.append(resident_mail(message_id="<new@example.com>"), when=ARRIVED)
+
+    run_once(app)
+
+    assert len(cases(app)) == 1
+    assert [m.rcpt_tos for m in smtp.messages] == [["jane.doe@example.com"]]
+    with app.sessions() as s:
+        state = s.scalar(select(FolderState))
+        assert state.last_uid == 1001
+
+
+def test_start_from_is_exact_to_the_second(app, dovecot, smtp):
+    start = START_FROM
+    dovecot.append(resident_mail(message_id="<before@x>"), when=start - timedelta(seconds=1))
+    dovecot.append(resident_mail(message_id="<after@x>"), when=start + timedelta(seconds=1))
+
+    run_once(app)
+
+    assert [(m.message_id, m.outcome) for m in inbound(app)] == [
+        ("<before@x>", "historic"),
+        ("<after@x>", "case-opened"),
+    ]
+    assert len(smtp.messages) == 1
+
+
+def test_run_once_twice_sends_nothing_more(app, dovecot, smtp):
+    dovecot.append(resident_mail(), when=ARRIVED)
+    run_once(app)
+    run_once(app)
+    assert len(smtp.messages) == 1
+    assert len(inbound(app)) == 1
+
+
+def test_mail_is_read_with_peek_and_flags_are_untouched(app, dovecot, smtp):
+    uid = dovecot.append(resident_mail(), when=ARRIVED)
+    run_once(app)
+    with dovecot.client() as imap:
+        imap.select_folder("INBOX")
+        assert b"\\Seen" not in imap.get_flags([uid])[uid]  # still unread for staff
+
+
+def test_follow_up_by_reference_joins_the_case(app, dovecot, smtp):
+    dovecot.append(resident_mail(message_id="<one@x>"), when=ARRIVED)
+    run_once(app)
+    dovecot.append(
+        resident_mail(subject="More detail [Ref: ENQ-2026-00001]", message_id="<two@x>"),
+        when=ARRIVED + timedelta(hours=1),
+    )
+    run_once(app)
+
+    assert len(cases(app)) == 1
+    assert len(smtp.messages) == 1
+    assert [m.outcome for m in inbound(app)] == ["case-opened", "follow-up"]
+
+
+def test_follow_up_by_in_reply_to_our_acknowledgement_joins_the_case(app, dovecot, smtp):
+    dovecot.append(resident_mail(message_id="<one@x>"), when=ARRIVED)
+    run_once(app)
+    ack_id = smtp.messages[0].message["Message-ID"]
+    dovecot.append(
+        resident_mail(subject="thanks", message_id="<two@x>", headers={"In-Reply-To": ack_id}),
+        when=ARRIVED + timedelta(hours=1),
+    )
+    run_once(app)
+
+    assert len(cases(app)) == 1
+    assert len(smtp.messages) == 1
+
+
+def test_reference_typed_by_a_stranger_opens_a_new_case(app, dovecot, smtp):
+    dovecot.append(resident_mail(message_id="<one@x>"), when=ARRIVED)
+    run_once(app)
+    dovecot.append(
+        resident_mail(
+            sender="someone.else@example.net",
+            subject="Re [Ref: ENQ-2026-00001]",
+            message_id="<x@y>",
+        ),
+        when=ARRIVED + timedelta(hours=1),
+    )
+    run_once(app)
+    assert [c.ref for c in cases(app)] == ["ENQ-2026-00001", "ENQ-2026-00002"]
+
+
+def test_duplicate_message_id_gets_no_second_acknowledgement(app, dovecot, smtp):
+    dovecot.append(resident_mail(message_id="<same@x>"), when=ARRIVED)
+    dovecot.append(resident_mail(message_id="<same@x>"), when=ARRIVED)
+    run_once(app)
+    assert len(smtp.messages) == 1
+    assert [m.outcome for m in inbound(app)] == ["case-opened", "duplicate"]
+
+
+def test_uidvalidity_change_rereads_without_repeating(app, dovecot, smtp):
+    dovecot.append(resident_mail(message_id="<a@x>"), when=ARRIVED)
+    run_once(app)
+    with app.sessions.begin() as s:  # as if the server had renumbered the folder
+        s.execute(update(FolderState).values(uidvalidity=1))
+    dovecot.append(resident_mail(message_id="<b@x>", sender="b@example.com"), when=ARRIVED)
+    run_once(app)
+
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["b@example.com", "jane.doe@example.com"]
+
+
+def test_automatic_mail_is_recorded_but_not_acknowledged(app, dovecot, smtp):
+    dovecot.append(resident_mail(headers={"Auto-Submitted": "auto-replied"}), when=ARRIVED)
+    dovecot.append(resident_mail(sender="noreply@example.com", message_id="<n@x>"), when=ARRIVED)
+    run_once(app)
+
+    assert smtp.messages == []
+    assert cases(app) == []
+    reasons = [m.reasons[0] for m in inbound(app)]
+    assert reasons[0].startswith("auto-submitted:")
+    assert reasons[1].startswith("machine-sender:")
+
+
+def test_per_sender_cap_stops_a_fourth_acknowledgement(app, dovecot, smtp):
+    for n in range(5):
+        dovecot.append(resident_mail(subject=f"Question {n}", message_id=f"<q{n}@x>"), when=ARRIVED)
+    run_once(app)
+
+    assert len(smtp.messages) == 3
+    outcomes = [m.outcome for m in inbound(app)]
+    assert outcomes == ["case-opened"] * 3 + ["suppressed"] * 2
+    assert inbound(app)[3].reasons[0].startswith("sender-cap:")
+
+
+def test_huge_message_is_fetched_only_up_to_the_cap(app, dovecot, smtp):
+    big = resident_mail(body="Please see attached.\n" + "A" * (2 * 1024 * 1024))
+    dovecot.append(big, when=ARRIVED)
+    app.cfg = app.cfg.model_copy(
+        update={"imap": app.cfg.imap.model_copy(update={"max_message_mb": 1})}
+    )
+    run_once(app)
+
+    [case] = cases(app)
+    assert case.subject == "Pothole on Mill Lane"
+    assert len(smtp.messages) == 1
+
+
+def test_broken_message_is_recorded_and_not_retried(app, dovecot, smtp, monkeypatch):
+    import mailbot.pipeline as pipeline
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("classifier fell over")
+
+    monkeypatch.setattr(pipeline, "classify", explode)
+    dovecot.append(resident_mail(), when=ARRIVED)
+    run_once(app)
+    monkeypatch.undo()
+    run_once(app)
+
+    [msg] = inbound(app)
+    assert msg.outcome == "failed"
+    assert msg.reasons == ["RuntimeError: classifier fell over"]
+    assert smtp.messages == []
+
+
+def test_smtp_down_then_back_sends_exactly_once(app, dovecot, smtp):
+    smtp.stop()
+    dovecot.append(resident_mail(), when=ARRIVED)
+    run_once(app)
+    with app.sessions() as s:
+        [row] = s.scalars(select(OutboxMessage)).all()
+        assert (row.status, row.attempts) == ("pending", 1)
+        assert "cannot reach SMTP server" in row.last_error
+
+    smtp.start()
+    run_once(app)  # too early: the retry waits a minute
+    assert smtp.messages == []
+    app.clock.advance(timedelta(minutes=2))
+    run_once(app)
+    run_once(app)
+    assert len(smtp.messages) == 1
+
+
+def test_smtp_refusing_with_4xx_is_retried(app, dovecot, smtp):
+    smtp.refuse = "451 4.3.0 Try again later"
+    dovecot.append(resident_mail(), when=ARRIVED)
+    run_once(app)
+    assert smtp.messages == []
+    smtp.refuse = None
+    app.clock.advance(timedelta(minutes=2))
+    run_once(app)
+    assert len(smtp.messages) == 1
+
+
+def test_smtp_rejecting_with_5xx_is_given_up(app, dovecot, smtp):
+    smtp.refuse = "550 5.1.1 No such user"
+    dovecot.append(resident_mail(), when=ARRIVED)
+    run_once(app)
+    smtp.refuse = None
+    app.clock.advance(timedelta(hours=2))
+    run_once(app)
+    assert smtp.messages == []
+    with app.sessions() as s:
+        assert s.scalar(select(OutboxMessage.status)) == "failed"
+
+
+def test_cases_and_case_json_shapes(app, config_path, dovecot, smtp, capsys):
+    dovecot.append(resident_mail(message_id="<j@x>"), when=ARRIVED)
+    run_once(app)
+    now = ["--now", "2026-11-03T10:00:00+00:00"]
+
+    assert main(["--config", str(config_path), "cases", "--json", *now]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed == {
+        "ref": "ENQ-2026-00001",
+        "category": "enquiry",
+        "stage": 1,
+        "status": "open",
+        "resident": {"name": "Jane Doe", "email": "jane.doe@example.com"},
+        "subject": "Pothole on Mill Lane",
+        "officer": {"name": "Alex Morgan", "email": "alex.morgan@council.example.gov.uk"},
+        "received_at": "2026-11-03T09:30:00+00:00",
+        "acknowledged_at": "2026-11-03T10:00:00+00:00",
+        "respond_by": "2026-11-10",
+        "responded_at": None,
+        "clock_stopped": False,
+        "priority": "normal",
+    }
+
+    assert main(["--config", str(config_path), "case", "ENQ-2026-00001", "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert {k: v for k, v in one.items() if k != "events"} == listed
+    assert [e["kind"] for e in one["events"]] == ["received", "note", "reassigned", "acknowledged"]
+    assert all(set(e) == {"at", "kind", "detail"} for e in one["events"])
+
+    assert main(["--config", str(config_path), "case", "ENQ-2026-99999"]) == 1
+    assert "no case ENQ-2026-99999" in capsys.readouterr().err
