@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailbot.policy import (
     CATEGORIES,
@@ -17,6 +19,7 @@ from mailbot.policy import (
     builtin_policy_dir,
     list_policies,
     load_policy,
+    parse_policy,
 )
 
 SHIPPED = [
@@ -338,14 +341,14 @@ def test_a_faster_statutory_promise_is_allowed(tmp_path: Path) -> None:
          'acknowledge = "6 working days"\n#',
          "categories.enquiry.stages.1.acknowledge", "later than the response"),
         ('name = "stafford"', "name = 5", "name", "valid string"),
-        ('name = "stafford"', 'name = "../../etc/passwd"', "name", "pattern"),
+        ('name = "stafford"', 'name = "../../etc/passwd"', "name", "not a valid name"),
         ('nation = "england"', 'nation = "france"', "nation", "'england'"),
         ('timezone = "Europe/London"', 'timezone = "Mars/Olympus"', "timezone", "unknown"),
         ('timezone = "Europe/London"', 'timezone = "../../etc/passwd"', "timezone", "unknown"),
         ("closure_days = []", 'closure_days = ["13-01"]', "closure_days", "MM-DD"),
         ("closure_days = []", "closure_days = 2026-12-24", "closure_days", "valid list"),
         ('role = "chief-executive"', 'role = "Chief Executive!"',
-         "categories.complaint.stages.3.role", "pattern"),
+         "categories.complaint.stages.3.role", "not a valid name"),
         ('closes = "17:00"', 'closes = "08:00"', "business_hours.closes", "not after opens"),
         ('days = ["mon", "tue", "wed", "thu", "fri"]', 'days = ["mon", "funday"]',
          "business_hours.days.1", "'mon'"),
@@ -490,3 +493,38 @@ def test_key_lines_understands_the_toml_policies_use() -> None:
     assert lines["a.after"] == 11
     assert (lines["items.0.n"], lines["items.1.n"]) == (13, 15)
     assert lines["a.d.e.f"] == 17
+
+
+# --- whatever the file says, the answer is a Policy or a PolicyError --------------------
+
+_LINES = STAFFORD_TEXT.splitlines(keepends=True)
+_NASTY = st.sampled_from(
+    ["", "=", "[", "]", '"', "'''", "\x00", "é", "99999999999999999999", "-1", "true",
+     "[categories.x]", "stages.1 = 3", " = 1", "inf", "nan", "2026-02-30", "[[categories]]",
+     "{", "}", "\\u0000", "#", "\n"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(_LINES) - 1), st.integers(0, 80), _NASTY, st.booleans()),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_mangled_files_never_crash(edits: list[tuple[int, int, str, bool]]) -> None:
+    lines = list(_LINES)
+    for index, column, text, drop in edits:
+        if drop:
+            lines[index] = ""
+        else:
+            line = lines[index]
+            lines[index] = line[:column] + text + line[column:]
+    try:
+        parse_policy("".join(lines), "mangled.toml")
+    except PolicyError as err:
+        assert "\n" not in str(err)
+        assert str(err).startswith("mangled.toml")
+        if err.line is not None:
+            assert 1 <= err.line <= "".join(lines).count("\n") + 1

@@ -486,6 +486,13 @@ def _to_policy_error(err: Any, file: str, lines: dict[str, int]) -> PolicyError:
             message = "unknown key" + _did_you_mean(err["loc"])
         elif kind == "value_error":
             message = str(err["msg"]).removeprefix("Value error, ")
+        elif kind == "string_pattern_mismatch":
+            message = (
+                f"{_show(err.get('input'))} is not a valid name: use lower-case letters,"
+                " digits and hyphens, like 'head-of-service'"
+            )
+        elif kind.startswith("too_") or "_too_" in kind:
+            message = str(err["msg"])  # pydantic already says how many there were
         else:
             message = f"{err['msg']}, not {_show(err.get('input'))}"
     return PolicyError(file, _line_of(key, lines), key, message)
