@@ -411,7 +411,8 @@ def load_policy(name_or_path: str) -> Policy:
     """A shipped policy by name ("stafford"), or any file by path (contains / or ends .toml)."""
     path, shown = _locate(name_or_path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_FILE_BYTES + 1)  # never more: the path may be a device
     except FileNotFoundError:
         if shown.startswith("policies/"):
             names = ", ".join(list_policies()) or "none"
@@ -422,7 +423,7 @@ def load_policy(name_or_path: str) -> Policy:
     except OSError as exc:
         raise PolicyError(shown, None, "", f"cannot read: {exc.strerror or exc}") from None
     if len(raw) > _MAX_FILE_BYTES:
-        raise PolicyError(shown, None, "", f"too large for a policy ({len(raw)} bytes)")
+        raise PolicyError(shown, None, "", f"too large for a policy (over {_MAX_FILE_BYTES} bytes)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
