@@ -357,7 +357,7 @@ def test_doubt_is_complaint_flips_a_borderline_message(rules, stafford):
     assert plain.category == "enquiry"
     doubtful = classify(message(BORDERLINE), stafford)
     assert doubtful.category == "complaint"
-    assert "treats doubt as a complaint" in doubtful.reasons[-1]
+    assert "treats doubt as a complaint" in doubtful.reasons[0]
 
 
 def test_doubt_does_not_take_a_clear_statutory_request(stafford):

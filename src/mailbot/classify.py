@@ -40,6 +40,13 @@ MAX_SCORED_CHARS = 50_000
 MAX_MATCHES = 50  # places one phrase is looked at, enough to tell if it stands on its own
 
 
+def _no_blank(values: list[str]) -> list[str]:
+    for value in values:
+        if not value.strip():
+            raise ValueError("an empty phrase would match every message")
+    return values
+
+
 # strict: a clerk's doubt_is_complaint = "yes" is an error, not quietly True.
 class CategoryRules(BaseModel, extra="forbid", strict=True):
     """The evidence for one category."""
@@ -49,13 +56,7 @@ class CategoryRules(BaseModel, extra="forbid", strict=True):
     subject_tags: list[str] = []
     addresses: list[str] = []
 
-    @field_validator("phrases", "subject_tags", "addresses")
-    @classmethod
-    def _no_blank_phrases(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if not value.strip():
-                raise ValueError("an empty phrase would match every message")
-        return values
+    _no_blank_phrases = field_validator("phrases", "subject_tags", "addresses")(_no_blank)
 
     @field_validator("patterns")
     @classmethod
@@ -76,13 +77,7 @@ class ClassificationRules(BaseModel, extra="forbid", strict=True):
     welfare: list[str] = []
     escalation: list[str] = []
 
-    @field_validator("welfare", "escalation")
-    @classmethod
-    def _no_blank_phrases(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if not value.strip():
-                raise ValueError("an empty phrase would match every message")
-        return values
+    _no_blank_phrases = field_validator("welfare", "escalation")(_no_blank)
 
 
 @dataclass(frozen=True)
@@ -104,7 +99,8 @@ def load_rules(override: dict | None = None) -> ClassificationRules:
     """The base rules merged with a policy's raw [classification] table.
 
     Lists extend the base lists, scalars replace them. Any problem raises ValueError
-    with one line naming the key, e.g. `classification.categories.foi.patterns[2]: ...`.
+    with one line naming the key, e.g. `classification.categories.foi.patterns: bad
+    regular expression '(unclosed': ...`.
     """
     path = base_rules_path()
     try:
@@ -454,9 +450,9 @@ def _decide(
         and margin <= DOUBT_MARGIN
         and not (winner in STATUTORY and tallies[winner].strong)
     ):
-        reasons.append(
+        doubt = (
             f"complaint: in doubt ({winner} {tallies[winner].points} points, complaint"
             f" {complaint}); this council's policy treats doubt as a complaint"
         )
-        return "complaint", reasons
+        return "complaint", [doubt, *reasons]
     return winner, reasons
