@@ -6,6 +6,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -50,6 +51,7 @@ default_login_user = dovenull
 first_valid_uid = {uid}
 mail_max_userip_connections = 50
 imap_idle_notify_interval = 1 secs
+shutdown_clients = yes
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
@@ -125,18 +127,32 @@ class LocalDovecot:
     def stop(self) -> None:
         if self.directory is None:
             return
+        children = self._children()
         subprocess.run(
             ["doveadm", "-c", str(self.directory / "dovecot.conf"), "stop"],
             check=False,
             capture_output=True,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            except OSError:
-                break
+        # Wait for the master to go: it takes the client sessions down with it, so a
+        # restart really drops every connection, as a real server restart would.
+        pid_file = self.directory / "run" / "master.pid"
+        deadline = time.monotonic() + 15
+        while pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        # Dovecot lets logged-in imap processes outlive the master; a restarted server
+        # must drop its clients, so end them too.
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _children(self) -> list[int]:
+        assert self.directory is not None
+        try:
+            master = (self.directory / "run" / "master.pid").read_text().strip()
+        except OSError:
+            return []
+        found = subprocess.run(["pgrep", "-P", master], capture_output=True, text=True)
+        return [int(pid) for pid in found.stdout.split()]
 
     def cleanup(self) -> None:
         self.stop()

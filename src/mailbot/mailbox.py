@@ -154,13 +154,21 @@ class Mailbox:
         client.idle()
         try:
             end = time.monotonic() + seconds
+            quick_silences = 0
             while not stop.is_set() and time.monotonic() < end:
+                asked = time.monotonic()
                 responses = client.idle_check(timeout=1)
                 if any(r[1] in (b"EXISTS", b"RECENT") for r in responses if len(r) > 1):
                     return True
+                # A closed socket reads as "nothing" at once instead of after the timeout.
+                quick = not responses and time.monotonic() - asked < 0.5
+                quick_silences = quick_silences + 1 if quick else 0
+                if quick_silences >= 3:
+                    raise MailboxError("the IMAP server closed the connection")
             return False
         finally:
-            client.idle_done()
+            with contextlib.suppress(IMAPClientError, OSError):  # gone already: reconnect
+                client.idle_done()
 
     def noop(self) -> None:
         self.client.noop()

@@ -140,40 +140,56 @@ def flush(sessions: sessionmaker[Session], cfg: Config, clock: Clock) -> FlushRe
     return asyncio.run(_flush(sessions, cfg, clock))
 
 
-def _claim_due(sessions: sessionmaker[Session], clock: Clock, limit: int = 100) -> list[int]:
+def _claim_next(sessions: sessionmaker[Session], clock: Clock) -> int | None:
+    """Take the oldest due message, one at a time, so a crash strands at most one."""
     now = clock.now()
     with sessions.begin() as session:
         query = (
             select(OutboxMessage)
             .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
             .order_by(OutboxMessage.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            .limit(1)
+            .with_for_update(skip_locked=True)  # several processes never take the same row
         )
-        rows = session.scalars(query).all()
-        for row in rows:
-            # Claimed before sending: if we die after the server accepts it, the row
-            # says 'sending' and is never sent again.
-            row.status = "sending"
-            row.attempts += 1
-            row.next_attempt_at = now + SENDING_LEASE
-        return [row.id for row in rows]
+        row = session.scalars(query).first()
+        if row is None:
+            return None
+        # Claimed before sending: if we die after the server accepts it, the row
+        # says 'sending' and is never sent again.
+        row.status = "sending"
+        row.attempts += 1
+        row.next_attempt_at = now + SENDING_LEASE
+        return row.id
+
+
+def _has_due(sessions: sessionmaker[Session], clock: Clock) -> bool:
+    with sessions() as session:
+        return (
+            session.scalar(
+                select(OutboxMessage.id)
+                .where(
+                    OutboxMessage.status == "pending",
+                    OutboxMessage.next_attempt_at <= clock.now(),
+                )
+                .limit(1)
+            )
+            is not None
+        )
 
 
 async def _flush(sessions: sessionmaker[Session], cfg: Config, clock: Clock) -> FlushResult:
     result = FlushResult()
-    ids = _claim_due(sessions, clock)
-    if not ids:
-        return result
-    smtp: aiosmtplib.SMTP | None = None
+    if not _has_due(sessions, clock):
+        return result  # no SMTP connection when there is nothing to send
     try:
         smtp = await _connect(cfg.smtp)
     except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-        _release(sessions, clock, ids, f"cannot reach SMTP server: {exc}")
-        result.deferred = len(ids)
+        result.deferred = _defer_all_due(sessions, clock, f"cannot reach SMTP server: {exc}")
         return result
     try:
-        for row_id in ids:
+        claimed: set[int] = set()
+        while (row_id := _claim_next(sessions, clock)) is not None and row_id not in claimed:
+            claimed.add(row_id)
             outcome = await _send_one(sessions, cfg, clock, smtp, row_id)
             setattr(result, outcome, getattr(result, outcome) + 1)
     finally:
@@ -263,6 +279,10 @@ def _failed(
         return "deferred"
 
 
-def _release(sessions: sessionmaker[Session], clock: Clock, ids: list[int], error: str) -> None:
-    for row_id in ids:
+def _defer_all_due(sessions: sessionmaker[Session], clock: Clock, error: str) -> int:
+    """The server is unreachable: count an attempt on everything due and back off."""
+    count = 0
+    while (row_id := _claim_next(sessions, clock)) is not None:
         _failed(sessions, clock, row_id, error, permanent=False)
+        count += 1
+    return count

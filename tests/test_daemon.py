@@ -1,0 +1,153 @@
+"""The daemon as a sysadmin runs it: IDLE, SIGTERM, reconnecting, and surviving kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from mailbot.devservers import LocalDovecot, local_config
+from mailbot.faults import ENV as CRASH_ENV
+from mailbot.migrations import upgrade
+from mailbot.store import InboundMessage, OutboxMessage
+from tests.conftest import COUNCIL, START_FROM, resident_mail
+
+pytestmark = pytest.mark.integration
+
+ARRIVED = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
+NOW = "2026-11-03T10:00:00+00:00"
+
+
+def mailbot(config: Path, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailbot", "--config", str(config), *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def stop(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, err.decode()
+
+
+def test_run_acknowledges_new_mail_under_idle_and_stops_on_sigterm(config_path, dovecot, smtp):
+    proc = mailbot(config_path, "run")
+    try:
+        time.sleep(1.5)  # connected and idling
+        dovecot.append(resident_mail(message_id="<idle-1@x>"))
+        wait_for(lambda: len(smtp.messages) == 1)
+        dovecot.append(resident_mail(sender="b@example.com", message_id="<idle-2@x>"))
+        wait_for(lambda: len(smtp.messages) == 2)
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    assert "stopped" in err
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["b@example.com", "jane.doe@example.com"]
+
+
+def test_run_reconnects_after_the_imap_server_restarts(tmp_path, smtp):
+    server = LocalDovecot(user=COUNCIL).start()
+    try:
+        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+        config = local_config(tmp_path, server, smtp, database_url=url, start_from=START_FROM)
+        upgrade(url)
+        proc = mailbot(config, "run")
+        try:
+            server.append(resident_mail(message_id="<before@x>"))
+            wait_for(lambda: len(smtp.messages) == 1)
+            server.restart()
+            server.append(resident_mail(sender="after@example.com", message_id="<after@x>"))
+            wait_for(lambda: len(smtp.messages) == 2, timeout=30)
+        finally:
+            code, err = stop(proc)
+        assert code == 0, err
+        assert "reconnecting" in err
+    finally:
+        server.cleanup()
+
+
+def test_run_once_exits_zero_and_bad_config_exits_one(config_path, dovecot, smtp, tmp_path):
+    dovecot.append(resident_mail(), when=ARRIVED)
+    done = mailbot(config_path, "run", "--once", "--now", NOW)
+    assert done.wait(60) == 0
+    assert len(smtp.messages) == 1
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config_path.read_text().replace("port =", "prot =", 1))
+    proc = mailbot(bad, "run", "--once")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.decode().strip().count("\n") == 0
+    assert "imap.prot" in err.decode()
+
+
+def test_run_without_schema_says_to_upgrade(tmp_path, dovecot, smtp):
+    config = local_config(
+        tmp_path, dovecot, smtp, database_url=f"sqlite:///{tmp_path / 'empty.db'}"
+    )
+    proc = mailbot(config, "run", "--once")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "mailbot db upgrade" in err.decode()
+
+
+@pytest.mark.parametrize("crash_at", ["after-commit", "after-send"])
+def test_kill_9_mid_cycle_never_loses_or_repeats(crash_at, app, config_path, dovecot, smtp):
+    residents = ["ann@example.com", "bob@example.com", "cat@example.com"]
+    for n, who in enumerate(residents):
+        dovecot.append(resident_mail(sender=who, message_id=f"<m{n}@x>"), when=ARRIVED)
+
+    crashed = mailbot(config_path, "run", "--once", "--now", NOW, env={CRASH_ENV: crash_at})
+    crashed.communicate(timeout=60)
+    assert crashed.returncode == -signal.SIGKILL
+
+    for _ in range(2):  # restart, and once more for good measure
+        again = mailbot(config_path, "run", "--once", "--now", NOW)
+        _, err = again.communicate(timeout=60)
+        assert again.returncode == 0, err.decode()
+
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == residents  # each exactly once
+    with app.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(InboundMessage)) == 3
+        statuses = sorted(s.scalars(select(OutboxMessage.status)))
+    # A message the server accepted just before the kill is never sent again.
+    assert statuses == ["sent"] * 3 if crash_at == "after-commit" else ["sending", "sent", "sent"]
+
+
+def test_interrupted_send_is_marked_uncertain_after_its_lease(app, config_path, dovecot, smtp):
+    dovecot.append(resident_mail(), when=ARRIVED)
+    crashed = mailbot(config_path, "run", "--once", "--now", NOW, env={CRASH_ENV: "after-send"})
+    crashed.communicate(timeout=60)
+    later = (datetime.fromisoformat(NOW) + timedelta(minutes=11)).isoformat()
+    again = mailbot(config_path, "run", "--once", "--now", later)
+    _, err = again.communicate(timeout=60)
+    assert again.returncode == 0
+    assert "not re-sent to avoid a duplicate" in err.decode()
+    assert len(smtp.messages) == 1
+    with app.sessions() as s:
+        assert s.scalar(select(OutboxMessage.status)) == "uncertain"
