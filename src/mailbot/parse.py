@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import email
 import email.policy
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
 from email.message import Message
-from email.utils import getaddresses, parseaddr
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+from html import unescape
 from html.parser import HTMLParser
 from typing import ClassVar
 
@@ -18,21 +23,61 @@ MAX_PARTS = 500
 MAX_DEPTH = 20
 MAX_TEXT_CHARS = 200_000
 MAX_HEADER_CHARS = 2_000
+MAX_HEADERS = 500
+MAX_RAW_HEADER_CHARS = 20_000  # a header is cut to this before decoding
+# The stdlib parser builds every part before we can count them; a message with more
+# boundary lines than this is cut there first (about 0.1 s of parsing).
+MAX_BOUNDARY_LINES = 5_000
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# C0 and C1 controls, DEL, Unicode line/paragraph separators and lone surrogates (which
+# cannot be stored as UTF-8): none of them belong in a one-line header value.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
+# The same for body text, which keeps its tabs and line breaks.
+_BODY_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]+")
 # A practical addr-spec: no spaces or specials; the domain may be a single label
 # (root@localhost is a real sender on a council's internal relay).
 _ADDRESS = re.compile(
     r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$"
 )
 _MSGID = re.compile(r"<[^<>\s]+>")
+_ANGLE_ADDR = re.compile(r"<([^<>\s]*)>")
+_BARE_ADDR = re.compile(r"[^\s<>()\[\],;:\"\\]+@[^\s<>()\[\],;:\"\\]+")
+# RFC 2047 encoded-word; the charset may carry an RFC 2231 language suffix ("utf-8*en").
+# Spaces inside are not allowed by the RFC but common (and the stdlib accepts them).
+_ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?]*)\?=")
+_FOLD = re.compile(r"\r\n|\r|\n")
+_HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")
+_BLANK_LINE = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n")
+_CONTAINER = re.compile(rb"^content-type:[ \t]*(?:multipart|message)/", re.I | re.M)
+
+# Labels that mail clients use for a wider charset than the label says (as browsers do).
+_CHARSET_ALIASES = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "cp936": "gb18030",
+    "iso-8859-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "latin1": "cp1252",
+    "latin-1": "cp1252",
+    "ks_c_5601-1987": "cp949",
+    "euc-kr": "cp949",
+    "shift_jis": "cp932",
+    "x-sjis": "cp932",
+    "iso-8859-9": "cp1254",
+    "tis-620": "cp874",
+    "unicode-1-1-utf-7": "utf-7",
+}
+# Python codecs that are not charsets anyone sends mail in, and would turn bytes into
+# escapes, control characters or exceptions.
+_NOT_CHARSETS = {"idna", "punycode", "unicode_escape", "raw_unicode_escape", "mbcs", "oem"}
 
 
 def clean_text(value: str, limit: int = 200) -> str:
     """One line of text safe to put in a header: no CR, LF or control characters, capped."""
-    collapsed = _CONTROL.sub(" ", value).strip()
-    collapsed = re.sub(r" {2,}", " ", collapsed)
-    return collapsed[:limit]
+    collapsed = _CONTROL.sub(" ", value)
+    collapsed = re.sub(r" {2,}", " ", collapsed).strip()
+    return collapsed[:limit].rstrip()
 
 
 def valid_address(addr: str | None) -> str | None:
@@ -84,21 +129,22 @@ def parse_message(raw: bytes, *, truncated: bool = False) -> ParsedMessage:
     """Parse raw RFC 5322 bytes. Never raises: problems are recorded in `defects`.
 
     The stdlib's modern header objects can raise on malformed input when a header is
-    read, so headers are decoded here one by one inside try blocks instead.
+    read, so headers are read raw and decoded here one by one instead.
     """
     defects: list[str] = []
-    try:
-        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-    except Exception as exc:  # the parser is lenient; this is a last resort
-        defects.append(f"unparseable: {type(exc).__name__}")
-        msg = Message()
-    headers = _decoded_headers(msg, defects)
+    raw = bytes(raw)
+    msg = _parse(raw, defects)
+    items = _raw_items(msg)
+    headers = [(key, clean_text(_decode_words(value), MAX_HEADER_CHARS)) for key, value in items]
     first = dict(reversed(headers))  # first occurrence wins
-    # Addresses are split before decoding: a decoded display name may hold commas.
-    raw_first = _raw_headers(msg)
+    # Addresses are split before encoded words are decoded: a decoded name may hold commas.
+    raw_first: dict[str, list[str]] = {}
+    for key, value in items:
+        if key in {"from", "reply-to", "to", "cc"}:
+            raw_first.setdefault(key, []).append(value)
 
     from_name, from_addr = _sender(raw_first.get("from", []))
-    reply_to = next(iter(_addresses(raw_first.get("reply-to", [""])[0])), None)
+    reply_to = _sender(raw_first.get("reply-to", [])[:1])[1]
     text = _body_text(msg, defects)
     own_ids = _message_ids(first.get("message-id", ""))
     return ParsedMessage(
@@ -107,63 +153,247 @@ def parse_message(raw: bytes, *, truncated: bool = False) -> ParsedMessage:
         from_addr=from_addr,
         from_name=from_name,
         reply_to=reply_to,
-        to_addrs=_addresses(",".join(raw_first.get("to", []))),
-        cc_addrs=_addresses(",".join(raw_first.get("cc", []))),
+        to_addrs=_addresses(raw_first.get("to", [])),
+        cc_addrs=_addresses(raw_first.get("cc", [])),
         in_reply_to=_message_ids(first.get("in-reply-to", "")),
         references=_message_ids(first.get("references", ""))[-50:],
         content_type=_content_type(msg),
         text=text,
         content_hash=hashlib.sha256(raw).hexdigest(),
         truncated=truncated,
-        defects=tuple(defects),
+        defects=tuple(dict.fromkeys(defects)),
         headers=tuple(headers),
     )
 
 
-def _decoded_headers(msg: Message, defects: list[str]) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for name, value in msg.items()[:500]:
-        key = str(name).strip().lower()
-        decoded = _decode(str(value))
-        out.append((key, clean_text(decoded, MAX_HEADER_CHARS)))
-    return out
+def _parse(raw: bytes, defects: list[str]) -> Message:
+    """The stdlib's lenient parse, with the cost bounded and broken header blocks mended."""
+    raw = _cap_boundaries(raw, defects)
+    if len(_CONTAINER.findall(raw, 0, 50_000_000)) > MAX_PARTS:
+        # Nesting this deep costs the stdlib a second and a RecursionError; skip to headers.
+        defects.append(f"more than {MAX_PARTS} nested MIME containers; headers only")
+        return _header_parse(raw, defects)
+    msg = _stdlib_parse(raw, defects)
+    if any(type(d).__name__ == "MissingHeaderBodySeparatorDefect" for d in msg.defects):
+        mended = _mend_header_block(raw)
+        if mended is not None:
+            defects.append("header block repaired (stray non-header lines)")
+            msg = _stdlib_parse(mended, defects)
+    return msg
 
 
-def _raw_headers(msg: Message) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for name, value in msg.items()[:500]:
-        key = str(name).strip().lower()
-        if key in {"from", "reply-to", "to", "cc"}:
-            out.setdefault(key, []).append(str(value)[: MAX_HEADER_CHARS * 5])
-    return out
-
-
-def _decode(value: str) -> str:
+def _stdlib_parse(raw: bytes, defects: list[str]) -> Message:
     try:
-        return str(make_header(decode_header(value)))
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    except Exception as exc:  # RecursionError on very deep nesting, for one
+        defects.append(f"unparseable MIME structure ({type(exc).__name__}); headers only")
+    return _header_parse(raw, defects)
+
+
+def _header_parse(raw: bytes, defects: list[str]) -> Message:
+    try:
+        return BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    except Exception as exc:
+        defects.append(f"unparseable: {type(exc).__name__}")
+        return Message()
+
+
+def _cap_boundaries(raw: bytes, defects: list[str]) -> bytes:
+    if raw.count(b"\n--") <= MAX_BOUNDARY_LINES:
+        return raw
+    position = -1
+    for _ in range(MAX_BOUNDARY_LINES):
+        position = raw.index(b"\n--", position + 1)
+    defects.append(f"more than {MAX_BOUNDARY_LINES} MIME boundaries; the rest ignored")
+    return raw[: position + 1]
+
+
+def _mend_header_block(raw: bytes) -> bytes | None:
+    """Headers with stray lines: a junk first line dropped, broken folds re-indented.
+
+    Only when real headers follow the stray lines; a message whose body starts straight
+    after its headers (no blank line) keeps that body as body.
+    """
+    end = _BLANK_LINE.search(raw)
+    head, body = (raw[: end.start()], raw[end.end() :]) if end else (raw, b"")
+    lines = re.split(rb"\r\n|\r|\n", head)[:5_000]
+    header_at = [i for i, line in enumerate(lines) if _HEADER_LINE.match(line)]
+    if not header_at or header_at[0] > 3:
+        return None  # not a header block with junk in it: leave the message as it is
+    last = header_at[-1]
+    out = lines[:1] if lines[0].startswith(b"From ") else []  # an mbox "From " line
+    for line in lines[header_at[0] : last + 1]:
+        ok = _HEADER_LINE.match(line) or line[:1] in (b" ", b"\t")
+        out.append(line if ok else b" " + line)
+    rest = lines[last + 1 :]
+    # Continuation lines right after the last header still belong to it.
+    while rest and rest[0][:1] in (b" ", b"\t"):
+        out.append(rest.pop(0))
+    tail = b"\r\n".join(rest) + b"\r\n\r\n" if rest else b""  # lines that start the body
+    return b"\r\n".join(out) + b"\r\n\r\n" + tail + body
+
+
+def _raw_items(msg: Message) -> list[tuple[str, str]]:
+    """(lower-case name, value) pairs: 8-bit bytes read as text, folding undone."""
+    out: list[tuple[str, str]] = []
+    try:
+        items = list(msg.raw_items())[:MAX_HEADERS]
     except Exception:
+        return out
+    for name, value in items:
+        key = clean_text(str(name), 100).lower()
+        out.append((key, _unfold(_header_text(value))))
+    return out
+
+
+def _header_text(value: object) -> str:
+    """A raw header value as text; undeclared 8-bit bytes read as UTF-8, else Windows-1252."""
+    if not isinstance(value, str):
+        try:
+            value = str(value)
+        except Exception:
+            return ""
+    value = value[:MAX_RAW_HEADER_CHARS]
+    try:
+        value.encode("ascii")
         return value
+    except UnicodeEncodeError:
+        pass
+    return _utf8_or_cp1252(value.encode("utf-8", "surrogateescape"))
+
+
+def _unfold(value: str) -> str:
+    return _FOLD.sub("", value)
+
+
+def _decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
+    """Bytes in a declared charset; an unknown one falls back to UTF-8, else Windows-1252.
+
+    Returns the text and whether the charset was understood.
+    """
+    name = (charset or "").strip().strip("\"'").lower()
+    name = _CHARSET_ALIASES.get(name, name)
+    if name in {"us-ascii", "ascii", "utf-8", "utf8", ""}:
+        return _utf8_or_cp1252(data), True  # 8-bit text labelled ASCII, or not at all
+    try:
+        info = codecs.lookup(name)
+        if not info._is_text_encoding or info.name in _NOT_CHARSETS:
+            raise LookupError(name)
+        return data.decode(info.name, "replace"), True
+    except Exception:
+        return _utf8_or_cp1252(data), False
+
+
+def _utf8_or_cp1252(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", "replace")  # legacy 8-bit text is likelier than bad UTF-8
+
+
+def _word_bytes(encoding: str, text: str) -> bytes | None:
+    try:
+        if encoding in "bB":
+            text = text.rstrip("=")
+            if len(text) % 4 == 1:
+                text = text[:-1]  # a stray character cannot be decoded; drop it
+            return base64.b64decode(text + "=" * (-len(text) % 4))
+        data = text.replace("_", " ").encode("utf-8", "surrogateescape")
+        return re.sub(rb"=([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), data)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _decode_words(value: str) -> str:
+    """RFC 2047 encoded-words decoded, leniently: whitespace between words dropped,
+    adjacent words in one charset joined before decoding (a character may be split
+    across them), unknown charsets read as UTF-8, broken words left as they are."""
+    if "=?" not in value:
+        return value
+    out: list[str] = []
+    pending = b""
+    pending_charset: str | None = None
+    position = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_charset
+        if pending_charset is not None:
+            out.append(_decode_bytes(pending, pending_charset)[0])
+        pending, pending_charset = b"", None
+
+    for match in _ENCODED_WORD.finditer(value):
+        gap = value[position : match.start()]
+        data = _word_bytes(match.group(2), match.group(3))
+        follows_word = pending_charset is not None and not gap.strip()
+        if data is None:
+            flush()
+            out.append(gap + match.group(0))
+        else:
+            charset = match.group(1).lower()
+            if not follows_word or charset != pending_charset:
+                flush()
+            if not follows_word:
+                out.append(gap)  # whitespace between two encoded-words is dropped
+            pending += data
+            pending_charset = charset
+        position = match.end()
+    flush()
+    out.append(value[position:])
+    return "".join(out)
+
+
+def _protect_words(value: str) -> tuple[str, list[str]]:
+    """Encoded-words swapped for placeholders, so commas inside them do not split addresses."""
+    words: list[str] = []
+
+    def swap(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f"EncodedWord{len(words) - 1}X"
+
+    return _ENCODED_WORD.sub(swap, value), words
+
+
+def _restore_words(value: str, words: list[str]) -> str:
+    def restore(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        return words[index] if index < len(words) else match.group(0)  # the sender's own text
+
+    return re.sub(r"EncodedWord(\d{1,4})X", restore, value)
+
+
+def _pairs(value: str) -> list[tuple[str, str]]:
+    """(display name, address) pairs of an address header, names decoded."""
+    protected, words = _protect_words(value[: MAX_HEADER_CHARS * 5])
+    try:
+        pairs = getaddresses([protected])[:100]
+    except Exception:
+        pairs = []
+    out = [(_decode_words(_restore_words(name, words)), addr) for name, addr in pairs]
+    if not any(valid_address(addr) for _, addr in out):
+        # An address in angle brackets is unambiguous even where the rest is garbled
+        # ("Name, unquoted <a@b>"); a bare address is used only when there are none.
+        angles = _ANGLE_ADDR.findall(protected)
+        found = angles if "<" in protected else _BARE_ADDR.findall(protected)
+        name = _decode_words(_restore_words(protected.split("<")[0], words)) if angles else ""
+        out = [(name.strip().strip('"'), addr) for addr in found[:100]]
+    return out
 
 
 def _sender(values: list[str]) -> tuple[str, str | None]:
-    """Display name and address of the first From header that holds a valid address."""
+    """Display name and address: the first valid address in the first From headers."""
     for value in values[:5]:
-        try:
-            name, addr = parseaddr(value)
-        except Exception:
-            continue
-        if valid_address(addr):
-            return clean_text(_decode(name), 100), valid_address(addr)
+        for name, addr in _pairs(value):
+            valid = valid_address(addr)
+            if valid:
+                return clean_text(name, 100), valid
     return "", None
 
 
-def _addresses(value: str) -> tuple[str, ...]:
-    try:
-        pairs = getaddresses([value])
-    except Exception:
-        return ()
-    found = (valid_address(addr) for _, addr in pairs[:100])
-    return tuple(addr for addr in found if addr)
+def _addresses(values: list[str]) -> tuple[str, ...]:
+    found: list[str] = []
+    for value in values[:20]:
+        found.extend(a for a in (valid_address(addr) for _, addr in _pairs(value)) if a)
+    return tuple(dict.fromkeys(found))[:100]
 
 
 def _message_ids(value: str) -> tuple[str, ...]:
@@ -172,7 +402,7 @@ def _message_ids(value: str) -> tuple[str, ...]:
 
 def _content_type(msg: Message) -> str:
     try:
-        return msg.get_content_type()
+        return clean_text(msg.get_content_type(), 100)
     except Exception:
         return "text/plain"
 
@@ -181,28 +411,33 @@ def _body_text(msg: Message, defects: list[str]) -> str:
     """Readable text: the first text/plain part, else HTML turned into text."""
     plain: str | None = None
     html: str | None = None
-    for part, depth in _walk(msg, defects):
-        if depth > MAX_DEPTH:
-            defects.append("MIME nesting too deep")
-            break
+    for part, _depth in _walk(msg, defects):
+        if plain is not None:
+            continue  # keep walking only to count parts and depth
         if part.is_multipart() or _is_attachment(part):
             continue
         ctype = _content_type(part)
-        if ctype == "text/plain" and plain is None:
+        if ctype == "text/plain":
             plain = _decode_part(part, defects)
+            if not plain.strip():
+                plain = None  # an empty plain part in front of a real HTML one
         elif ctype == "text/html" and html is None:
             html = _decode_part(part, defects)
-        if plain is not None:
-            break
-    if plain is not None and plain.strip():
-        return plain[:MAX_TEXT_CHARS]
+    if plain is not None:
+        return _clean_body(plain)
     if html is not None:
-        return html_to_text(html)[:MAX_TEXT_CHARS]
-    return (plain or "")[:MAX_TEXT_CHARS]
+        return _clean_body(html_to_text(html))
+    return ""
 
 
-def _walk(msg: Message, defects: list[str]):
-    """Depth-first parts with their depth, stopping at MAX_PARTS."""
+def _clean_body(text: str) -> str:
+    """Line breaks as LF; no NULs or other controls (PostgreSQL refuses NUL in text)."""
+    text = text[: MAX_TEXT_CHARS * 2].replace("\r\n", "\n").replace("\r", "\n")
+    return _BODY_CONTROL.sub("", text)[:MAX_TEXT_CHARS]
+
+
+def _walk(msg: Message, defects: list[str]) -> Iterator[tuple[Message, int]]:
+    """Depth-first parts with their depth, stopping at MAX_PARTS and MAX_DEPTH."""
     stack: list[tuple[Message, int]] = [(msg, 0)]
     seen = 0
     while stack:
@@ -211,19 +446,26 @@ def _walk(msg: Message, defects: list[str]):
         if seen > MAX_PARTS:
             defects.append(f"more than {MAX_PARTS} MIME parts; the rest ignored")
             return
+        if depth > MAX_DEPTH:
+            defects.append(f"MIME nesting deeper than {MAX_DEPTH}; the rest ignored")
+            continue
         yield part, depth
-        if part.is_multipart() and depth <= MAX_DEPTH:
-            payload = part.get_payload()
-            if isinstance(payload, list):
-                stack.extend((child, depth + 1) for child in reversed(payload))
+        try:
+            payload = part.get_payload() if part.is_multipart() else None
+        except Exception:
+            payload = None
+        if isinstance(payload, list):
+            stack.extend((child, depth + 1) for child in reversed(payload))
 
 
 def _is_attachment(part: Message) -> bool:
+    """An attachment is not the body, even when it is text."""
     try:
-        disposition = (part.get("Content-Disposition") or "").lower()
+        disposition = str(part.get("Content-Disposition") or "").strip().lower()
+        named = part.get_filename() is not None
     except Exception:
         return False
-    return disposition.startswith("attachment")
+    return disposition.startswith("attachment") or named
 
 
 def _decode_part(part: Message, defects: list[str]) -> str:
@@ -235,29 +477,40 @@ def _decode_part(part: Message, defects: list[str]) -> str:
     if not isinstance(data, bytes):
         return ""
     try:
-        charset = part.get_content_charset() or "utf-8"
+        charset = part.get_content_charset()
     except Exception:
-        charset = "utf-8"
-    try:
-        return data.decode(charset, errors="replace")
-    except (LookupError, ValueError):
-        defects.append(f"unknown charset {clean_text(charset, 40)!r}; read as UTF-8")
-        return data.decode("utf-8", errors="replace")
+        charset = None
+    text, known = _decode_bytes(data[: MAX_TEXT_CHARS * 8], charset)
+    if not known:
+        defects.append(f"unknown charset {clean_text(str(charset), 40)!r}")
+    return text
 
 
 class _TextExtractor(HTMLParser):
-    _BLOCK: ClassVar[set[str]] = {"p", "div", "br", "li", "tr", "blockquote", "h1", "h2", "h3"}
-    _SKIP: ClassVar[set[str]] = {"script", "style", "head", "title"}
+    _BLOCK: ClassVar[set[str]] = {
+        "p", "div", "br", "li", "tr", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6",
+        "ul", "ol", "table", "hr", "pre", "section", "article", "header", "footer",
+    }  # fmt: skip
+    _CELL: ClassVar[set[str]] = {"td", "th"}
+    _SKIP: ClassVar[set[str]] = {"script", "style", "head", "title", "template"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._skipping = 0
 
-    def handle_starttag(self, tag: str, attrs) -> None:
-        if tag in self._SKIP:
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            self._skipping = 0  # an unclosed <head> must not hide the whole body
+        elif tag in self._SKIP:
             self._skipping += 1
         elif tag in self._BLOCK:
+            self.parts.append("\n")
+        elif tag in self._CELL:
+            self.parts.append(" ")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._BLOCK:
             self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
@@ -277,8 +530,8 @@ def html_to_text(html: str) -> str:
     try:
         extractor.feed(html[: MAX_TEXT_CHARS * 4])
         extractor.close()
+        text = "".join(extractor.parts)
     except Exception:
-        return re.sub(r"<[^>]*>", " ", html)
-    text = "".join(extractor.parts)
+        text = unescape(re.sub(r"<[^>]*>", " ", html[: MAX_TEXT_CHARS * 4]))
     lines = (re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.splitlines())
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
