@@ -138,9 +138,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg.imap.password()
     cfg.smtp.password()
     if args.connect:
+        import asyncio
+
         from mailbot.daemon import connect
+        from mailbot.outbox import smtp_login_check
 
         connect(App.load(cfg, make_clock(args))).close()
+        asyncio.run(smtp_login_check(cfg.smtp))
     print(f"ok: {find_config(args.config)} (policy {cfg.council.policy})")
     return EXIT_OK
 

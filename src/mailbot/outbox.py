@@ -218,6 +218,15 @@ async def _connect(cfg: SmtpConfig) -> aiosmtplib.SMTP:
     return smtp
 
 
+async def smtp_login_check(cfg: SmtpConfig) -> None:
+    """Connect and log in, then leave: `mailbot check --connect`."""
+    try:
+        smtp = await _connect(cfg)
+    except (aiosmtplib.SMTPException, ssl.SSLError) as exc:
+        raise OSError(f"SMTP {cfg.host}:{cfg.port}: {exc}") from exc
+    await smtp.quit()
+
+
 def _xoauth2(user: str, token: str) -> bytes:
     import base64
 
