@@ -6,13 +6,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mailbot.parse import ParsedMessage
+from mailbot.parse import ParsedMessage, clean_text
 
 LOOP_HEADER = "X-Mailbot-Loop"
 
-_NO_REPLY_LOCAL = re.compile(
-    r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|donotreply|bounces?.*|owner-.*|.*-request)$"
-)
+# SPEC §6 "sender local part like ...": the robot names exactly (before any +tag), the
+# bounce*/owner-*/*-request patterns as written, and no-reply words wherever they stand as
+# a whole word ("github-noreply", "noreply+x"), but not inside a name ("noreplyjones").
+_ROBOT_LOCAL = re.compile(r"^(?:mailer-daemon|postmaster|bounce.*|owner-.+|.+-request)$")
+_NO_REPLY_WORD = re.compile(r"(?:^|[._+-])(?:no[-_]?reply|do[-_]?not[-_]?reply)(?:$|[._+-])")
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,15 @@ def _auto_submitted(msg: ParsedMessage, _: ScreenContext) -> str | None:
 
 def _precedence(msg: ParsedMessage, _: ScreenContext) -> str | None:
     for name in ("precedence", "x-precedence"):
-        value = (msg.header(name) or "").strip().lower()
-        if value in {"bulk", "list", "junk", "auto_reply"}:
-            return f"{name}: {value}"
+        words = re.split(r"[\s;,]+", (msg.header(name) or "").strip().lower())
+        if words[0] in {"bulk", "list", "junk", "auto_reply"}:  # "bulk; comment" is bulk
+            return f"{name}: {words[0]}"
     return None
 
 
 def _suppress_header(msg: ParsedMessage, _: ScreenContext) -> str | None:
     value = msg.header("x-auto-response-suppress") or ""
-    words = {w.strip().lower() for w in value.split(",")}
+    words = {w.lower() for w in re.split(r"[\s,;]+", value)}
     if words & {"all", "oof", "autoreply"}:
         return f"X-Auto-Response-Suppress: {value}"
     return None
@@ -82,16 +84,28 @@ def _report(msg: ParsedMessage, _: ScreenContext) -> str | None:
     return msg.content_type if msg.content_type == "multipart/report" else None
 
 
+def is_machine_address(addr: str) -> bool:
+    """A robot's address by its local part (SPEC §6)."""
+    local = addr.rpartition("@")[0].lower()
+    return bool(_ROBOT_LOCAL.match(local.split("+")[0]) or _NO_REPLY_WORD.search(local))
+
+
 def _machine_sender(msg: ParsedMessage, _: ScreenContext) -> str | None:
-    if msg.from_addr and _NO_REPLY_LOCAL.match(msg.from_addr.split("@")[0]):
+    if msg.from_addr and is_machine_address(msg.from_addr):
         return f"sender {msg.from_addr}"
+    # The acknowledgement would go to Reply-To, so a robot there is no better.
+    if msg.reply_to and is_machine_address(msg.reply_to):
+        return f"reply-to {msg.reply_to}"
     return None
 
 
 _MACHINE_NAME = re.compile(r"^(mail delivery (subsystem|system)|mailer-daemon|postmaster)$", re.I)
+# Phrases a resident might also start a subject with ("Out of office hours noise",
+# "Delivery failure of my bin") count only when the subject is just that or a prefix ("...:").
 _AUTO_SUBJECT = re.compile(
-    r"^(auto(matic)?[ -]?reply|out of (the )?office|undeliverable|undelivered mail|"
-    r"delivery status notification|returned mail|delivery failure|mail delivery failed)\b",
+    r"^(?:(?:auto(?:matic)?[ -]?reply|out of (?:the )?office(?: auto ?reply)?|undeliverable|"
+    r"returned mail|delivery failure)\s*(?:$|:|\()"
+    r"|undelivered mail returned to sender|delivery status notification|mail delivery failed)",
     re.I,
 )
 # Vendor headers that mark vacation and system replies without the RFC 3834 header.
@@ -120,7 +134,12 @@ def _vendor_auto(msg: ParsedMessage, _: ScreenContext) -> str | None:
 
 
 def _own_address(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
-    return f"sender {msg.from_addr}" if msg.from_addr in ctx.own_addresses else None
+    own = {a.lower() for a in ctx.own_addresses}
+    if msg.from_addr in own:
+        return f"sender {msg.from_addr}"
+    if msg.reply_to in own:  # we would be acknowledging ourselves
+        return f"reply-to {msg.reply_to}"
+    return None
 
 
 def _no_sender(msg: ParsedMessage, _: ScreenContext) -> str | None:
@@ -158,5 +177,6 @@ def screen(msg: ParsedMessage, ctx: ScreenContext) -> list[str]:
     for rule in RULES:
         detail = rule.check(msg, ctx)
         if detail:
-            reasons.append(f"{rule.name}: {rule.description} ({detail})")
+            # Details quote the sender's headers: one line, and short enough to read.
+            reasons.append(f"{rule.name}: {rule.description} ({clean_text(detail, 120)})")
     return reasons
