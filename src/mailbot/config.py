@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -19,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from mailbot.parse import valid_address
+from mailbot.parse import clean_text, valid_address
 
 SEARCH_PATHS = (Path("mailbot.toml"), Path("/etc/mailbot/mailbot.toml"))
 
@@ -49,6 +50,8 @@ def is_loopback(host: str) -> bool:
 
 
 class ServerConfig(_Strict):
+    section: ClassVar[str] = "server"  # the table name, for error messages
+
     host: str = Field(min_length=1)
     port: Annotated[int, Field(ge=1, le=65535)]
     security: Literal["tls", "starttls", "none"] = "tls"
@@ -84,22 +87,34 @@ class ServerConfig(_Strict):
     def password(self) -> str:
         """The secret, read when needed so it never sits in the config object or logs."""
         if self.password_env:
+            key = f"{self.section}.password_env"
             value = os.environ.get(self.password_env)
             if value is None:
-                raise ConfigError(f"password_env: variable {self.password_env} is not set")
-            return value
+                raise ConfigError(f"{key}: variable {self.password_env} is not set")
+            if not value.strip():
+                raise ConfigError(f"{key}: variable {self.password_env} is empty")
+            return value.strip()
         if self.password_file:
+            key = f"{self.section}.password_file"
             path = self.password_file
             if not path.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
                 path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path  # systemd LoadCredential
             try:
-                return path.read_text(encoding="utf-8").strip()
+                value = path.read_bytes().decode("utf-8").strip()
             except OSError as exc:
-                raise ConfigError(f"password_file: cannot read {path}: {exc.strerror}") from exc
+                raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from exc
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{key}: {path} is not UTF-8 text") from exc
+            if not value:
+                # An empty secret is a deployment slip; say so now, not as a failed login later.
+                raise ConfigError(f"{key}: {path} is empty")
+            return value
         return ""
 
 
 class ImapConfig(ServerConfig):
+    section: ClassVar[str] = "imap"
+
     port: Annotated[int, Field(ge=1, le=65535)] = 993
     inbox: str = "INBOX"
     sent: str | None = None
@@ -117,6 +132,8 @@ class ImapConfig(ServerConfig):
 
 
 class SmtpConfig(ServerConfig):
+    section: ClassVar[str] = "smtp"
+
     port: Annotated[int, Field(ge=1, le=65535)] = 587
     security: Literal["tls", "starttls", "none"] = "starttls"
 
@@ -135,8 +152,8 @@ class CouncilConfig(_Strict):
     def _zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r}") from exc
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError(f"unknown timezone {value!r} (e.g. Europe/London)") from exc
         return value
 
 
@@ -168,11 +185,15 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _unique_officers(self) -> Config:
-        seen: set[str] = set()
-        for officer in self.officers:
+        seen: dict[str, int] = {}
+        for index, officer in enumerate(self.officers):
             if officer.email in seen:
-                raise ValueError(f"officers: {officer.email} is listed twice")
-            seen.add(officer.email)
+                # Named by the second entry's key, so the error points at the duplicate line.
+                raise ValueError(
+                    f"officers.{index}.email: {officer.email} is listed twice "
+                    f"(also officer {seen[officer.email] + 1})"
+                )
+            seen[officer.email] = index
         return self
 
     def officers_with(self, role: str) -> list[OfficerConfig]:
@@ -202,59 +223,142 @@ def find_config(explicit: str | None) -> Path:
 def load_config(path: Path) -> Config:
     """Read and validate a config file; every problem is a ConfigError naming file and key."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data_bytes = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        text = data_bytes.decode("utf-8-sig")  # Notepad's byte-order mark is harmless
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text") from exc
+        line = data_bytes[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text (save the file as UTF-8)") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(f"{path}: {_describe_syntax(exc)}") from exc
+    if "source" in data:  # a field we fill in ourselves, not a setting
+        where = f"line {line_of_key(text, ['source'])}: " if line_of_key(text, ["source"]) else ""
+        raise ConfigError(f"{path}: {where}source: unknown key (check the spelling)")
     try:
         return Config.model_validate({**data, "source": path})
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe_error(exc, text)}") from exc
 
 
+def _describe_syntax(exc: tomllib.TOMLDecodeError) -> str:
+    """tomllib's message, reworded as 'line N: TOML syntax error: ...'."""
+    message = clean_text(str(exc), 200)
+    found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+    if found:
+        what = message[: found.start()]
+        return f"line {found.group(1)}: TOML syntax error: {what} (column {found.group(2)})"
+    return f"TOML syntax error: {message.replace('(at end of document)', 'at the end of the file')}"
+
+
+# Pydantic's wording, made to read as advice about a config file.
+_PLAIN_WORDS = {
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "greater_than": "must be more than {gt}",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "int_type": "must be a whole number",
+    "string_too_short": "must not be empty",
+    "too_short": "needs at least {min_length} entry",
+    "string_type": "must be a quoted string",
+    "bool_type": "must be true or false",
+    "datetime_parsing": "must be a date and time, e.g. 2026-11-01T00:00:00Z",
+    "datetime_type": "must be a date and time, e.g. 2026-11-01T00:00:00Z",
+    "datetime_from_date_parsing": "must be a date and time, e.g. 2026-11-01T00:00:00Z",
+    "path_type": "must be a file path in quotes",
+    "model_type": "must be a table of keys, e.g. [{key}] on a line of its own",
+    "model_attributes_type": "must be a table of keys, e.g. [{key}] on a line of its own",
+}
+
+
+class _Defaulting(dict):
+    """Format values for _PLAIN_WORDS; a missing one reads as '?' rather than raising."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
 def describe_error(exc: ValidationError, text: str) -> str:
-    """The first validation problem as 'line N: dotted.key: message'."""
+    """The first validation problem as 'line N: dotted.key: message', on one line."""
     err = exc.errors()[0]
-    loc = [str(part) for part in err["loc"]]
+    # Union members and validators add their own names to the location; keep real keys.
+    loc = [str(part) for part in err["loc"] if not re.fullmatch(r"[\w-]+\[.*\]", str(part))]
     message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
+    kind = err["type"]
+    if kind == "extra_forbidden":
         message = "unknown key (check the spelling)"
-    elif err["type"] == "missing":
+    elif kind == "missing":
         message = "required key is missing"
+    elif loc == ["officers"] and kind == "list_type":
+        message = "must be a list: write [[officers]] (double brackets) before each officer"
+    elif kind in _PLAIN_WORDS:
+        values = {"key": ".".join(loc), **(err.get("ctx") or {})}
+        message = _PLAIN_WORDS[kind].format_map(_Defaulting(values))
+        value = err.get("input")
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            message += f" (got {clean_text(repr(value), 60)})"
+    else:
+        message = message.replace("Input should be", "must be")
     # A check on a whole table names the key it is about at the start of its message.
     head, sep, rest = message.partition(": ")
-    if sep and err["type"] == "value_error" and head.isidentifier():
-        loc.append(head)
+    if sep and kind == "value_error" and re.fullmatch(r"[A-Za-z_]\w*(\.\w+)*", head):
+        loc.extend(head.split("."))
         message = rest
-    key = ".".join(loc) or "(top level)"
+    key = clean_text(".".join(loc), 200) or "(top level)"
     line = line_of_key(text, loc)
-    return f"{'line ' + str(line) + ': ' if line else ''}{key}: {message}"
+    return clean_text(f"{'line ' + str(line) + ': ' if line else ''}{key}: {message}", 500)
+
+
+_TABLE_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY_LINE = re.compile(
+    r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+))*)\s*="""
+)
+
+
+def _key_parts(dotted: str) -> list[str]:
+    return [
+        part.strip().strip("\"'")
+        for part in re.split(r"\.(?=(?:[^\"']|\"[^\"]*\"|'[^']*')*$)", dotted)
+    ]
 
 
 def line_of_key(text: str, loc: list[str]) -> int | None:
-    """Best-effort line number of a dotted key in TOML text: the table, then the key in it."""
-    lines = text.splitlines()
-    keys = [part for part in loc if not part.isdigit()]
-    if not keys:
+    """Best-effort line number of a key in TOML text, e.g. ["officers", "1", "email"].
+
+    Tracks the current table (counting [[array]] entries, so officers.1 is the second
+    [[officers]] block) and dotted keys. Where the key is not written out (missing), the
+    line of the deepest table header on its path.
+    """
+    target = [str(part) for part in loc]
+    if not target:
         return None
-    table_line = 0
-    for depth in range(len(keys) - 1, 0, -1):
-        header = ".".join(keys[:depth])
-        for number, line in enumerate(lines, 1):
-            if line.strip() in (f"[{header}]", f"[[{header}]]"):
-                table_line = number
-                break
-        if table_line:
-            break
-    for number, line in enumerate(lines[table_line:], table_line + 1):
-        stripped = line.strip()
-        if stripped.startswith("["):
-            break  # the next table: the key is not written out (missing)
-        if stripped.split("=")[0].strip().strip('"') == keys[-1]:
+    arrays: dict[str, int] = {}
+    table: list[str] = []
+    table_line: int | None = None
+    best = 0  # length of the longest matching table path so far
+    for number, line in enumerate(text.split("\n"), 1):  # TOML's lines, not splitlines()'s
+        header = _TABLE_HEADER.match(line)
+        if header:
+            names = _key_parts(header.group(2))
+            if header.group(1) == "[[":
+                dotted = ".".join(names)
+                arrays[dotted] = arrays.get(dotted, -1) + 1
+                table = [*names, str(arrays[dotted])]
+            else:
+                table = names
+            if target[: len(table)] == table and len(table) > best:
+                best, table_line = len(table), number
+            continue
+        key = _KEY_LINE.match(line)
+        if key is None:
+            continue
+        full = table + _key_parts(key.group(1))
+        if full == target:
             return number
-    return table_line or None
+        if full == target[: len(full)] and len(full) > best:
+            best, table_line = len(full), number  # an inline table or dotted key on the way
+    return table_line
