@@ -1,0 +1,123 @@
+"""The command line as a sysadmin and a clerk use it: demo, db upgrade, deadline, check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from mailbot.cli import main
+from mailbot.devservers import local_config
+
+
+@pytest.mark.integration
+def test_demo_prints_cases_officers_due_dates_and_an_acknowledgement():
+    done = subprocess.run(
+        [sys.executable, "-m", "mailbot", "demo"], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "REF             CATEGORY    STATUS  OFFICER      DUE" in out
+    for row in ("FOI-", "COM-", "ENQ-", "SAR-", "CMP-"):
+        assert row in out
+    assert "Sam Patel" in out and "Jordan Reid" in out
+    assert "suppressed" in out  # the out-of-office reply and the newsletter
+    assert "Acknowledgements accepted by the SMTP server: 5" in out
+    assert "Subject: Re: Spending on consultants [Ref: FOI-" in out
+    assert "Dear Jane Doe," in out
+
+
+@pytest.mark.integration
+def test_db_upgrade_creates_the_schema(tmp_path, dovecot, smtp, database_url, capsys):
+    config = local_config(tmp_path, dovecot, smtp, database_url=database_url)
+    assert main(["--config", str(config), "db", "upgrade"]) == 0
+    assert main(["--config", str(config), "db", "upgrade"]) == 0  # twice is harmless
+    engine = create_engine(database_url)
+    tables = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert {"cases", "case_events", "messages", "outbox", "folder_state", "counters"} <= tables
+    assert {"alembic_version"} <= tables
+
+
+def test_deadline_json_for_an_foi_request(capsys):
+    # Fri 18 Dec 2026 16:00 GMT. Day 1 Mon 21 Dec. Not counted: Fri 25 Dec, Mon 28 Dec
+    # (Boxing Day substitute), Fri 1 Jan, and Mon 4 Jan 2027 (Scotland's 2 January
+    # substitute: FOIA s.10(6) counts every nation's). Day 20 is Thu 21 Jan 2027.
+    code = main(
+        [
+            "deadline",
+            "--category",
+            "foi",
+            "--received",
+            "2026-12-18T16:00:00Z",
+            "--policy",
+            "stafford",
+            "--json",
+        ]
+    )
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {
+        "category",
+        "received_at",
+        "day_one",
+        "acknowledge_by",
+        "respond_by",
+        "holding_by",
+        "calendar",
+    }
+    assert data["category"] == "foi"
+    assert data["day_one"] == "2026-12-21"
+    assert data["respond_by"] == "2027-01-21"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["deadline", "--category", "foi", "--received", "yesterday"], "not an ISO 8601 time"),
+        (["deadline", "--category", "foi", "--received", "2026-12-18T16:00"], "give a timezone"),
+        (["deadline", "--category", "gripe", "--received", "2026-12-18T16:00Z"], "invalid choice"),
+        (["cases", "--now", "soon"], "not an ISO 8601 time"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_1_with_a_clear_message(args, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 1
+    assert message in capsys.readouterr().err
+
+
+def test_check_names_file_line_and_key_of_a_policy_typo(tmp_path, capsys):
+    from mailbot.resources import builtin_dir
+
+    policy = tmp_path / "ours.toml"
+    text = (builtin_dir("policies") / "stafford.toml").read_text()
+    policy.write_text(text.replace("respond =", "respnd =", 1))
+    line = next(n for n, row in enumerate(policy.read_text().splitlines(), 1) if "respnd" in row)
+    config = tmp_path / "mailbot.toml"
+    config.write_text(
+        f"""[council]
+name = "Test"
+policy = "{policy}"
+mailbox_address = "council@example.gov.uk"
+[imap]
+host = "127.0.0.1"
+security = "none"
+[smtp]
+host = "127.0.0.1"
+security = "none"
+[[officers]]
+name = "Ann"
+email = "ann@example.gov.uk"
+roles = ["clerk"]
+"""
+    )
+    assert main(["--config", str(config), "check"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"ours.toml:{line}:" in err
+    assert "respnd" in err
