@@ -70,7 +70,7 @@ _CHARSET_ALIASES = {
 }
 # Python codecs that are not charsets anyone sends mail in, and would turn bytes into
 # escapes, control characters or exceptions.
-_NOT_CHARSETS = {"idna", "punycode", "unicode_escape", "raw_unicode_escape", "mbcs", "oem"}
+_NOT_CHARSETS = {"idna", "punycode", "unicode-escape", "raw-unicode-escape", "mbcs", "oem"}
 
 
 def clean_text(value: str, limit: int = 200) -> str:
@@ -229,8 +229,8 @@ def _mend_header_block(raw: bytes) -> bytes | None:
     # Continuation lines right after the last header still belong to it.
     while rest and rest[0][:1] in (b" ", b"\t"):
         out.append(rest.pop(0))
-    tail = b"\r\n".join(rest) + b"\r\n\r\n" if rest else b""  # lines that start the body
-    return b"\r\n".join(out) + b"\r\n\r\n" + tail + body
+    mended = b"\r\n".join(out) + b"\r\n\r\n" + b"\r\n".join(rest)  # rest: the body's start
+    return mended + (b"\r\n\r\n" if rest else b"") + body if end else mended
 
 
 def _raw_items(msg: Message) -> list[tuple[str, str]]:
