@@ -37,9 +37,11 @@ class Rule:
 
 def _auto_submitted(msg: ParsedMessage, _: ScreenContext) -> str | None:
     value = msg.header("auto-submitted")
-    if value is not None and value.strip().lower().split(";")[0].strip() != "no":
-        return f"Auto-Submitted: {value}"
-    return None
+    if value is None:
+        return None
+    # The keyword, without RFC 3834 parameters (";") or RFC 5322 comments ("(...)").
+    keyword = re.split(r"[\s;(]", value.strip().lower(), maxsplit=1)[0]
+    return None if keyword == "no" else f"Auto-Submitted: {value}"
 
 
 def _precedence(msg: ParsedMessage, _: ScreenContext) -> str | None:
