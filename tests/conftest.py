@@ -118,3 +118,9 @@ def resident_mail(
         msg[key] = value
     msg.set_content(body)
     return msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def to_residents(smtp: SmtpCapture) -> list:
+    """What residents received (auto-replies), leaving out staff mail such as the digest."""
+    with smtp.lock:
+        return [m for m in smtp.messages if m.message["Auto-Submitted"] == "auto-replied"]

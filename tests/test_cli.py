@@ -41,6 +41,13 @@ def test_db_upgrade_creates_the_schema(tmp_path, dovecot, smtp, database_url, ca
     assert {"cases", "case_events", "messages", "outbox", "folder_state", "counters"} <= tables
     assert {"alembic_version"} <= tables
 
+    # The migrations build exactly what the models describe (no forgotten migration).
+    from alembic import command
+
+    from mailbot.migrations import alembic_config
+
+    command.check(alembic_config(database_url))
+
 
 def test_deadline_json_for_an_foi_request(capsys):
     # Fri 18 Dec 2026 16:00 GMT. Day 1 Mon 21 Dec. Not counted: Fri 25 Dec, Mon 28 Dec

@@ -11,10 +11,11 @@ from sqlalchemy import select, update
 from mailbot.cli import main
 from mailbot.daemon import run_once
 from mailbot.store import Case, FolderState, InboundMessage, OutboxMessage
-from tests.conftest import COUNCIL, START_FROM, resident_mail
+from tests.conftest import COUNCIL, START_FROM, resident_mail, to_residents
 
 pytestmark = pytest.mark.integration
 
+ACK = "acknowledgement"
 ARRIVED = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)  # Tuesday 3 November 2026
 
 
@@ -45,7 +46,7 @@ def test_acknowledgement_headers_recipient_and_due_date(app, dovecot, smtp):
     assert case.officer_email == "alex.morgan@council.example.gov.uk"
     assert case.acknowledged_at == app.clock.now()
 
-    [sent] = smtp.messages
+    [sent] = to_residents(smtp)
     assert sent.rcpt_tos == ["jane.private@example.net"]  # Reply-To wins over From
     assert sent.mail_from == COUNCIL
     msg = sent.message
@@ -80,7 +81,7 @@ def test_historic_mail_is_never_acknowledged(app, dovecot, smtp):
     run_once(app)
 
     assert len(cases(app)) == 1
-    assert [m.rcpt_tos for m in smtp.messages] == [["jane.doe@example.com"]]
+    assert [m.rcpt_tos for m in to_residents(smtp)] == [["jane.doe@example.com"]]
     with app.sessions() as s:
         state = s.scalar(select(FolderState))
         assert state.last_uid == 1001
@@ -97,14 +98,14 @@ def test_start_from_is_exact_to_the_second(app, dovecot, smtp):
         ("<before@x>", "historic"),
         ("<after@x>", "case-opened"),
     ]
-    assert len(smtp.messages) == 1
+    assert len(to_residents(smtp)) == 1
 
 
 def test_run_once_twice_sends_nothing_more(app, dovecot, smtp):
     dovecot.append(resident_mail(), when=ARRIVED)
     run_once(app)
     run_once(app)
-    assert len(smtp.messages) == 1
+    assert len(to_residents(smtp)) == 1
     assert len(inbound(app)) == 1
 
 
@@ -126,14 +127,14 @@ def test_follow_up_by_reference_joins_the_case(app, dovecot, smtp):
     run_once(app)
 
     assert len(cases(app)) == 1
-    assert len(smtp.messages) == 1
+    assert len(to_residents(smtp)) == 1
     assert [m.outcome for m in inbound(app)] == ["case-opened", "follow-up"]
 
 
 def test_follow_up_by_in_reply_to_our_acknowledgement_joins_the_case(app, dovecot, smtp):
     dovecot.append(resident_mail(message_id="<one@x>"), when=ARRIVED)
     run_once(app)
-    ack_id = smtp.messages[0].message["Message-ID"]
+    ack_id = to_residents(smtp)[0].message["Message-ID"]
     dovecot.append(
         resident_mail(subject="thanks", message_id="<two@x>", headers={"In-Reply-To": ack_id}),
         when=ARRIVED + timedelta(hours=1),
@@ -141,7 +142,7 @@ def test_follow_up_by_in_reply_to_our_acknowledgement_joins_the_case(app, doveco
     run_once(app)
 
     assert len(cases(app)) == 1
-    assert len(smtp.messages) == 1
+    assert len(to_residents(smtp)) == 1
 
 
 def test_reference_typed_by_a_stranger_opens_a_new_case(app, dovecot, smtp):
@@ -163,7 +164,7 @@ def test_duplicate_message_id_gets_no_second_acknowledgement(app, dovecot, smtp)
     dovecot.append(resident_mail(message_id="<same@x>"), when=ARRIVED)
     dovecot.append(resident_mail(message_id="<same@x>"), when=ARRIVED)
     run_once(app)
-    assert len(smtp.messages) == 1
+    assert len(to_residents(smtp)) == 1
     assert [m.outcome for m in inbound(app)] == ["case-opened", "duplicate"]
 
 
@@ -175,7 +176,10 @@ def test_uidvalidity_change_rereads_without_repeating(app, dovecot, smtp):
     dovecot.append(resident_mail(message_id="<b@x>", sender="b@example.com"), when=ARRIVED)
     run_once(app)
 
-    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["b@example.com", "jane.doe@example.com"]
+    assert sorted(m.rcpt_tos[0] for m in to_residents(smtp)) == [
+        "b@example.com",
+        "jane.doe@example.com",
+    ]
 
 
 def test_automatic_mail_is_recorded_but_not_acknowledged(app, dovecot, smtp):
@@ -183,7 +187,7 @@ def test_automatic_mail_is_recorded_but_not_acknowledged(app, dovecot, smtp):
     dovecot.append(resident_mail(sender="noreply@example.com", message_id="<n@x>"), when=ARRIVED)
     run_once(app)
 
-    assert smtp.messages == []
+    assert to_residents(smtp) == []
     assert cases(app) == []
     reasons = [m.reasons[0] for m in inbound(app)]
     assert reasons[0].startswith("auto-submitted:")
@@ -195,7 +199,7 @@ def test_per_sender_cap_stops_a_fourth_acknowledgement(app, dovecot, smtp):
         dovecot.append(resident_mail(subject=f"Question {n}", message_id=f"<q{n}@x>"), when=ARRIVED)
     run_once(app)
 
-    assert len(smtp.messages) == 3
+    assert len(to_residents(smtp)) == 3
     outcomes = [m.outcome for m in inbound(app)]
     assert outcomes == ["case-opened"] * 3 + ["suppressed"] * 2
     assert inbound(app)[3].reasons[0].startswith("sender-cap:")
@@ -211,7 +215,7 @@ def test_huge_message_is_fetched_only_up_to_the_cap(app, dovecot, smtp):
 
     [case] = cases(app)
     assert case.subject == "Pothole on Mill Lane"
-    assert len(smtp.messages) == 1
+    assert len(to_residents(smtp)) == 1
 
 
 def test_broken_message_is_recorded_and_not_retried(app, dovecot, smtp, monkeypatch):
@@ -229,7 +233,7 @@ def test_broken_message_is_recorded_and_not_retried(app, dovecot, smtp, monkeypa
     [msg] = inbound(app)
     assert msg.outcome == "failed"
     assert msg.reasons == ["RuntimeError: classifier fell over"]
-    assert smtp.messages == []
+    assert to_residents(smtp) == []
 
 
 def test_smtp_down_then_back_sends_exactly_once(app, dovecot, smtp):
@@ -237,28 +241,28 @@ def test_smtp_down_then_back_sends_exactly_once(app, dovecot, smtp):
     dovecot.append(resident_mail(), when=ARRIVED)
     run_once(app)
     with app.sessions() as s:
-        [row] = s.scalars(select(OutboxMessage)).all()
+        [row] = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == ACK)).all()
         assert (row.status, row.attempts) == ("pending", 1)
         assert "cannot reach SMTP server" in row.last_error
 
     smtp.start()
     run_once(app)  # too early: the retry waits a minute
-    assert smtp.messages == []
+    assert to_residents(smtp) == []
     app.clock.advance(timedelta(minutes=2))
     run_once(app)
     run_once(app)
-    assert len(smtp.messages) == 1
+    assert len(to_residents(smtp)) == 1
 
 
 def test_smtp_refusing_with_4xx_is_retried(app, dovecot, smtp):
     smtp.refuse = "451 4.3.0 Try again later"
     dovecot.append(resident_mail(), when=ARRIVED)
     run_once(app)
-    assert smtp.messages == []
+    assert to_residents(smtp) == []
     smtp.refuse = None
     app.clock.advance(timedelta(minutes=2))
     run_once(app)
-    assert len(smtp.messages) == 1
+    assert len(to_residents(smtp)) == 1
 
 
 def test_smtp_rejecting_with_5xx_is_given_up(app, dovecot, smtp):
@@ -268,9 +272,9 @@ def test_smtp_rejecting_with_5xx_is_given_up(app, dovecot, smtp):
     smtp.refuse = None
     app.clock.advance(timedelta(hours=2))
     run_once(app)
-    assert smtp.messages == []
+    assert to_residents(smtp) == []
     with app.sessions() as s:
-        assert s.scalar(select(OutboxMessage.status)) == "failed"
+        assert s.scalar(select(OutboxMessage.status).where(OutboxMessage.kind == ACK)) == "failed"
 
 
 def test_cases_and_case_json_shapes(app, config_path, dovecot, smtp, capsys):

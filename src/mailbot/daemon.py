@@ -8,10 +8,11 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, select
 
-from mailbot import outbox
+from mailbot import outbox, scheduler
 from mailbot.app import App
 from mailbot.mailbox import Mailbox, MailboxError, backoff_delays
 from mailbot.pipeline import ingest_folder
@@ -27,8 +28,9 @@ def connect(app: App) -> Mailbox:
 
 
 def cycle(app: App, mailbox: Mailbox) -> int:
-    """One pass: read new mail, then send what is due. Returns messages read."""
+    """One pass: read new mail, queue what the promises make due now, send the outbox."""
     count = ingest_folder(app, mailbox, app.cfg.imap.inbox)
+    scheduler.run_due(app)
     outbox.flush(app.sessions, app.cfg, app.clock)
     return count
 
@@ -50,13 +52,31 @@ class Daemon:
     app: App
     stop: threading.Event = field(default_factory=threading.Event)
     reload: threading.Event = field(default_factory=threading.Event)
+    # Set to end an IDLE early: a signal, or the timer saying reminders may be due.
+    wake: threading.Event = field(default_factory=threading.Event)
+    tick_seconds: float = 60.0
 
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: self.reload.set())
+        signal.signal(signal.SIGTERM, lambda *_: self._set(self.stop))
+        signal.signal(signal.SIGINT, lambda *_: self._set(self.stop))
+        signal.signal(signal.SIGHUP, lambda *_: self._set(self.reload))
+
+    def _set(self, event: threading.Event) -> None:
+        event.set()
+        self.wake.set()
 
     def run(self) -> None:
+        # APScheduler keeps time; the work itself stays on this thread, one database
+        # writer at a time, so a reminder pass never races an acknowledgement.
+        timer = BackgroundScheduler(timezone="UTC")
+        timer.add_job(self.wake.set, "interval", seconds=self.tick_seconds, id="due-actions")
+        timer.start()
+        try:
+            self._run()
+        finally:
+            timer.shutdown(wait=False)
+
+    def _run(self) -> None:
         delays = backoff_delays()
         while not self.stop.is_set():
             mailbox: Mailbox | None = None
@@ -70,7 +90,8 @@ class Daemon:
             except (MailboxError, IMAPClientError, OSError) as exc:
                 delay = next(delays)
                 log.warning("mailbox connection lost (%s); reconnecting in %.0f s", exc, delay)
-                self.stop.wait(delay)
+                self.wake.clear()
+                self.wake.wait(delay)
             finally:
                 if mailbox is not None:
                     mailbox.close()
@@ -83,7 +104,9 @@ class Daemon:
                 self.reload.clear()
                 self._reload()
             cycle(self.app, mailbox)
-            mailbox.wait_for_mail(self._idle_seconds(), self.stop)
+            if not self.stop.is_set():
+                mailbox.wait_for_mail(self._idle_seconds(), self.wake)
+            self.wake.clear()
 
     def _reload(self) -> None:
         try:

@@ -17,6 +17,7 @@ from mailbot.mailbox import FetchedMessage, Mailbox
 from mailbot.outbox import compose, enqueue
 from mailbot.parse import ParsedMessage, parse_message
 from mailbot.route import choose_officer
+from mailbot.scheduler import local_today, notify_role, schedule
 from mailbot.screen import ScreenContext, screen
 from mailbot.store import (
     Case,
@@ -180,6 +181,8 @@ def _decide(
     case = open_case(app, session, msg, fetched.internal_date, now)
     _record(session, fetched, msg, "case-opened", list(case.reasons), now, case)
     acknowledge(app, session, case, msg, recipient, now)
+    if case.priority == "high":
+        alert_welfare(app, session, case, now)
     return "case-opened"
 
 
@@ -210,9 +213,10 @@ def open_case(
         acknowledge_by=dates.acknowledge_by,
         respond_by=dates.respond_by,
         holding_by=dates.holding_by,
-        reasons=list(decision.reasons),
+        reasons=[*decision.reasons, *decision.welfare_reasons],
         clock_stopped=False,
     )
+    schedule(case, app.policy, local_today(app.policy, now))
     session.add(case)
     session.flush()
     add_event(session, case, received_at, "received", f"from {case.resident_email}")
@@ -226,6 +230,26 @@ def open_case(
     if officer:
         add_event(session, case, now, "reassigned", f"assigned to {officer.name} ({stage.role})")
     return case
+
+
+def alert_welfare(app: App, session: Session, case: Case, now: datetime) -> None:
+    """Welfare or vulnerability wording: tell the duty officer at once, day or night."""
+    reasons = [r for r in case.reasons if "welfare" in r.lower()]
+    context = case_context(app.cfg, app.policy, case, now, welfare_reasons=reasons)
+    notify_role(
+        app,
+        session,
+        case,
+        role=app.policy.welfare_alert_role,
+        template="welfare-alert",
+        subject=f"Priority: welfare concern: {case.subject}",
+        key=f"welfare:{case.ref}",
+        kind="welfare-alert",
+        context=context,
+        now=now,
+        at_once=True,
+    )
+    add_event(session, case, now, "note", f"high priority; {app.policy.welfare_alert_role} alerted")
 
 
 def acknowledge(

@@ -281,6 +281,9 @@ class Policy(_Model):
     closure_days: list[str] = Field(default_factory=list, max_length=400)
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
     welfare_alert_role: str = Field(default="duty-officer", pattern=_ROLE)
+    # When the clerk's daily digest of open cases goes out, on working days; None means
+    # at opening time.
+    digest_at: time | None = None
     classification: dict[str, Any] = Field(default_factory=dict)
     retention: Duration | None = None
     categories: dict[str, CategoryPolicy]

@@ -57,6 +57,10 @@ class Templates:
             raise TemplateProblem(_where(exc, name)) from exc
         return Rendered(text=text, html=html)
 
+    def names(self) -> set[str]:
+        """Template names (without .txt) available from any folder."""
+        return {n.removesuffix(".txt") for n in self.env.list_templates() if n.endswith(".txt")}
+
     def render_safe(self, name: str, context: dict[str, Any]) -> tuple[Rendered, str | None]:
         """Render, falling back to the built-in template and then to plain wording.
 
