@@ -286,6 +286,16 @@ def test_attachments_are_not_read_as_the_body(attachment_headers: bytes) -> None
     assert msg.text == "the message"
 
 
+def test_attached_message_is_not_the_body() -> None:
+    msg = parse_message(
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/html\r\n\r\n<p>Please see the attached.</p>\r\n"
+        b"--b\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n"
+        b"Subject: old\r\nContent-Type: text/plain\r\n\r\nthe old message\r\n--b--\r\n"
+    )
+    assert msg.text == "Please see the attached."
+
+
 def test_mime_bomb_of_10000_parts_returns_quickly_with_a_defect() -> None:
     parts = b"".join(
         b"--b\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i for i in range(10_000)

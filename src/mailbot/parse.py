@@ -450,6 +450,8 @@ def _walk(msg: Message, defects: list[str]) -> Iterator[tuple[Message, int]]:
             defects.append(f"MIME nesting deeper than {MAX_DEPTH}; the rest ignored")
             continue
         yield part, depth
+        if depth and _is_attachment(part):
+            continue  # a forwarded message sent as an attachment is not this message's body
         try:
             payload = part.get_payload() if part.is_multipart() else None
         except Exception:
