@@ -24,6 +24,7 @@ log = logging.getLogger("mailbot.scheduler")
 # working days after the original date (an officer's `#holding DATE` overrides it).
 DEFAULT_HOLDING_DAYS = 10
 BATCH = 500
+_ORDER = ("holding", "reminder", "breach")  # same-day actions, in the order they go
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def case_actions(case: Case, stage: StagePolicy, calendar: WorkingCalendar) -> l
     actions.append(
         Action("breach", calendar.add_working_days(due, 1), f"breach:{case.ref}:{case.stage}:{due}")
     )
-    return sorted(actions, key=lambda a: (a.on, a.kind != "breach"))
+    return sorted(actions, key=lambda a: (a.on, _ORDER.index(a.kind)))
 
 
 def due_now(actions: list[Action], today: date, after: date | None) -> list[Action]:
@@ -92,7 +93,10 @@ def local_today(policy: Policy, now: datetime) -> date:
 
 
 def run_due(app: App) -> int:
-    """One pass: everything due at the clock's now, queued in the outbox. Returns actions."""
+    """One pass: everything due at the clock's now, queued in the outbox.
+
+    Returns how many case actions (reminders, holding replies, breaches) were queued.
+    """
     now = app.clock.now()
     today = local_today(app.policy, now)
     done = 0
@@ -116,7 +120,8 @@ def run_due(app: App) -> int:
                 last_id = case.id
         if len(cases) < BATCH:
             break
-    done += _digest(app, today, now)
+    if _digest(app, today, now):
+        log.info("daily digest queued for the clerk role")
     return done
 
 
