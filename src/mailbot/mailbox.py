@@ -146,7 +146,7 @@ class Mailbox:
                 )
 
     def wait_for_mail(self, seconds: float, stop: threading.Event) -> bool:
-        """IDLE for up to `seconds`; True when the server reported new mail."""
+        """IDLE for up to `seconds` or until `stop` is set; True when new mail arrived."""
         client = self.client
         if b"IDLE" not in client.capabilities():
             stop.wait(min(seconds, 60))  # polling fallback
