@@ -715,7 +715,7 @@ KEY_FIGURES = (
     "FOI-2026-00002",
     "COM-2026-00004",
     "Not yet answered",
-    "13 April 2026",
+    "13 Apr 2026",  # the first missed promise's date
     "Week beginning",
 )
 

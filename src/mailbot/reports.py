@@ -669,9 +669,18 @@ def category_name(category: str) -> str:
     return CATEGORY_NAMES.get(category, category.capitalize())
 
 
+def stage_name(category: str, stage: int) -> str:
+    """ "Enquiries"; only complaints have stages worth naming: "Complaints, stage 2"."""
+    name = category_name(category)
+    return f"{name}, stage {stage}" if category == "complaint" else name
+
+
 def _row_name(f: CategoryFigures) -> str:
-    name = category_name(f.category)
-    return f"{name}, stage {f.stage}" if f.category == "complaint" else name
+    return stage_name(f.category, f.stage)
+
+
+def _day_month_year(d: date) -> str:
+    return f"{d.day} {d:%b %Y}"
 
 
 def _long_date(d: date) -> str:
@@ -726,7 +735,8 @@ def weekly_chart(report: Report) -> dict[str, Any]:
                         f"{category_name(name).lower()}",
                     }
                 )
-        if total := sum(counts.values()):
+        # A week's total above its bar, while bars are wide enough for the figure to fit.
+        if (total := sum(counts.values())) and slot >= 24:
             totals.append({"x": round(x + bar_w / 2, 1), "y": round(y - 5, 1), "value": total})
         if i % label_every == 0:
             x_labels.append({"x": round(x + bar_w / 2, 1), "text": _short_date(week)})
@@ -815,7 +825,7 @@ _ENV = SandboxedEnvironment(
 _ENV.filters.update(
     pct=_pct,
     long_date=_long_date,
-    short_date=_short_date,
+    day_month_year=_day_month_year,
     days=_days,
     row_name=_row_name,
     category=category_name,
@@ -840,9 +850,9 @@ def to_html(report: Report) -> str:
         breaches=[
             {
                 **b,
-                "name": category_name(b["category"]),
-                "respond_by_text": _long_date(b["respond_by"]),
-                "responded_text": _long_date(b["responded_at"].astimezone(tz).date())
+                "name": stage_name(b["category"], b["stage"]),
+                "respond_by_text": _day_month_year(b["respond_by"]),
+                "responded_text": _day_month_year(b["responded_at"].astimezone(tz).date())
                 if b["responded_at"]
                 else "Not yet answered",
             }
@@ -904,7 +914,7 @@ _HTML = _ENV.from_string(
   td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
   td .of { display: block; color: var(--muted); font-size: .8rem; white-space: nowrap; }
   tfoot td .of { color: var(--ink); }
-  th.date { white-space: nowrap; }
+  .date { white-space: nowrap; }
   tbody th { font-weight: normal; }
   tfoot td, tfoot th { font-weight: bold; border-top: 2px solid var(--ink); }
   figure { margin: 1rem 0 1.5rem; }
@@ -918,6 +928,8 @@ _HTML = _ENV.from_string(
            border-left: 5px solid var(--accent); }
   dl.rules dt { font-weight: bold; margin-top: .6rem; }
   dl.rules dd { margin: 0 0 0 1rem; }
+  dl.rules dt { break-after: avoid; page-break-after: avoid; }
+  dl.rules dd { break-inside: avoid; page-break-inside: avoid; }
   @page { size: A4; margin: 15mm 12mm; }
   @media print {
     body { max-width: none; padding: 0; font-size: 10pt; }
@@ -1000,7 +1012,7 @@ _HTML = _ENV.from_string(
       {% endfor %}<th scope="col" class="n">All</th></tr></thead>
     <tbody>
     {% for week, counts in r.weekly %}
-      <tr><th scope="row" class="date">{{ week|short_date }} {{ week.year }}</th>
+      <tr><th scope="row" class="date">{{ week|day_month_year }}</th>
         {% for name in counts %}<td class="n">{{ counts[name] }}</td>{% endfor %}
         <td class="n">{{ counts.values()|sum }}</td></tr>
     {% endfor %}
@@ -1089,14 +1101,14 @@ _HTML = _ENV.from_string(
     was (or, if still unanswered, has been so far).</p>
   <table>
     <thead><tr><th scope="col">Reference</th><th scope="col">Type of case</th>
-      <th scope="col" class="n">Stage</th><th scope="col">Officer</th>
-      <th scope="col">Promised by</th><th scope="col">Answered</th>
+      <th scope="col">Officer</th><th scope="col">Promised by</th><th scope="col">Answered</th>
       <th scope="col" class="n">Working days late</th></tr></thead>
     <tbody>
     {% for b in breaches %}
-      <tr><th scope="row">{{ b.ref }}</th><td>{{ b.name }}</td><td class="n">{{ b.stage }}</td>
-        <td>{{ b.officer or "Not assigned" }}</td><td>{{ b.respond_by_text }}</td>
-        <td>{{ b.responded_text }}</td><td class="n">{{ b.working_days_late }}</td></tr>
+      <tr><th scope="row" class="date">{{ b.ref }}</th><td>{{ b.name }}</td>
+        <td>{{ b.officer or "Not assigned" }}</td><td class="date">{{ b.respond_by_text }}</td>
+        <td class="date">{{ b.responded_text }}</td>
+        <td class="n">{{ b.working_days_late }}</td></tr>
     {% endfor %}
     </tbody>
   </table>
@@ -1122,10 +1134,12 @@ _HTML = _ENV.from_string(
       cases whose date has come: cases still open and not yet due are left out until they
       are due.</dd>
     <dt>Promises to answer missed</dt>
-    <dd>Answered after the promised date, or not answered by it.</dd>
+    <dd>Answered after the promised date, or not answered by it, or recorded as missed when
+      the date passed.</dd>
     <dt>Typical and “9 in 10” working days</dt>
     <dd>Counted over answered cases only, in working days from the day the case reached us
-      to the day of the answer (an answer the same day is 0). “Typical” is the middle case
+      (for a later complaint stage, the day it moved) to the day of the answer (an answer the
+      same day is 0). “Typical” is the middle case
       (the median); “9 in 10” is the time within which nine in ten answers were given (the
       90th percentile). Both use the nearest-rank method, so each is the time a real case
       took.</dd>
