@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from mailbot.daemon import run_once
+from mailbot.letters import render
 from mailbot.outbox import flush
 from mailbot.parse import parse_message
 from mailbot.pipeline import open_case
@@ -41,8 +42,11 @@ def outbox(app, kind: str | None = None) -> list[OutboxMessage]:
         return list(s.scalars(query))
 
 
-def message_from_bytes(raw: bytes) -> EmailMessage:
-    return _parse(raw, policy=modern)  # headers unfolded, as a mail client shows them
+def written(app, row: OutboxMessage) -> EmailMessage:
+    """The message as the outbox will write it, with headers unfolded as a client shows them."""
+    with app.sessions() as session:
+        raw = render(app, session, session.get(OutboxMessage, row.id)).as_bytes()
+    return _parse(raw, policy=modern)
 
 
 def text_of(msg: EmailMessage) -> str:
@@ -83,7 +87,7 @@ def test_each_point_fires_once_to_the_right_people_at_the_right_time(app):
     [reminder] = outbox(app, "reminder")
     assert reminder.recipient == ALEX
     assert reminder.next_attempt_at == datetime(2026, 4, 1, 8, 0, tzinfo=UTC)
-    msg = message_from_bytes(reminder.raw)
+    msg = written(app, reminder)
     assert msg["Auto-Submitted"] == "auto-generated"
     assert msg["Subject"] == (
         f"Reminder: reply due Wednesday 8 April 2026: Pothole on Mill Lane [Ref: {ref}]"
@@ -101,9 +105,13 @@ def test_each_point_fires_once_to_the_right_people_at_the_right_time(app):
     assert at(app, datetime(2026, 4, 7, 10, 0, tzinfo=UTC)) == 2
     [holding] = outbox(app, "holding")
     assert holding.recipient == "jane.doe@example.com"
-    held = message_from_bytes(holding.raw)
+    held = written(app, holding)
     assert held["Auto-Submitted"] == "auto-replied"
     assert held["Subject"] == f"Re: Pothole on Mill Lane [Ref: {ref}]"
+    with app.sessions() as s:
+        first = s.scalar(select(Case.first_message_id).where(Case.ref == ref))
+    assert first and held["In-Reply-To"] == first  # threaded under the resident's message
+    assert held["X-Auto-Response-Suppress"] == "All"
     body = text_of(held)
     # No extension in the policy: the default 10 working days after Wed 8 Apr.
     assert "by Wednesday 22 April 2026" in body
@@ -142,10 +150,10 @@ def test_staff_mail_due_on_a_sunday_night_waits_for_monday_opening(app, smtp):
     assert at(app, datetime(2026, 11, 8, 2, 0, tzinfo=UTC)) == 0
     # Monday 9 Nov 00:30: queued for 09:00 GMT, and not sent before then.
     assert at(app, datetime(2026, 11, 9, 0, 30, tzinfo=UTC)) == 1
-    flush(app.sessions, app.cfg, app.clock)
+    flush(app)
     assert smtp.to(ALEX) == []
     app.clock.instant = datetime(2026, 11, 9, 9, 0, tzinfo=UTC)
-    flush(app.sessions, app.cfg, app.clock)
+    flush(app)
     assert len(smtp.to(ALEX)) == 1
 
 
@@ -183,7 +191,7 @@ def test_digest_on_working_days_at_opening_overdue_first(app, smtp):
     at(app, datetime(2026, 4, 7, 15, 0, tzinfo=UTC))
     [digest] = outbox(app, "digest")
     assert digest.recipient == CHRIS
-    msg = message_from_bytes(digest.raw)
+    msg = written(app, digest)
     assert msg["Subject"] == "Open cases on Tuesday 7 April 2026: 2 open, 1 overdue"
     text = text_of(msg)
     assert text.index(late) < text.index(soon)

@@ -31,7 +31,7 @@ def cycle(app: App, mailbox: Mailbox) -> int:
     """One pass: read new mail, queue what the promises make due now, send the outbox."""
     count = ingest_folder(app, mailbox, app.cfg.imap.inbox)
     scheduler.run_due(app)
-    outbox.flush(app.sessions, app.cfg, app.clock)
+    outbox.flush(app)
     return count
 
 

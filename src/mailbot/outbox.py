@@ -1,4 +1,4 @@
-"""Outbox: compose outgoing mail with the SPEC §5 headers, queue it, and send it exactly once."""
+"""Outbox: queue letters, then send each exactly once — retried, backed off, never repeated."""
 
 from __future__ import annotations
 
@@ -7,22 +7,22 @@ import logging
 import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime, formataddr, make_msgid
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import aiosmtplib
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot import faults
 from mailbot.clock import Clock
-from mailbot.config import Config, SmtpConfig
-from mailbot.parse import clean_text
-from mailbot.screen import LOOP_HEADER
+from mailbot.config import SmtpConfig
+from mailbot.letters import Letter, new_message_id, render
 from mailbot.store import Case, OutboxMessage, add_event
-from mailbot.templates import Rendered
+
+if TYPE_CHECKING:
+    from mailbot.app import App
 
 log = logging.getLogger("mailbot.outbox")
 
@@ -30,77 +30,42 @@ MAX_ATTEMPTS = 30  # about three days of retries with the backoff below
 SENDING_LEASE = timedelta(minutes=10)
 
 
-def new_message_id(mailbox_address: str) -> str:
-    return make_msgid(domain=mailbox_address.rsplit("@", 1)[1])
-
-
-def compose(
-    cfg: Config,
-    *,
-    to: str,
-    to_name: str = "",
-    subject: str,
-    rendered: Rendered,
-    audience: Literal["resident", "staff"],
-    ref: str | None,
-    now: datetime,
-    in_reply_to: str | None = None,
-    references: tuple[str, ...] = (),
-) -> EmailMessage:
-    """A complete message. Anything taken from inbound mail is cleaned before it is a header."""
-    council = cfg.council
-    msg = EmailMessage(policy=SMTP_POLICY)
-    msg["From"] = formataddr((clean_text(council.name, 100), council.mailbox_address))
-    msg["Reply-To"] = council.mailbox_address
-    msg["To"] = formataddr((clean_text(to_name, 100), to))
-    subject = clean_text(subject, 150) or "Your message"
-    if ref and ref not in subject:
-        subject = f"{subject} [Ref: {ref}]"
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = new_message_id(council.mailbox_address)
-    msg[LOOP_HEADER] = council.mailbox_address
-    if audience == "resident":
-        msg["Auto-Submitted"] = "auto-replied"
-        msg["X-Auto-Response-Suppress"] = "All"
-        if in_reply_to:
-            msg["In-Reply-To"] = in_reply_to
-            msg["References"] = " ".join((*references[-10:], in_reply_to))
-    else:
-        msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(rendered.text, charset="utf-8")
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
-    return msg
-
-
-def enqueue(
+def queue(
     session: Session,
+    items: list[tuple[str, Letter, int | None]],
     *,
-    key: str,
-    kind: str,
-    message: EmailMessage,
-    recipient: str,
-    case: Case | None,
+    mailbox_address: str,
     now: datetime,
-) -> OutboxMessage | None:
-    """Queue a message unless one with this key was ever queued (that is what makes it once)."""
-    if session.scalar(select(OutboxMessage.id).where(OutboxMessage.key == key)) is not None:
-        return None
-    row = OutboxMessage(
-        key=key,
-        message_id=message["Message-ID"],
-        case_id=case.id if case else None,
-        kind=kind,
-        recipient=recipient,
-        raw=message.as_bytes(),
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        last_error="",
-        created_at=now,
+    send_at: datetime | None = None,
+) -> set[str]:
+    """Queue letters by key in one statement; a key queued before is skipped, so each
+    thing happens once however often it is asked for. Returns the keys newly queued."""
+    if not items:
+        return set()
+    rows = [
+        {
+            "key": key,
+            "message_id": new_message_id(mailbox_address),
+            "case_id": case_id,
+            "kind": letter.kind,
+            "recipient": letter.recipient,
+            "raw": b"",
+            "letter": letter.as_json(),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": send_at or now,
+            "last_error": "",
+            "created_at": now,
+        }
+        for key, letter, case_id in items
+    ]
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(OutboxMessage)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(OutboxMessage.key)
     )
-    session.add(row)
-    return row
+    return set(session.execute(statement, rows).scalars())
 
 
 @dataclass
@@ -135,31 +100,37 @@ def recover_interrupted(sessions: sessionmaker[Session], clock: Clock) -> int:
     return len(rows)
 
 
-def flush(sessions: sessionmaker[Session], cfg: Config, clock: Clock) -> FlushResult:
+def flush(app: App) -> FlushResult:
     """Send everything due in the outbox over one SMTP connection."""
-    return asyncio.run(_flush(sessions, cfg, clock))
+    return asyncio.run(_flush(app))
 
 
 def _claim_next(sessions: sessionmaker[Session], clock: Clock) -> int | None:
     """Take the oldest due message, one at a time, so a crash strands at most one."""
     now = clock.now()
     with sessions.begin() as session:
-        query = (
-            select(OutboxMessage)
+        row_id = session.scalar(
+            select(OutboxMessage.id)
             .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
             .order_by(OutboxMessage.id)
             .limit(1)
-            .with_for_update(skip_locked=True)  # several processes never take the same row
+            .with_for_update(skip_locked=True)  # PostgreSQL: other processes skip it
         )
-        row = session.scalars(query).first()
-        if row is None:
+        if row_id is None:
             return None
-        # Claimed before sending: if we die after the server accepts it, the row
-        # says 'sending' and is never sent again.
-        row.status = "sending"
-        row.attempts += 1
-        row.next_attempt_at = now + SENDING_LEASE
-        return row.id
+        # Claimed before sending: if we die after the server accepts it, the row says
+        # 'sending' and is never sent again. The status check makes the claim safe where
+        # FOR UPDATE does nothing (SQLite).
+        claimed = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row_id, OutboxMessage.status == "pending")
+            .values(
+                status="sending",
+                attempts=OutboxMessage.attempts + 1,
+                next_attempt_at=now + SENDING_LEASE,
+            )
+        )
+        return row_id if claimed.rowcount == 1 else None
 
 
 def _has_due(sessions: sessionmaker[Session], clock: Clock) -> bool:
@@ -177,7 +148,8 @@ def _has_due(sessions: sessionmaker[Session], clock: Clock) -> bool:
         )
 
 
-async def _flush(sessions: sessionmaker[Session], cfg: Config, clock: Clock) -> FlushResult:
+async def _flush(app: App) -> FlushResult:
+    sessions, cfg, clock = app.sessions, app.cfg, app.clock
     result = FlushResult()
     if not _has_due(sessions, clock):
         return result  # no SMTP connection when there is nothing to send
@@ -190,7 +162,7 @@ async def _flush(sessions: sessionmaker[Session], cfg: Config, clock: Clock) -> 
         claimed: set[int] = set()
         while (row_id := _claim_next(sessions, clock)) is not None and row_id not in claimed:
             claimed.add(row_id)
-            outcome = await _send_one(sessions, cfg, clock, smtp, row_id)
+            outcome = await _send_one(app, smtp, row_id)
             setattr(result, outcome, getattr(result, outcome) + 1)
     finally:
         try:
@@ -233,13 +205,23 @@ def _xoauth2(user: str, token: str) -> bytes:
     return base64.b64encode(f"user={user}\x01auth=Bearer {token}\x01\x01".encode())
 
 
-async def _send_one(
-    sessions: sessionmaker[Session], cfg: Config, clock: Clock, smtp: aiosmtplib.SMTP, row_id: int
-) -> str:
-    with sessions() as session:
+async def _send_one(app: App, smtp: aiosmtplib.SMTP, row_id: int) -> str:
+    sessions, cfg, clock = app.sessions, app.cfg, app.clock
+    error = ""
+    with sessions.begin() as session:
         row = session.get(OutboxMessage, row_id)
         assert row is not None
+        if not row.raw:
+            # Written now, from the case as it stands, and kept: the record of what was sent.
+            try:
+                row.raw = render(app, session, row).as_bytes()
+            except Exception as exc:  # a bug in one letter must not block the rest
+                log.exception("cannot write %s %s", row.kind, row.key)
+                error = f"cannot write the message: {type(exc).__name__}: {exc}"
+                row.raw = b""
         raw, recipient, kind = row.raw, row.recipient, row.kind
+    if not raw:
+        return _failed(sessions, clock, row_id, error, permanent=True)
     try:
         await smtp.sendmail(cfg.council.mailbox_address, [recipient], raw)
     except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -13,8 +13,9 @@ from mailbot import faults
 from mailbot.app import App
 from mailbot.classify import classify
 from mailbot.deadlines import compute
+from mailbot.letters import Letter
 from mailbot.mailbox import FetchedMessage, Mailbox
-from mailbot.outbox import compose, enqueue
+from mailbot.outbox import queue
 from mailbot.parse import ParsedMessage, parse_message
 from mailbot.route import choose_officer
 from mailbot.scheduler import local_today, notify_role, schedule
@@ -28,7 +29,6 @@ from mailbot.store import (
     next_reference,
     seen_before,
 )
-from mailbot.templates import case_context
 from mailbot.thread import find_case
 
 log = logging.getLogger("mailbot.pipeline")
@@ -206,6 +206,7 @@ def open_case(
         resident_email=(msg.reply_to or msg.from_addr or "").lower(),
         resident_name=msg.from_name,
         subject=msg.subject,
+        first_message_id=msg.message_id,
         officer_email=officer.email if officer else None,
         officer_name=officer.name if officer else None,
         role=stage.role,
@@ -234,18 +235,17 @@ def open_case(
 
 def alert_welfare(app: App, session: Session, case: Case, now: datetime) -> None:
     """Welfare or vulnerability wording: tell the duty officer at once, day or night."""
-    reasons = [r for r in case.reasons if "welfare" in r.lower()]
-    context = case_context(app.cfg, app.policy, case, now, welfare_reasons=reasons)
+    reasons = [r for r in case.reasons if r.startswith("welfare")]
     notify_role(
         app,
         session,
         case,
         role=app.policy.welfare_alert_role,
         template="welfare-alert",
+        kind="welfare-alert",
         subject=f"Priority: welfare concern: {case.subject}",
         key=f"welfare:{case.ref}",
-        kind="welfare-alert",
-        context=context,
+        extra={"welfare_reasons": reasons},
         now=now,
         at_once=True,
     )
@@ -256,28 +256,19 @@ def acknowledge(
     app: App, session: Session, case: Case, msg: ParsedMessage, recipient: str, now: datetime
 ) -> None:
     """Queue the acknowledgement; the outbox sends it after this transaction commits."""
-    context = case_context(app.cfg, app.policy, case, now)
-    rendered, problem = app.templates.render_safe(f"acknowledgement-{case.category}", context)
-    if problem:
-        log.error("template problem, used a fallback: %s", problem)
-    message = compose(
-        app.cfg,
-        to=recipient,
+    letter = Letter(
+        kind="acknowledgement",
+        template=f"acknowledgement-{case.category}",
+        recipient=recipient,
         to_name=case.resident_name,
         subject=f"Re: {msg.subject}" if msg.subject else "Your message to the council",
-        rendered=rendered,
         audience="resident",
-        ref=case.ref,
-        now=now,
         in_reply_to=msg.message_id,
         references=msg.references,
     )
-    enqueue(
+    queue(
         session,
-        key=f"ack:{case.ref}",
-        kind="acknowledgement",
-        message=message,
-        recipient=recipient,
-        case=case,
+        [(f"ack:{case.ref}", letter, case.id)],
+        mailbox_address=app.cfg.council.mailbox_address,
         now=now,
     )

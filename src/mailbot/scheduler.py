@@ -7,16 +7,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
 from mailbot.calendar import WorkingCalendar, calendar_for, council_calendar, next_opening
-from mailbot.outbox import compose, enqueue
+from mailbot.letters import Letter
+from mailbot.outbox import queue
 from mailbot.policy import Policy, StagePolicy
 from mailbot.route import holders
-from mailbot.store import Case, InboundMessage, add_event
-from mailbot.templates import case_context, long_date
+from mailbot.store import Case, CaseEvent
+from mailbot.templates import long_date
 
 log = logging.getLogger("mailbot.scheduler")
 
@@ -95,10 +96,14 @@ def local_today(policy: Policy, now: datetime) -> date:
 def run_due(app: App) -> int:
     """One pass: everything due at the clock's now, queued in the outbox.
 
-    Returns how many case actions (reminders, holding replies, breaches) were queued.
+    Returns how many letters about cases (reminders, holding replies, breach notices)
+    were queued.
+    Queueing writes rows only; each message is composed when the outbox sends it, so a
+    pass over a large council stays quick.
     """
     now = app.clock.now()
     today = local_today(app.policy, now)
+    staff_at = staff_send_time(app.policy, now)
     done = 0
     last_id = 0
     while True:
@@ -115,30 +120,39 @@ def run_due(app: App) -> int:
                 .order_by(Case.id)
                 .limit(BATCH)
             ).all()
+            resident_items: list[tuple[str, Letter, int | None]] = []
+            staff_items: list[tuple[str, Letter, int | None]] = []
+            events: dict[str, dict] = {}
             for case in cases:
-                done += _act(app, session, case, today, now)
+                for key, letter, event in _act(app, case, today, now):
+                    items = resident_items if letter.audience == "resident" else staff_items
+                    items.append((key, letter, case.id))
+                    events[key] = {"case_id": case.id, "at": now, **event}
                 last_id = case.id
+            queued = _queue(app, session, resident_items, now, now)
+            queued |= _queue(app, session, staff_items, now, staff_at)
+            # An event for each message really queued, not for one queued before.
+            rows = [events[k] for k in sorted(queued)]
+            if rows:
+                session.execute(insert(CaseEvent), rows)
+            done += len(queued)
         if len(cases) < BATCH:
             break
-    if _digest(app, today, now):
+    if _digest(app, today, now, staff_at):
         log.info("daily digest queued for the clerk role")
     return done
 
 
-def _act(app: App, session: Session, case: Case, today: date, now: datetime) -> int:
-    policy = app.policy
-    stage = policy.stage(case.category, case.stage)
-    actions = case_actions(case, stage, calendar_for(policy, case.category))
-    todo = due_now(actions, today, case.next_action_on)
-    for action in todo:
-        if action.kind == "reminder":
-            _remind(app, session, case, action, today, now)
-        elif action.kind == "holding":
-            _holding_reply(app, session, case, stage, action, now)
-        else:
-            _breach(app, session, case, stage, action, now)
-    case.next_action_on = next_action_date(actions, today)
-    return len(todo)
+def _queue(
+    app: App,
+    session: Session,
+    items: list[tuple[str, Letter, int | None]],
+    now: datetime,
+    send_at: datetime,
+) -> set[str]:
+    return queue(
+        session, items, mailbox_address=app.cfg.council.mailbox_address, now=now, send_at=send_at
+    )
 
 
 def staff_send_time(policy: Policy, now: datetime) -> datetime:
@@ -146,86 +160,47 @@ def staff_send_time(policy: Policy, now: datetime) -> datetime:
     return next_opening(policy, now)
 
 
-def notify_role(
-    app: App,
-    session: Session,
-    case: Case | None,
-    *,
-    role: str,
-    template: str,
-    subject: str,
-    key: str,
-    kind: str,
-    context: dict,
-    now: datetime,
-    at_once: bool = False,
-) -> int:
-    """Mail every holder of a role (the clerk standing in); once per key and officer."""
-    _, officers = holders(app.cfg, role)
-    rendered, problem = app.templates.render_safe(template, context)
-    if problem:
-        log.error("template problem, used a fallback: %s", problem)
-    queued = 0
-    for officer in officers:
-        message = compose(
-            app.cfg,
-            to=officer.email,
-            to_name=officer.name,
-            subject=subject,
-            rendered=rendered,
-            audience="staff",
-            ref=case.ref if case else None,
-            now=now,
-        )
-        row = enqueue(
-            session,
-            key=f"{key}:{officer.email}",
-            kind=kind,
-            message=message,
-            recipient=officer.email,
-            case=case,
-            now=now,
-        )
-        if row is not None:
-            if not at_once:
-                row.next_attempt_at = staff_send_time(app.policy, now)
-            queued += 1
-    return queued
+Item = tuple[str, Letter, dict]
 
 
-def _remind(
-    app: App, session: Session, case: Case, action: Action, today: date, now: datetime
-) -> None:
-    calendar = calendar_for(app.policy, case.category)
-    left = calendar.working_days_between(today, case.respond_by) if today < case.respond_by else 0
-    context = case_context(app.cfg, app.policy, case, now, working_days_left=left)
-    if not case.officer_email:
-        return
-    officer = app.cfg.officer(case.officer_email)
+def _act(app: App, case: Case, today: date, now: datetime) -> list[Item]:
+    """The letters this case is owed today, each with its key and its event."""
+    policy = app.policy
+    stage = policy.stage(case.category, case.stage)
+    calendar = calendar_for(policy, case.category)
+    actions = case_actions(case, stage, calendar)
+    items: list[Item] = []
+    for action in due_now(actions, today, case.next_action_on):
+        if action.kind == "reminder":
+            items += _reminder(app, case, action, today, calendar)
+        elif action.kind == "holding":
+            items += _holding_reply(case, stage, action, calendar)
+        else:
+            if case.breached_at is None:
+                case.breached_at = now
+            items += _breach(app, case, stage, action)
+    case.next_action_on = next_action_date(actions, today)
+    return items
+
+
+def _reminder(
+    app: App, case: Case, action: Action, today: date, calendar: WorkingCalendar
+) -> list[Item]:
+    officer = app.cfg.officer(case.officer_email) if case.officer_email else None
     if officer is None:
-        return
-    message = compose(
-        app.cfg,
-        to=officer.email,
+        return []  # nobody to remind; the breach will reach the manager
+    left = calendar.working_days_between(today, case.respond_by) if today < case.respond_by else 0
+    letter = Letter(
+        kind="reminder",
+        template="reminder",
+        recipient=officer.email,
         to_name=officer.name,
         subject=f"Reminder: reply due {long_date(case.respond_by)}: {case.subject}",
-        rendered=_render(app, "reminder", context),
         audience="staff",
-        ref=case.ref,
-        now=now,
+        extra={"working_days_left": left},
     )
-    row = enqueue(
-        session,
-        key=action.key,
-        kind="reminder",
-        message=message,
-        recipient=officer.email,
-        case=case,
-        now=now,
-    )
-    if row is not None:
-        row.next_attempt_at = staff_send_time(app.policy, now)
-        add_event(session, case, now, "reminder", f"{left} working day(s) left; to {officer.email}")
+    event = {"kind": "reminder", "detail": f"{left} working day(s) left; to {officer.email}"}
+    return [(action.key, letter, event)]
 
 
 def holding_date(case: Case, stage: StagePolicy, calendar: WorkingCalendar) -> date:
@@ -237,129 +212,111 @@ def holding_date(case: Case, stage: StagePolicy, calendar: WorkingCalendar) -> d
     return calendar.add_working_days(case.respond_by, DEFAULT_HOLDING_DAYS)
 
 
-def _holding_reply(
-    app: App, session: Session, case: Case, stage: StagePolicy, action: Action, now: datetime
-) -> None:
-    calendar = calendar_for(app.policy, case.category)
-    new_date = holding_date(case, stage, calendar)
-    first = session.scalar(
-        select(InboundMessage)
-        .where(InboundMessage.case_id == case.id)
-        .order_by(InboundMessage.id)
-        .limit(1)
-    )
-    context = case_context(
-        app.cfg,
-        app.policy,
-        case,
-        now,
-        new_date=long_date(new_date),
-        reason=case.holding_reason,
-    )
-    message = compose(
-        app.cfg,
-        to=case.resident_email,
+def holding_letter(case: Case, new_date: date, reason: str | None) -> Letter:
+    """The resident's holding reply, threaded to their first message (used by #holding too)."""
+    return Letter(
+        kind="holding",
+        template=f"holding-{case.category}",
+        fallback="holding",
+        recipient=case.resident_email,
         to_name=case.resident_name,
         subject=f"Re: {case.subject}" if case.subject else "Your message to the council",
-        rendered=_render(app, f"holding-{case.category}", context, fallback="holding"),
         audience="resident",
-        ref=case.ref,
-        now=now,
-        in_reply_to=first.message_id if first else None,
+        in_reply_to=case.first_message_id,
+        extra={"new_date": long_date(new_date), "reason": reason},
     )
-    row = enqueue(
-        session,
-        key=action.key,
-        kind="holding",
-        message=message,
-        recipient=case.resident_email,
-        case=case,
-        now=now,
-    )
-    if row is not None:
-        add_event(session, case, now, "holding", f"holding reply queued; new date {new_date}")
 
 
-def _breach(
-    app: App, session: Session, case: Case, stage: StagePolicy, action: Action, now: datetime
-) -> None:
-    if case.breached_at is None:
-        case.breached_at = now
-    context = case_context(app.cfg, app.policy, case, now)
-    queued = notify_role(
-        app,
-        session,
-        case,
-        role=stage.on_breach,
-        template="breach",
-        subject=f"Response date missed: {case.subject}",
-        key=action.key,
-        kind="breach",
-        context=context,
-        now=now,
-    )
+def _holding_reply(
+    case: Case, stage: StagePolicy, action: Action, calendar: WorkingCalendar
+) -> list[Item]:
+    new_date = holding_date(case, stage, calendar)
+    event = {"kind": "holding", "detail": f"holding reply; new date {new_date}"}
+    return [(action.key, holding_letter(case, new_date, case.holding_reason), event)]
+
+
+def _breach(app: App, case: Case, stage: StagePolicy, action: Action) -> list[Item]:
+    _, officers = holders(app.cfg, stage.on_breach)
     detail = f"response date {case.respond_by} missed; told {stage.on_breach}"
-    add_event(session, case, now, "escalated", detail if queued else detail + " (nobody holds it)")
+    return [
+        (
+            f"{action.key}:{officer.email}",
+            Letter(
+                kind="breach",
+                template="breach",
+                recipient=officer.email,
+                to_name=officer.name,
+                subject=f"Response date missed: {case.subject}",
+                audience="staff",
+            ),
+            {"kind": "escalated", "detail": detail},
+        )
+        for officer in officers
+    ]
 
 
-def _render(app: App, name: str, context: dict, fallback: str | None = None):
-    """A category-specific template when the clerk wrote one, else the general one."""
-    if fallback and name not in app.templates.names():
-        name = fallback
-    rendered, problem = app.templates.render_safe(name, context)
-    if problem:
-        log.error("template problem, used a fallback: %s", problem)
-    return rendered
+def notify_role(
+    app: App,
+    session: Session,
+    case: Case | None,
+    *,
+    role: str,
+    template: str,
+    kind: str,
+    subject: str,
+    key: str,
+    now: datetime,
+    extra: dict | None = None,
+    at_once: bool = False,
+) -> set[str]:
+    """Mail every holder of a role (the clerk standing in), once per key and officer."""
+    _, officers = holders(app.cfg, role)
+    items = [
+        (
+            f"{key}:{officer.email}",
+            Letter(
+                kind=kind,
+                template=template,
+                recipient=officer.email,
+                to_name=officer.name,
+                subject=subject,
+                audience="staff",
+                extra=extra or {},
+            ),
+            case.id if case else None,
+        )
+        for officer in officers
+    ]
+    send_at = now if at_once else staff_send_time(app.policy, now)
+    return _queue(app, session, items, now, send_at)
 
 
-def _digest(app: App, today: date, now: datetime) -> int:
+def _digest(app: App, today: date, now: datetime, send_at: datetime) -> bool:
     """The clerk's list of open cases, once on each working day at the digest time."""
     policy = app.policy
     local_now = now.astimezone(ZoneInfo(policy.timezone))
     at = policy.digest_at or policy.business_hours.opens
     if not council_calendar(policy).is_working_day(today) or local_now.time() < at:
-        return 0
+        return False
     with app.sessions.begin() as session:
-        cases = session.scalars(
-            select(Case).where(Case.status == "open").order_by(Case.respond_by, Case.id)
-        ).all()
-        rows = []
-        for case in cases:
-            calendar = calendar_for(policy, case.category)
-            if case.respond_by < today:
-                left = -calendar.working_days_between(case.respond_by, today)
-            else:
-                left = calendar.working_days_between(today, case.respond_by)
-            rows.append(
-                {
-                    "ref": case.ref,
-                    "category": case.category,
-                    "officer": case.officer_name or "unassigned",
-                    "respond_by": long_date(case.respond_by),
-                    "days_left": left,
-                    "subject": case.subject,
-                    "clock_stopped": case.clock_stopped,
-                }
+        open_cases = session.scalar(
+            select(func.count()).select_from(Case).where(Case.status == "open")
+        )
+        overdue = session.scalar(
+            select(func.count())
+            .select_from(Case)
+            .where(Case.status == "open", Case.respond_by < today)
+        )
+        return bool(
+            notify_role(
+                app,
+                session,
+                None,
+                role="clerk",
+                template="digest",
+                kind="digest",
+                subject=f"Open cases on {long_date(today)}: {open_cases} open, {overdue} overdue",
+                key=f"digest:{today}",
+                now=now,
             )
-        rows.sort(key=lambda r: r["days_left"])  # overdue first
-        context = {
-            "council": {"name": app.cfg.council.name, "email": app.cfg.council.mailbox_address},
-            "today": long_date(today),
-            "cases": rows,
-            "overdue": sum(1 for r in rows if r["days_left"] < 0),
-            "officer": None,
-            "case": {"ref": f"digest {today}"},
-        }
-        return notify_role(
-            app,
-            session,
-            None,
-            role="clerk",
-            template="digest",
-            subject=f"Open cases on {long_date(today)}: {len(rows)} open, "
-            f"{context['overdue']} overdue",
-            key=f"digest:{today}",
-            kind="digest",
-            context=context,
-            now=now,
         )

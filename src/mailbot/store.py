@@ -91,6 +91,8 @@ class Case(Base):
     resident_email: Mapped[str] = mapped_column(String(254))
     resident_name: Mapped[str] = mapped_column(String(100), default="")
     subject: Mapped[str] = mapped_column(String(500), default="")
+    # The resident's first message, which our replies to them thread under.
+    first_message_id: Mapped[str | None] = mapped_column(String(998), nullable=True)
     officer_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     officer_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     role: Mapped[str] = mapped_column(String(64))
@@ -161,6 +163,8 @@ class OutboxMessage(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True, index=True)
     kind: Mapped[str] = mapped_column(String(32))
     recipient: Mapped[str] = mapped_column(String(254), index=True)
+    # What to write (template, subject, extra wording): composed into `raw` when sent.
+    letter: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     # pending -> sending -> sent; failed after too many attempts; uncertain if we died mid-send
     status: Mapped[str] = mapped_column(String(20), default="pending")
