@@ -5,16 +5,21 @@ from __future__ import annotations
 import configparser
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from mailbot import systemd
+from tests.conftest import resident_mail
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "deploy" / "mailbot.service"
@@ -26,6 +31,7 @@ def _no_systemd_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The test run itself may be under systemd (a CI runner's unit): start from nothing.
     for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(systemd, "_shared", None)
 
 
 @pytest.fixture
@@ -186,6 +192,16 @@ def test_watchdog_caps_idle_and_pings_while_waiting(
     assert dog.wait(stop, 30.0) is True  # returns as soon as the event is set
 
 
+def test_shared_watchdog_and_keepalive(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "120000000")
+    assert systemd.watchdog() is systemd.watchdog()
+    systemd.keepalive()
+    systemd.keepalive()  # not due again yet: a per-message call costs nothing
+    assert received(listener) == [b"WATCHDOG=1"]
+
+
 # --- the unit file ---------------------------------------------------------------------
 
 
@@ -293,3 +309,73 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     # verify exits 0 even for unknown keys or bad values; those are warnings on stderr.
     complaints = [line for line in result.stderr.splitlines() if "mailbot.service" in line]
     assert result.returncode == 0 and not complaints, result.stderr
+
+
+# --- `mailbot run` under a pretend systemd ------------------------------------------------------
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mailbot.db'}"  # the protocol, not the database, is tested
+
+
+def collect_until(
+    sock: socket.socket, seen: list[bytes], done: Callable[[], bool], timeout: float = 30.0
+) -> None:
+    end = time.monotonic() + timeout
+    while not done():
+        left = end - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out; systemd was told: {seen}")
+        sock.settimeout(left)
+        seen.append(sock.recv(4096))
+
+
+def fields(seen: list[bytes]) -> list[str]:
+    return [line for datagram in seen for line in datagram.decode().split("\n")]
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(
+    "systemd" not in (ROOT / "src" / "mailbot" / "daemon.py").read_text(),
+    reason="daemon.py does not speak sd_notify yet (wiring pending, issue 7)",
+)
+def test_run_speaks_sd_notify(config_path: Path, dovecot, smtp, tmp_path: Path) -> None:
+    dovecot.append(resident_mail(), when=datetime(2026, 11, 3, 9, 30, tzinfo=UTC))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": str(tmp_path / "notify"),
+        "WATCHDOG_USEC": "2000000",  # ping at least every second
+    }
+    env.pop("WATCHDOG_PID", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailbot", "--config", str(config_path), "run"],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    seen: list[bytes] = []
+    try:
+        collect_until(sock, seen, lambda: "READY=1" in fields(seen))
+        collect_until(sock, seen, lambda: any("1 open case" in f for f in fields(seen)))
+        pings = fields(seen).count("WATCHDOG=1")
+        collect_until(sock, seen, lambda: fields(seen).count("WATCHDOG=1") >= pings + 3)
+
+        mark = len(seen)
+        proc.send_signal(signal.SIGHUP)
+        collect_until(sock, seen, lambda: "READY=1" in fields(seen[mark + 1 :]))
+        assert fields(seen[mark:])[0] == "RELOADING=1"
+
+        mark = len(seen)
+        proc.send_signal(signal.SIGTERM)
+        collect_until(sock, seen, lambda: "STOPPING=1" in fields(seen[mark:]))
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        sock.close()
+    assert proc.returncode == 0, err.decode()
+    statuses = [f for f in fields(seen) if f.startswith("STATUS=")]
+    assert statuses and all("\r" not in s for s in statuses)

@@ -17,7 +17,15 @@ FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 # Libraries whose chatter is not mailbot's log; imapclient at DEBUG would log whole
 # message bodies and AUTHENTICATE lines, so it stays quiet even with --verbose.
-QUIET_LOGGERS = ("alembic", "mail.log", "imapclient", "aiosmtpd", "aiosmtplib", "sqlalchemy")
+QUIET_LOGGERS = (
+    "alembic",
+    "mail.log",
+    "imapclient",
+    "aiosmtpd",
+    "aiosmtplib",
+    "sqlalchemy",
+    "apscheduler",
+)
 
 MAX_MESSAGE = 4000  # journald splits lines over 48 KiB into several entries
 MAX_EXCEPTION = 12000

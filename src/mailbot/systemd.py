@@ -147,3 +147,22 @@ class Watchdog:
                 return event.is_set()
             if event.wait(self.cap(left)):
                 return True
+
+
+_shared: Watchdog | None = None
+_shared_lock = threading.Lock()
+
+
+def watchdog() -> Watchdog:
+    """The process's one Watchdog, so a long loop deep in the code can keep it fed too."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Watchdog()
+        return _shared
+
+
+def keepalive() -> None:
+    """Call inside long loops (say, per message of a big backlog): a ping when one is due,
+    otherwise nothing, so a slow but working pass is not killed as a hang."""
+    watchdog().ping()
