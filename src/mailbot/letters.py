@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -46,9 +46,19 @@ class Letter:
     fallback: str | None = None  # the general template when no specific one exists
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["references"] = list(self.references)
-        return data
+        # By hand, not dataclasses.asdict: a busy scheduler pass writes thousands.
+        return {
+            "kind": self.kind,
+            "template": self.template,
+            "recipient": self.recipient,
+            "subject": self.subject,
+            "audience": self.audience,
+            "to_name": self.to_name,
+            "in_reply_to": self.in_reply_to,
+            "references": list(self.references),
+            "extra": dict(self.extra),
+            "fallback": self.fallback,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Letter:

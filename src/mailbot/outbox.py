@@ -60,12 +60,9 @@ def queue(
         for key, letter, case_id in items
     ]
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        insert(OutboxMessage)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(OutboxMessage.key)
-    )
-    return set(session.execute(statement, rows).scalars())
+    table = OutboxMessage.__table__
+    statement = insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key)
+    return set(session.connection().execute(statement, rows).scalars())
 
 
 @dataclass

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
@@ -40,27 +41,44 @@ class Action:
 def case_actions(case: Case, stage: StagePolicy, calendar: WorkingCalendar) -> list[Action]:
     """Every dated action for the case's current stage, in date order (pure)."""
     due = case.respond_by
-    actions = [
-        Action(
-            "reminder",
-            calendar.add_working_days(due, offset.working_days),
-            f"reminder:{case.ref}:{case.stage}:{due}:{offset.working_days}",
-        )
-        for offset in stage.reminders
+    plan = _plan(stage, calendar, due, case.holding_until is None)
+    prefix = {"reminder": "reminder", "holding": "holding", "breach": "breach"}
+    return [
+        Action(kind, on, f"{prefix[kind]}:{case.ref}:{case.stage}:{due}{suffix}")
+        for kind, on, suffix in plan
     ]
-    if stage.holding_reply is not None and case.holding_until is None:
-        actions.append(
-            Action(
-                "holding",
-                calendar.add_working_days(due, stage.holding_reply.working_days),
-                f"holding:{case.ref}:{case.stage}:{due}",
+
+
+_PLANS: dict[tuple, tuple[tuple[str, date, str], ...]] = {}
+
+
+def _plan(
+    stage: StagePolicy, calendar: WorkingCalendar, due: date, with_holding: bool
+) -> tuple[tuple[str, date, str], ...]:
+    """The action dates for one response date. Thousands of cases share a response date,
+    so the working-day arithmetic is done once per date (the cache is per policy object)."""
+    key = (id(stage), id(calendar), due, with_holding)
+    plan = _PLANS.get(key)
+    if plan is None:
+        actions = [
+            (
+                "reminder",
+                calendar.add_working_days(due, offset.working_days),
+                f":{offset.working_days}",
             )
-        )
-    # The first working day past the response date is the breach.
-    actions.append(
-        Action("breach", calendar.add_working_days(due, 1), f"breach:{case.ref}:{case.stage}:{due}")
-    )
-    return sorted(actions, key=lambda a: (a.on, _ORDER.index(a.kind)))
+            for offset in stage.reminders
+        ]
+        if stage.holding_reply is not None and with_holding:
+            actions.append(
+                ("holding", calendar.add_working_days(due, stage.holding_reply.working_days), "")
+            )
+        # The first working day past the response date is the breach.
+        actions.append(("breach", calendar.add_working_days(due, 1), ""))
+        plan = tuple(sorted(actions, key=lambda a: (a[1], _ORDER.index(a[0]))))
+        if len(_PLANS) > 20_000:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
 
 
 def due_now(actions: list[Action], today: date, after: date | None) -> list[Action]:
@@ -109,8 +127,9 @@ def run_due(app: App) -> int:
     while True:
         with app.sessions.begin() as session:
             # Only open cases whose next action is due: an index range, never a full scan.
-            cases = session.scalars(
-                select(Case)
+            # Plain rows, not ORM objects: a busy morning can hold thousands.
+            cases = session.execute(
+                select(*_CASE_COLUMNS)
                 .where(
                     Case.status == "open",
                     Case.next_action_on <= today,
@@ -123,18 +142,29 @@ def run_due(app: App) -> int:
             resident_items: list[tuple[str, Letter, int | None]] = []
             staff_items: list[tuple[str, Letter, int | None]] = []
             events: dict[str, dict] = {}
+            changes = []
             for case in cases:
-                for key, letter, event in _act(app, case, today, now):
-                    items = resident_items if letter.audience == "resident" else staff_items
-                    items.append((key, letter, case.id))
+                items, next_on, breached = _act(app, case, today)
+                for key, letter, event in items:
+                    target = resident_items if letter.audience == "resident" else staff_items
+                    target.append((key, letter, case.id))
                     events[key] = {"case_id": case.id, "at": now, **event}
+                changes.append(
+                    {
+                        "b_id": case.id,
+                        "b_next": next_on,
+                        "b_breached": case.breached_at or (now if breached else None),
+                    }
+                )
                 last_id = case.id
             queued = _queue(app, session, resident_items, now, now)
             queued |= _queue(app, session, staff_items, now, staff_at)
+            if changes:
+                session.connection().execute(_UPDATE_CASE, changes)
             # An event for each message really queued, not for one queued before.
             rows = [events[k] for k in sorted(queued)]
             if rows:
-                session.execute(insert(CaseEvent), rows)
+                session.connection().execute(insert(CaseEvent.__table__), rows)
             done += len(queued)
         if len(cases) < BATCH:
             break
@@ -163,24 +193,47 @@ def staff_send_time(policy: Policy, now: datetime) -> datetime:
 Item = tuple[str, Letter, dict]
 
 
-def _act(app: App, case: Case, today: date, now: datetime) -> list[Item]:
-    """The letters this case is owed today, each with its key and its event."""
+_CASE_COLUMNS = (
+    Case.id,
+    Case.ref,
+    Case.category,
+    Case.stage,
+    Case.respond_by,
+    Case.holding_until,
+    Case.holding_reason,
+    Case.next_action_on,
+    Case.breached_at,
+    Case.officer_email,
+    Case.resident_email,
+    Case.resident_name,
+    Case.subject,
+    Case.first_message_id,
+)
+_UPDATE_CASE = (
+    update(Case.__table__)
+    .where(Case.__table__.c.id == bindparam("b_id"))
+    .values(next_action_on=bindparam("b_next"), breached_at=bindparam("b_breached"))
+)
+
+
+def _act(app: App, case: Any, today: date) -> tuple[list[Item], date | None, bool]:
+    """The letters this case is owed today (key, letter, event), its next action date,
+    and whether today brought its breach."""
     policy = app.policy
     stage = policy.stage(case.category, case.stage)
     calendar = calendar_for(policy, case.category)
     actions = case_actions(case, stage, calendar)
     items: list[Item] = []
+    breached = False
     for action in due_now(actions, today, case.next_action_on):
         if action.kind == "reminder":
             items += _reminder(app, case, action, today, calendar)
         elif action.kind == "holding":
             items += _holding_reply(case, stage, action, calendar)
         else:
-            if case.breached_at is None:
-                case.breached_at = now
+            breached = True
             items += _breach(app, case, stage, action)
-    case.next_action_on = next_action_date(actions, today)
-    return items
+    return items, next_action_date(actions, today), breached
 
 
 def _reminder(
