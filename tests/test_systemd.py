@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shutil
 import signal
 import socket
@@ -285,6 +286,21 @@ def test_sysusers_creates_the_unit_user() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert [fields[:3] for fields in lines] == [["u", "mailbot", "-"]]
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed"
+)
+def test_sysusers_file_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    subprocess.run(
+        ["systemd-sysusers", f"--root={tmp_path}", str(SYSUSERS)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    passwd = (tmp_path / "etc" / "passwd").read_text()
+    assert re.search(r"^mailbot:x:\d+:\d+:[^:]*:/var/lib/mailbot:/usr/sbin/nologin$", passwd, re.M)
 
 
 @pytest.mark.skipif(
