@@ -7,7 +7,8 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
+from pathlib import Path
 
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
@@ -17,9 +18,11 @@ from mailbot import __version__
 from mailbot.app import App, NotReady
 from mailbot.clock import Clock, FixedClock, OffsetClock
 from mailbot.config import Config, ConfigError, find_config, load_config
+from mailbot.logs import FORMATS, clean, setup_logging
 from mailbot.mailbox import MailboxError
 from mailbot.policy import PolicyError, load_policy
 from mailbot.store import PREFIXES
+from mailbot.templates import TemplateProblem
 
 EXIT_OK, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -45,8 +48,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        print(f"mailbot: {message}", file=sys.stderr)
+        print(f"mailbot: {clean(message)}", file=sys.stderr)
         raise SystemExit(EXIT_INPUT)
+
+
+def parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="config file (default: $MAILBOT_CONFIG, ./mailbot.toml)")
     parser.add_argument("--version", action="version", version=f"mailbot {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="text (default) or json: one JSON object per line, for log shippers",
+    )
     common = _Parser(add_help=False)
     common.add_argument(
         "--now", type=parse_instant, help="act as if the clock read this ISO 8601 instant"
@@ -92,6 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_sub.add_parser("upgrade", parents=[common], help="create or migrate the schema")
     upgrade.set_defaults(handler=cmd_db_upgrade)
+
+    report = sub.add_parser("report", parents=[common], help="performance against the promises")
+    report.add_argument("--from", dest="period_from", required=True, type=parse_date)
+    report.add_argument("--to", dest="period_to", required=True, type=parse_date)
+    report.add_argument("--format", choices=("html", "csv", "json"), default="html")
+    report.add_argument("--output", help="write to this file (default: standard output)")
+    report.set_defaults(handler=cmd_report)
+
+    templates = sub.add_parser("templates", help="check or preview the message templates")
+    templates_sub = templates.add_subparsers(
+        dest="templates_command", required=True, metavar="ACTION", parser_class=_Parser
+    )
+    tcheck = templates_sub.add_parser("check", parents=[common], help="render every template")
+    tcheck.set_defaults(handler=cmd_templates_check)
+    preview = templates_sub.add_parser("preview", parents=[common], help="show one message")
+    preview.add_argument("name", help="template name, e.g. acknowledgement-foi")
+    preview.add_argument("--case", dest="case_ref", help="use this case's real data")
+    preview.set_defaults(handler=cmd_templates_preview)
 
     demo = sub.add_parser("demo", parents=[common], help="self-contained run on sample mail")
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder afterwards")
@@ -233,6 +267,57 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from mailbot import reports
+
+    if args.period_to < args.period_from:
+        raise UsageError("--to is before --from")
+    app = app_from(args)
+    with app.sessions() as session:
+        report = reports.build_report(
+            session,
+            app.policy,
+            council=app.cfg.council.name,
+            period_from=args.period_from,
+            period_to=args.period_to,
+            now=app.clock.now(),
+        )
+    writer = {"html": reports.to_html, "csv": reports.to_csv, "json": reports.to_json}
+    text = writer[args.format](report)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        if args.format == "csv":  # the list of breaches is a table of its own
+            breaches = Path(args.output).with_suffix(".breaches.csv")
+            breaches.write_text(reports.breaches_to_csv(report), encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_templates_check(args: argparse.Namespace) -> int:
+    from mailbot.letters import check_all
+
+    cfg = config_from(args)
+    problems = check_all(App.load(cfg, make_clock(args)))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return EXIT_INPUT
+    print("ok: every template renders")
+    return EXIT_OK
+
+
+def cmd_templates_preview(args: argparse.Namespace) -> int:
+    from mailbot.letters import preview
+
+    app = App.load(config_from(args), make_clock(args))
+    if args.case_ref:
+        app.require_schema()
+    sys.stdout.write(preview(app, args.name, args.case_ref))
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mailbot.demo import run_demo
 
@@ -242,17 +327,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 on bad usage
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("alembic", "mail.log"):  # library chatter is not mailbot's log
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(args.log_format, args.verbose)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (ConfigError, PolicyError, UsageError) as exc:
+    except (ConfigError, PolicyError, UsageError, TemplateProblem) as exc:
         return _fail(EXIT_INPUT, str(exc))
     except (MailboxError, NotReady, IMAPClientError, OSError) as exc:
         return _fail(EXIT_UNREACHABLE, str(exc))
@@ -264,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(code: int, message: str) -> int:
-    print(f"mailbot: {message}", file=sys.stderr)
+    print(f"mailbot: {clean(message)}", file=sys.stderr)
     return code
 
 

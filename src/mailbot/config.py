@@ -215,8 +215,11 @@ def find_config(explicit: str | None) -> Path:
     if os.environ.get("MAILBOT_CONFIG"):
         return Path(os.environ["MAILBOT_CONFIG"])
     for path in SEARCH_PATHS:
-        if path.exists():
-            return path
+        try:
+            if path.is_file():
+                return path
+        except OSError:  # e.g. run as the mailbot user from a folder it cannot read
+            continue
     raise ConfigError("no config file: give --config, set MAILBOT_CONFIG or create ./mailbot.toml")
 
 

@@ -7,16 +7,17 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, select
 
-from mailbot import outbox, scheduler
+from mailbot import outbox, scheduler, systemd
 from mailbot.app import App
 from mailbot.mailbox import Mailbox, MailboxError, backoff_delays
 from mailbot.pipeline import ingest_folder
-from mailbot.store import OutboxMessage
+from mailbot.store import Case, OutboxMessage
 
 log = logging.getLogger("mailbot.daemon")
 
@@ -55,11 +56,16 @@ class Daemon:
     # Set to end an IDLE early: a signal, or the timer saying reminders may be due.
     wake: threading.Event = field(default_factory=threading.Event)
     tick_seconds: float = 60.0
+    watchdog: systemd.Watchdog = field(default_factory=systemd.watchdog)
 
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self._set(self.stop))
-        signal.signal(signal.SIGINT, lambda *_: self._set(self.stop))
+        signal.signal(signal.SIGTERM, lambda *_: self._stop())
+        signal.signal(signal.SIGINT, lambda *_: self._stop())
         signal.signal(signal.SIGHUP, lambda *_: self._set(self.reload))
+
+    def _stop(self) -> None:
+        systemd.stopping()  # systemd shows "deactivating" at once, not after the IDLE ends
+        self._set(self.stop)
 
     def _set(self, event: threading.Event) -> None:
         event.set()
@@ -77,6 +83,9 @@ class Daemon:
             timer.shutdown(wait=False)
 
     def _run(self) -> None:
+        # READY before connecting: an unreachable mail server is retried here, with
+        # backoff, rather than by systemd restarting us.
+        systemd.ready(f"connecting to {self.app.cfg.imap.host}")
         delays = backoff_delays()
         while not self.stop.is_set():
             mailbox: Mailbox | None = None
@@ -91,7 +100,9 @@ class Daemon:
                 delay = next(delays)
                 log.warning("mailbox connection lost (%s); reconnecting in %.0f s", exc, delay)
                 self.wake.clear()
-                self.wake.wait(delay)
+                self.watchdog.wait(
+                    self.wake, delay, f"mailbox unreachable; retrying in {delay:.0f} s"
+                )
             finally:
                 if mailbox is not None:
                     mailbox.close()
@@ -103,17 +114,37 @@ class Daemon:
             if self.reload.is_set():
                 self.reload.clear()
                 self._reload()
-            cycle(self.app, mailbox)
+            count = cycle(self.app, mailbox)
+            self.watchdog.ping(self._status(count))
             if not self.stop.is_set():
-                mailbox.wait_for_mail(self._idle_seconds(), self.wake)
+                mailbox.wait_for_mail(self.watchdog.cap(self._idle_seconds()), self.wake)
             self.wake.clear()
 
     def _reload(self) -> None:
+        systemd.reloading()
         try:
             self.app.reload()
             log.info("reloaded policy and templates")
         except Exception as exc:  # keep serving with what we had
             log.error("reload failed, keeping the previous policy: %s", exc)
+        finally:
+            systemd.ready("reloaded")
+
+    def _status(self, new: int) -> str:
+        """STATUS for `systemctl status`: open cases, mail waiting to go, the last check."""
+        with self.app.sessions() as session:
+            open_cases = session.scalar(
+                select(func.count()).select_from(Case).where(Case.status == "open")
+            )
+            to_send = session.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.status == "pending")
+            )
+        now = self.app.clock.now().astimezone(ZoneInfo(self.app.cfg.council.timezone))
+        cases = "case" if open_cases == 1 else "cases"
+        checked = f"{now:%H:%M:%S %Z}"
+        return f"{open_cases} open {cases}, {to_send} to send; {new} new at last check {checked}"
 
     def _idle_seconds(self) -> float:
         """IDLE until mail arrives, but wake for the next outbox retry (RFC 2177: < 29 min)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -19,7 +20,7 @@ from mailbot.config import Config
 from mailbot.parse import clean_text
 from mailbot.screen import LOOP_HEADER
 from mailbot.store import Case
-from mailbot.templates import Rendered, case_context, long_date
+from mailbot.templates import Rendered, TemplateProblem, case_context, long_date
 
 if TYPE_CHECKING:
     from mailbot.app import App
@@ -63,6 +64,18 @@ class Letter:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Letter:
         return cls(**{**data, "references": tuple(data.get("references", ()))})
+
+
+def subject_for(kind: str, case: Case) -> str:
+    """The subject line of each kind of letter about a case (the reference is added later)."""
+    about = case.subject or "your message"
+    return {
+        "acknowledgement": f"Re: {case.subject}" if case.subject else "Your message to the council",
+        "holding": f"Re: {case.subject}" if case.subject else "Your message to the council",
+        "reminder": f"Reminder: reply due {long_date(case.respond_by)}: {about}",
+        "breach": f"Response date missed: {about}",
+        "welfare-alert": f"Priority: welfare concern: {about}",
+    }.get(kind, about)
 
 
 def new_message_id(mailbox_address: str) -> str:
@@ -120,13 +133,19 @@ def render(app: App, session: Session, row: OutboxMessage) -> EmailMessage:
     elif case is not None:
         context = case_context(app.cfg, app.policy, case, now, **letter.extra)
     else:
-        context = {"council": council_context(app.cfg), "case": {}, **letter.extra}
+        context = {
+            "council": council_context(app.cfg),
+            "case": {"ref": ""},
+            "officer": None,
+            **letter.extra,
+        }
     name = letter.template
     if letter.fallback and name not in app.templates.names():
         name = letter.fallback
     rendered, problem = app.templates.render_safe(name, context)
     if problem:
-        log.error("template problem, used a fallback: %s", problem)
+        log.error("template problem, used the built-in wording: %s", problem)
+        tell_clerk_about_template(app, session, name, problem, now)
     return compose(
         app.cfg,
         to=row.recipient,
@@ -140,6 +159,34 @@ def render(app: App, session: Session, row: OutboxMessage) -> EmailMessage:
         references=letter.references,
         message_id=row.message_id,
     )
+
+
+def tell_clerk_about_template(
+    app: App, session: Session, name: str, problem: str, now: datetime
+) -> None:
+    """Email the clerk role once about each distinct template problem."""
+    from mailbot.outbox import queue  # the outbox imports this module
+    from mailbot.route import holders
+
+    digest = hashlib.sha256(problem.encode()).hexdigest()[:16]
+    _, clerks = holders(app.cfg, "clerk")
+    items = [
+        (
+            f"template-problem:{name}:{digest}:{clerk.email}",
+            Letter(
+                kind="template-problem",
+                template="template-problem",
+                recipient=clerk.email,
+                to_name=clerk.name,
+                subject=f"A template needs fixing: {name}",
+                audience="staff",
+                extra={"problem": problem, "template_name": name},
+            ),
+            None,
+        )
+        for clerk in clerks
+    ]
+    queue(session, items, mailbox_address=app.cfg.council.mailbox_address, now=now)
 
 
 def council_context(cfg: Config) -> dict[str, str]:
@@ -189,3 +236,121 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
         "officer": None,
         "case": {"ref": ""},
     }
+
+
+# --- for the clerk: check every template, preview one message --------------------------
+
+SAMPLE_EXTRA: dict[str, dict[str, Any]] = {
+    "reminder": {"working_days_left": 3},
+    "holding": {"new_date": "Friday 15 January 2027", "reason": "we are waiting for a contractor"},
+    "welfare-alert": {"welfare_reasons": ['welfare: phrase "lives alone" in body']},
+    "template-problem": {
+        "template_name": "acknowledgement-foi",
+        "problem": "acknowledgement-foi.txt:3: 'resident' has no attribute 'nmae'",
+    },
+}
+
+
+def sample_case(category: str = "foi") -> Case:
+    """A made-up case for rendering templates without touching the database."""
+    received = datetime(2026, 11, 20, 16, 45, tzinfo=ZoneInfo("Europe/London"))
+    return Case(
+        id=0,
+        ref="FOI-2026-00042" if category == "foi" else "ENQ-2026-00042",
+        category=category,
+        stage=1,
+        status="open",
+        priority="normal",
+        resident_email="jane.doe@example.com",
+        resident_name="Jane Doe",
+        subject="Spending on consultants",
+        officer_email=None,
+        officer_name=None,
+        received_at=received,
+        acknowledge_by=date(2026, 11, 27),
+        respond_by=date(2026, 12, 18),
+        reasons=[],
+    )
+
+
+def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, Any]:
+    now = app.clock.now()
+    if name == "digest":
+        return {
+            "council": council_context(app.cfg),
+            "today": long_date(now.date()),
+            "cases": [
+                {
+                    "ref": "ENQ-2026-00042",
+                    "category": "enquiry",
+                    "officer": "Sam Patel",
+                    "respond_by": "Friday 18 December 2026",
+                    "days_left": -2,
+                    "subject": "Bins",
+                    "clock_stopped": False,
+                }
+            ],
+            "total": 1,
+            "overdue": 1,
+            "officer": None,
+            "case": {"ref": ""},
+        }
+    category = next((c for c in _CATEGORIES if name.endswith("-" + c)), "foi")
+    case = case or sample_case(category)
+    if case.officer_email is None and app.cfg.officers:
+        case.officer_email, case.officer_name = app.cfg.officers[0].email, app.cfg.officers[0].name
+    base = name.removesuffix("-" + category)
+    return case_context(app.cfg, app.policy, case, now, **SAMPLE_EXTRA.get(base, {}))
+
+
+_CATEGORIES = ("enquiry", "complaint", "foi", "eir", "sar", "compliment")
+
+
+def check_all(app: App) -> list[str]:
+    """Render every template with sample data in the sandbox; the problems, one line each."""
+    problems = []
+    for name in sorted(app.templates.names()):
+        if name.startswith("_"):
+            continue
+        try:
+            app.templates.render(name, sample_context(app, name))
+        except TemplateProblem as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def preview(app: App, name: str, ref: str | None = None) -> str:
+    """The exact message (headers and text) a template would produce."""
+    names = app.templates.names()
+    category = next((c for c in _CATEGORIES if name.endswith("-" + c)), None)
+    general = name.removesuffix(f"-{category}") if category else name
+    if name not in names and general not in names:
+        raise TemplateProblem(f"{name}.txt: no such template")
+    case = sample_case(category or "foi")
+    if ref:
+        from mailbot.store import case_by_ref
+
+        with app.sessions() as session:
+            found = case_by_ref(session, ref)
+            if found is None:
+                raise TemplateProblem(f"no case {ref}")
+            session.expunge(found)
+            case = found
+    context = sample_context(app, name, case)
+    rendered = app.templates.render(name if name in names else general, context)
+    staff = general not in ("acknowledgement", "holding")
+    officer = context.get("officer") or {}
+    clerk = next(iter(app.cfg.officers_with("clerk")), None)
+    staff_to = officer.get("email") or (clerk.email if clerk else app.cfg.council.mailbox_address)
+    message = compose(
+        app.cfg,
+        to=staff_to if staff else case.resident_email,
+        subject=subject_for(general, case) if general != "digest" else "Open cases",
+        rendered=rendered,
+        audience="staff" if staff else "resident",
+        ref=case.ref if general != "digest" else None,
+        now=app.clock.now(),
+    )
+    text = message.get_body(("plain",))
+    headers = "".join(f"{k}: {v}\n" for k, v in message.items() if k != "Content-Type")
+    return headers + "\n" + (text.get_content() if text is not None else "")

@@ -242,7 +242,7 @@ async def _send_one(app: App, smtp: aiosmtplib.SMTP, row_id: int) -> str:
             add_event(
                 session, case, now, _EVENT_KIND.get(kind, "note"), f"{kind} sent to {recipient}"
             )
-        log.info("sent %s to %s case=%s", kind, recipient, case.ref if case else "-")
+        log.info("sent %s to %s", kind, recipient, extra={"case": case.ref if case else None})
     return "sent"
 
 

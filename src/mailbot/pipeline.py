@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mailbot import faults
+from mailbot import faults, systemd
 from mailbot.app import App
 from mailbot.classify import classify
 from mailbot.deadlines import compute
-from mailbot.letters import Letter
+from mailbot.letters import Letter, subject_for
 from mailbot.mailbox import FetchedMessage, Mailbox
 from mailbot.outbox import queue
 from mailbot.parse import ParsedMessage, parse_message
@@ -59,6 +59,7 @@ def ingest_folder(app: App, mailbox: Mailbox, folder: str) -> int:
     max_bytes = app.cfg.imap.max_message_mb * 1024 * 1024
     for fetched in mailbox.fetch(uidvalidity, uids, max_bytes):
         process_message(app, fetched, key, start_from)
+        systemd.keepalive()  # a long backlog after an outage is work, not a hang
     return len(uids)
 
 
@@ -141,8 +142,12 @@ def _record(
             processed_at=now,
         )
     )
-    detail = f"uid={fetched.uid} {outcome}" + (f": {reasons[0]}" if reasons else "")
-    log.info("%s case=%s", detail, case.ref if case else "-")
+    detail = outcome + (f": {reasons[0]}" if reasons else "")
+    log.info(
+        "%s",
+        detail,
+        extra={"case": case.ref if case else None, "uid": fetched.uid, "folder": fetched.folder},
+    )
 
 
 def _decide(
@@ -243,7 +248,7 @@ def alert_welfare(app: App, session: Session, case: Case, now: datetime) -> None
         role=app.policy.welfare_alert_role,
         template="welfare-alert",
         kind="welfare-alert",
-        subject=f"Priority: welfare concern: {case.subject}",
+        subject=subject_for("welfare-alert", case),
         key=f"welfare:{case.ref}",
         extra={"welfare_reasons": reasons},
         now=now,
@@ -261,7 +266,7 @@ def acknowledge(
         template=f"acknowledgement-{case.category}",
         recipient=recipient,
         to_name=case.resident_name,
-        subject=f"Re: {msg.subject}" if msg.subject else "Your message to the council",
+        subject=subject_for("acknowledgement", case),
         audience="resident",
         in_reply_to=msg.message_id,
         references=msg.references,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from mailbot.app import App
 from mailbot.calendar import WorkingCalendar, calendar_for, council_calendar, next_opening
-from mailbot.letters import Letter
+from mailbot.letters import Letter, subject_for
 from mailbot.outbox import queue
 from mailbot.policy import Policy, StagePolicy
 from mailbot.route import holders
@@ -248,7 +248,7 @@ def _reminder(
         template="reminder",
         recipient=officer.email,
         to_name=officer.name,
-        subject=f"Reminder: reply due {long_date(case.respond_by)}: {case.subject}",
+        subject=subject_for("reminder", case),
         audience="staff",
         extra={"working_days_left": left},
     )
@@ -273,7 +273,7 @@ def holding_letter(case: Case, new_date: date, reason: str | None) -> Letter:
         fallback="holding",
         recipient=case.resident_email,
         to_name=case.resident_name,
-        subject=f"Re: {case.subject}" if case.subject else "Your message to the council",
+        subject=subject_for("holding", case),
         audience="resident",
         in_reply_to=case.first_message_id,
         extra={"new_date": long_date(new_date), "reason": reason},
@@ -299,7 +299,7 @@ def _breach(app: App, case: Case, stage: StagePolicy, action: Action) -> list[It
                 template="breach",
                 recipient=officer.email,
                 to_name=officer.name,
-                subject=f"Response date missed: {case.subject}",
+                subject=subject_for("breach", case),
                 audience="staff",
             ),
             {"kind": "escalated", "detail": detail},

@@ -85,9 +85,18 @@ class Templates:
 
 
 def _where(exc: TemplateError, name: str) -> str:
-    filename = getattr(exc, "filename", None) or f"{name}.txt"
+    """'file:line: message'. Syntax errors carry their line; errors while rendering are
+    found in the traceback, where Jinja2 puts a frame for the template's own line."""
+    filename = getattr(exc, "filename", None)
     lineno = getattr(exc, "lineno", None)
-    return f"{filename}:{lineno or '?'}: {exc.message or type(exc).__name__}"
+    if lineno is None:
+        tb = exc.__traceback__
+        while tb is not None:
+            frame_file = tb.tb_frame.f_code.co_filename
+            if frame_file.endswith((".txt", ".html")):
+                filename, lineno = frame_file, tb.tb_lineno
+            tb = tb.tb_next
+    return f"{filename or name + '.txt'}:{lineno or '?'}: {exc.message or type(exc).__name__}"
 
 
 def long_date(day: date) -> str:

@@ -1,0 +1,86 @@
+"""The clerk's commands: templates check and preview, and the performance report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from mailbot.cli import main
+from mailbot.daemon import run_once
+from tests.conftest import resident_mail
+
+pytestmark = pytest.mark.integration
+
+
+def override(config_path, folder) -> None:
+    text = config_path.read_text()
+    config_path.write_text(text.replace("[imap]", f'templates = "{folder}"\n\n[imap]', 1))
+
+
+def test_templates_check_passes_on_the_shipped_templates(config_path, capsys):
+    assert main(["--config", str(config_path), "templates", "check"]) == 0
+    assert "every template renders" in capsys.readouterr().out
+
+
+def test_templates_check_names_file_and_line_of_each_problem(config_path, tmp_path, capsys):
+    folder = tmp_path / "ours"
+    folder.mkdir()
+    (folder / "acknowledgement-enquiry.txt").write_text(
+        '{% extends "_layout.txt" %}{% block body %}\nDear {{ resident.nmae }}{% endblock %}'
+    )
+    (folder / "reminder.txt").write_text("{% if %}")
+    (folder / "breach.txt").write_text("{{ ''.__class__.__mro__ }}")
+    override(config_path, folder)
+
+    assert main(["--config", str(config_path), "templates", "check"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"{folder}/acknowledgement-enquiry.txt:2: 'dict object' has no attribute 'nmae'",
+        f"{folder}/breach.txt:1: access to attribute '__class__' of 'str' object is unsafe.",
+        f"{folder}/reminder.txt:1: Expected an expression, got 'end of statement block'",
+    ]
+
+
+def test_preview_prints_the_exact_message_for_a_real_case(app, config_path, dovecot, capsys):
+    dovecot.append(resident_mail(), when=datetime(2026, 11, 3, 9, 30, tzinfo=UTC))
+    run_once(app)
+    capsys.readouterr()
+    args = ["--config", str(config_path), "templates", "preview", "reminder"]
+    assert main([*args, "--case", "ENQ-2026-00001", "--now", "2026-11-06T10:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "To: Alex Morgan <alex.morgan@council.example.gov.uk>" in out or (
+        "To: alex.morgan@council.example.gov.uk" in out
+    )
+    assert (
+        "Subject: Reminder: reply due Tuesday 10 November 2026: Pothole on Mill Lane "
+        "[Ref: ENQ-2026-00001]" in out
+    )
+    assert "Auto-Submitted: auto-generated" in out
+    assert main(["--config", str(config_path), "templates", "preview", "nonsense"]) == 1
+
+
+def test_report_in_every_format(app, config_path, dovecot, tmp_path, capsys):
+    dovecot.append(resident_mail(), when=datetime(2026, 11, 3, 9, 30, tzinfo=UTC))
+    run_once(app)
+    base = ["--config", str(config_path), "report", "--from", "2026-11-01", "--to", "2026-11-30"]
+    capsys.readouterr()
+
+    assert main([*base, "--format", "json", "--now", "2026-11-20T12:00:00Z"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert json.dumps(data).count("ENQ-2026-00001") == 1  # the one breach listed
+
+    out = tmp_path / "q4.csv"
+    assert main([*base, "--format", "csv", "--output", str(out)]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert rows and (tmp_path / "q4.breaches.csv").exists()
+
+    html = tmp_path / "q4.html"
+    assert main([*base, "--output", str(html)]) == 0
+    assert html.read_text().startswith("<!DOCTYPE html>")
+
+    assert main([*base[:3], "--from", "2026-12-01", "--to", "2026-11-01"]) == 1
+    assert "--to is before --from" in capsys.readouterr().err
