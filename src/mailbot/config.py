@@ -165,6 +165,16 @@ class ScreeningConfig(_Strict):
     acknowledgements_per_sender_per_day: Annotated[int, Field(ge=1, le=100)] = 3
 
 
+class CommandsConfig(_Strict):
+    """How mailbot knows an officer's #command really came from that officer."""
+
+    # The receiving mail server's id at the start of its Authentication-Results header
+    # (e.g. "mx.council.example.gov.uk"); only that server's verdict is trusted.
+    authserv_id: str | None = None
+    # Host names of the council's own relay: mail received from one is internal.
+    internal_relays: list[str] = []
+
+
 class OfficerConfig(_Strict):
     name: str = Field(min_length=1)
     email: str
@@ -180,6 +190,7 @@ class Config(_Strict):
     smtp: SmtpConfig
     database: DatabaseConfig = DatabaseConfig()
     screening: ScreeningConfig = ScreeningConfig()
+    commands: CommandsConfig = CommandsConfig()
     officers: list[OfficerConfig] = Field(min_length=1)
     source: Path | None = None
 

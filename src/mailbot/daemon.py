@@ -30,6 +30,10 @@ def connect(app: App) -> Mailbox:
 
 def cycle(app: App, mailbox: Mailbox) -> int:
     """One pass: read new mail, queue what the promises make due now, send the outbox."""
+    if app.cfg.imap.sent:
+        # Officers' replies kept in the sent folder; the inbox is read last so that it is
+        # the folder selected for IDLE.
+        ingest_folder(app, mailbox, app.cfg.imap.sent, sent=True)
     count = ingest_folder(app, mailbox, app.cfg.imap.inbox)
     scheduler.run_due(app)
     outbox.flush(app)

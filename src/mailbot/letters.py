@@ -244,6 +244,17 @@ SAMPLE_EXTRA: dict[str, dict[str, Any]] = {
     "reminder": {"working_days_left": 3},
     "holding": {"new_date": "Friday 15 January 2027", "reason": "we are waiting for a contractor"},
     "welfare-alert": {"welfare_reasons": ['welfare: phrase "lives alone" in body']},
+    "clarification": {"question": "Which financial years do you mean?"},
+    "command-confirmation": {
+        "results": [
+            {
+                "line": "#extend 10",
+                "ok": True,
+                "detail": "response date now Friday 15 January 2027",
+            },
+            {"line": "#outcome maybe", "ok": False, "detail": "give one of: upheld, ..."},
+        ]
+    },
     "template-problem": {
         "template_name": "acknowledgement-foi",
         "problem": "acknowledgement-foi.txt:3: 'resident' has no attribute 'nmae'",

@@ -15,15 +15,23 @@ from mailbot.classify import classify
 from mailbot.deadlines import compute
 from mailbot.letters import Letter, subject_for
 from mailbot.mailbox import FetchedMessage, Mailbox
+from mailbot.officers import (
+    CommandError,
+    escalate,
+    handle_staff_mail,
+    restart_clock,
+    staff_sender,
+)
 from mailbot.outbox import queue
 from mailbot.parse import ParsedMessage, parse_message
 from mailbot.route import choose_officer
 from mailbot.scheduler import local_today, notify_role, schedule
-from mailbot.screen import ScreenContext, screen
+from mailbot.screen import LOOP_HEADER, ScreenContext, screen
 from mailbot.store import (
     Case,
     FolderState,
     InboundMessage,
+    OutboxMessage,
     acknowledgements_since,
     add_event,
     next_reference,
@@ -39,8 +47,12 @@ def folder_key(app: App, folder: str) -> str:
     return f"{app.cfg.imap.username or app.cfg.imap.host}/{folder}"
 
 
-def ingest_folder(app: App, mailbox: Mailbox, folder: str) -> int:
-    """Process every message that arrived since the folder was last read; returns the count."""
+def ingest_folder(app: App, mailbox: Mailbox, folder: str, *, sent: bool = False) -> int:
+    """Process every message that arrived since the folder was last read; returns the count.
+
+    `sent` marks the mailbox's sent folder: read for officers' replies and commands only,
+    it never opens a case or sends an acknowledgement.
+    """
     uidvalidity = mailbox.select(folder)
     key = folder_key(app, folder)
     now = app.clock.now()
@@ -58,7 +70,7 @@ def ingest_folder(app: App, mailbox: Mailbox, folder: str) -> int:
     uids = mailbox.uids_after(last_uid)
     max_bytes = app.cfg.imap.max_message_mb * 1024 * 1024
     for fetched in mailbox.fetch(uidvalidity, uids, max_bytes):
-        process_message(app, fetched, key, start_from)
+        process_message(app, fetched, key, start_from, sent=sent)
         systemd.keepalive()  # a long backlog after an outage is work, not a hang
     return len(uids)
 
@@ -80,12 +92,14 @@ def _first_visit(
     )
 
 
-def process_message(app: App, fetched: FetchedMessage, key: str, start_from: datetime) -> str:
+def process_message(
+    app: App, fetched: FetchedMessage, key: str, start_from: datetime, *, sent: bool = False
+) -> str:
     """Decide about one message and commit the decision with the folder position, atomically."""
     now = app.clock.now()
     try:
         with app.sessions.begin() as session:
-            outcome = _decide(app, session, fetched, start_from, now)
+            outcome = _decide(app, session, fetched, start_from, now, sent)
             _advance(session, key, fetched.uid)
     except Exception as exc:  # a bug or bad data must not stop the rest of the mailbox
         log.exception("message uid=%s in %s could not be processed", fetched.uid, fetched.folder)
@@ -151,7 +165,12 @@ def _record(
 
 
 def _decide(
-    app: App, session: Session, fetched: FetchedMessage, start_from: datetime, now: datetime
+    app: App,
+    session: Session,
+    fetched: FetchedMessage,
+    start_from: datetime,
+    now: datetime,
+    sent: bool,
 ) -> str:
     if _already_recorded(session, fetched):
         return "already-recorded"  # another pass (or process) got here first
@@ -162,10 +181,32 @@ def _decide(
     if seen_before(session, msg.message_id, msg.content_hash):
         _record(session, fetched, msg, "duplicate", ["already processed"], now)
         return "duplicate"
+    if _our_own(session, msg, app):
+        # Our own acknowledgement or reminder, e.g. a copy the provider kept in Sent Items.
+        _record(session, fetched, msg, "own-mail", ["sent by mailbot"], now)
+        return "own-mail"
 
     case = find_case(session, msg, frozenset(o.email for o in app.cfg.officers))
+    sender = staff_sender(msg, app.cfg)
+    if sender is not None:
+        outcome, reasons = handle_staff_mail(
+            app,
+            session,
+            msg,
+            case,
+            sender=sender,
+            arrived=fetched.internal_date,
+            from_sent_folder=sent,
+            confirm_key=f"confirm:{fetched.folder}:{fetched.uidvalidity}:{fetched.uid}",
+            now=now,
+        )
+        _record(session, fetched, msg, outcome, reasons, now, case)
+        return outcome
+    if sent:
+        _record(session, fetched, msg, "staff-mail", ["sent folder: not from staff"], now)
+        return "staff-mail"
     if case is not None:
-        add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}")
+        follow_up(app, session, case, msg, fetched.internal_date, now)
         _record(session, fetched, msg, "follow-up", [], now, case)
         return "follow-up"
 
@@ -189,6 +230,32 @@ def _decide(
     if case.priority == "high":
         alert_welfare(app, session, case, now)
     return "case-opened"
+
+
+def _our_own(session: Session, msg: ParsedMessage, app: App) -> bool:
+    if msg.header(LOOP_HEADER) == app.cfg.council.mailbox_address:
+        return True
+    return msg.message_id is not None and (
+        session.scalar(select(OutboxMessage.id).where(OutboxMessage.message_id == msg.message_id))
+        is not None
+    )
+
+
+def follow_up(
+    app: App, session: Session, case: Case, msg: ParsedMessage, arrived: datetime, now: datetime
+) -> None:
+    """A resident's further message on a case: it may answer a clarification, or ask for
+    the complaint to go to the next stage."""
+    add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}")
+    if case.clock_stopped and msg.from_addr == case.resident_email:
+        restart_clock(app, session, case, arrived)
+    if case.category == "complaint" and msg.from_addr == case.resident_email:
+        decision = classify(msg, app.rules)
+        if decision.escalation_requested:
+            try:
+                escalate(app, session, case, now, "the resident asked for a review")
+            except CommandError as exc:
+                add_event(session, case, now, "note", f"review asked for, but {exc}")
 
 
 def open_case(

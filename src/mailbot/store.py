@@ -113,6 +113,10 @@ class Case(Base):
     holding_until: Mapped[date | None] = mapped_column(Date, nullable=True)
     holding_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     clock_stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the current complaint stage began (None: at arrival) and how far an officer
+    # has extended it, so #extend stays within the policy's ceiling.
+    stage_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    extended_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     events: Mapped[list[CaseEvent]] = relationship(
         back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"
     )

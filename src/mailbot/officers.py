@@ -1,0 +1,503 @@
+"""Officers: their replies and #commands, read from their own mail, authenticated, applied."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from mailbot.app import App
+from mailbot.calendar import calendar_for
+from mailbot.classify import resident_text
+from mailbot.config import Config
+from mailbot.deadlines import ExtensionRefused, compute, extend
+from mailbot.letters import Letter, subject_for
+from mailbot.outbox import queue
+from mailbot.parse import ParsedMessage
+from mailbot.policy import Duration
+from mailbot.route import choose_officer
+from mailbot.scheduler import holding_letter, local_today, schedule
+from mailbot.store import PREFIXES, Case, add_event
+from mailbot.templates import long_date
+
+log = logging.getLogger("mailbot.officers")
+
+COMMANDS = (
+    "close",
+    "responded",
+    "reassign",
+    "category",
+    "clarify",
+    "extend",
+    "holding",
+    "escalate",
+    "outcome",
+    "note",
+)
+_COMMAND_LINE = re.compile(r"^#([A-Za-z][A-Za-z-]*)\b[ \t]*(.*)$")
+OUTCOMES = ("upheld", "partly-upheld", "not-upheld")
+
+
+class CommandError(Exception):
+    """A command that cannot be carried out; the message goes back to the officer."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    argument: str
+    line: str
+
+
+@dataclass(frozen=True)
+class Result:
+    line: str
+    ok: bool
+    detail: str
+
+
+def find_commands(text: str) -> list[Command]:
+    """#command lines in the writer's own words (never in quoted text)."""
+    found = []
+    for raw in resident_text(text).splitlines():
+        match = _COMMAND_LINE.match(raw.strip())
+        if match:
+            found.append(Command(match.group(1).lower(), match.group(2).strip(), raw.strip()))
+    return found
+
+
+# --- who is writing -------------------------------------------------------------------
+
+
+def staff_sender(msg: ParsedMessage, cfg: Config) -> str | None:
+    """The officer's address, or the council mailbox's, when staff wrote this message."""
+    if msg.from_addr and (
+        msg.from_addr == cfg.council.mailbox_address or cfg.officer(msg.from_addr)
+    ):
+        return msg.from_addr
+    return None
+
+
+def authenticated(msg: ParsedMessage, cfg: Config, *, from_sent_folder: bool) -> str | None:
+    """Why we believe the staff sender really sent this, or None (then commands are ignored).
+
+    The sent folder can only be written by someone signed in to the mailbox. Otherwise the
+    receiving server's Authentication-Results (the trusted server's own, first one) must
+    show DKIM, SPF or DMARC passing for the sender's domain, or the message must have come
+    through the council's own relay.
+    """
+    if from_sent_folder:
+        return "in the mailbox's sent folder"
+    commands = cfg.commands
+    sender_domain = (msg.from_addr or "").rsplit("@", 1)[-1]
+    if commands.authserv_id:
+        for value in _all(msg, "authentication-results"):
+            authserv, _, results = value.partition(";")
+            if authserv.strip().split()[0:1] != [commands.authserv_id]:
+                continue  # someone else's header, perhaps forged by the sender
+            for method, domain in _passes(results):
+                if domain == sender_domain or domain.endswith("." + sender_domain):
+                    return f"{method}=pass for {domain} ({commands.authserv_id})"
+            break  # only the trusted server's topmost header counts
+    received = next(iter(_all(msg, "received")), "")
+    for relay in commands.internal_relays:
+        if re.search(rf"\bfrom\s+{re.escape(relay)}\b", received, re.IGNORECASE):
+            return f"received from the internal relay {relay}"
+    return None
+
+
+def _all(msg: ParsedMessage, name: str) -> list[str]:
+    return [value for key, value in msg.headers if key == name]
+
+
+def _passes(results: str) -> list[tuple[str, str]]:
+    """(method, domain) for each dkim/spf/dmarc=pass result in an Authentication-Results."""
+    found = []
+    for part in results.split(";"):
+        match = re.match(r"\s*(dkim|spf|dmarc)\s*=\s*pass\b(.*)", part, re.IGNORECASE)
+        if not match:
+            continue
+        domain = re.search(
+            r"(?:header\.d|header\.from|smtp\.mailfrom|header\.i)\s*=\s*[^@\s;]*@?([A-Za-z0-9.-]+)",
+            match.group(2),
+        )
+        if domain:
+            found.append((match.group(1).lower(), domain.group(1).lower().rstrip(".")))
+    return found
+
+
+# --- what staff mail does to a case -------------------------------------------------
+
+
+def handle_staff_mail(
+    app: App,
+    session: Session,
+    msg: ParsedMessage,
+    case: Case | None,
+    *,
+    sender: str,
+    arrived: datetime,
+    from_sent_folder: bool,
+    confirm_key: str,
+    now: datetime,
+) -> tuple[str, list[str]]:
+    """An officer's (or the mailbox's) message: a reply to the resident, commands, or both.
+
+    Returns the outcome and reasons to record with the message.
+    """
+    commands = find_commands(msg.text)
+    reasons: list[str] = []
+    if case is not None and case.resident_email in {*msg.to_addrs, *msg.cc_addrs}:
+        mark_responded(session, case, arrived, f"reply sent by {sender}")
+        reasons.append(f"reply to the resident by {sender}")
+    if not commands:
+        return ("officer-reply" if reasons else "staff-mail"), reasons
+
+    trust = authenticated(msg, app.cfg, from_sent_folder=from_sent_folder)
+    if trust is None:
+        log.warning("commands from %s ignored: not authenticated", sender)
+        return "suppressed", [*reasons, f"commands from {sender} ignored: not authenticated"]
+    results = [apply(app, session, case, c, sender=sender, now=now) for c in commands]
+    _confirm(app, session, case, sender, results, confirm_key, now)
+    done = ", ".join(r.line for r in results if r.ok) or "none"
+    return "command", [*reasons, f"commands from {sender} ({trust}): {done}"]
+
+
+def mark_responded(session: Session, case: Case, at: datetime, detail: str) -> None:
+    if case.status == "open":
+        case.status = "responded"
+        case.responded_at = at
+        case.next_action_on = None  # reminders and holding replies stop
+        add_event(session, case, at, "responded", detail)
+
+
+def apply(
+    app: App, session: Session, case: Case | None, command: Command, *, sender: str, now: datetime
+) -> Result:
+    """Carry out one command; a problem becomes a message for the officer, never a crash."""
+    if command.name not in COMMANDS:
+        return Result(command.line, False, f"unknown command; known: #{', #'.join(COMMANDS)}")
+    if case is None:
+        return Result(
+            command.line,
+            False,
+            "no case found: reply to a mailbot message, or put the reference in the subject",
+        )
+    try:
+        detail = _APPLY[command.name](app, session, case, command.argument, sender, now)
+    except (CommandError, ExtensionRefused) as exc:
+        return Result(command.line, False, str(exc))
+    log.info("%s on %s by %s", command.line, case.ref, sender, extra={"case": case.ref})
+    return Result(command.line, True, detail)
+
+
+def _close(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    if case.status == "closed":
+        raise CommandError("the case is already closed")
+    case.status, case.closed_at, case.next_action_on = "closed", now, None
+    add_event(session, case, now, "closed", f"closed by {by}" + (f": {arg}" if arg else ""))
+    return "closed"
+
+
+def _responded(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    if case.status != "open":
+        raise CommandError(f"the case is {case.status}, not open")
+    mark_responded(session, case, now, f"marked responded by {by}")
+    return "marked as responded"
+
+
+def _reassign(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    officer = app.cfg.officer(arg.strip()) if arg.strip() else None
+    if officer is None:
+        raise CommandError(f"{arg.strip() or '(no address)'} is not a configured officer")
+    old = case.officer_name or "nobody"
+    case.officer_email, case.officer_name = officer.email, officer.name
+    add_event(session, case, now, "reassigned", f"from {old} to {officer.name} by {by}")
+    _tell_officer(app, session, case, now, f"reassigned:{case.ref}:{now.isoformat()}")
+    return f"now with {officer.name}"
+
+
+def _category(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    new = arg.strip().lower()
+    if new not in PREFIXES:
+        raise CommandError(f"unknown category {arg!r}; one of: {', '.join(PREFIXES)}")
+    if new == case.category:
+        raise CommandError(f"the case is already {new}")
+    old = case.category
+    stage = app.policy.stage(new, 1)
+    dates = compute(app.policy, new, case.received_at)
+    officer = choose_officer(session, app.cfg, stage.role)
+    case.category, case.stage, case.role = new, 1, stage.role
+    case.acknowledge_by, case.respond_by, case.holding_by = (
+        dates.acknowledge_by,
+        dates.respond_by,
+        dates.holding_by,
+    )
+    case.extended_days = 0
+    if officer:
+        case.officer_email, case.officer_name = officer.email, officer.name
+    schedule(case, app.policy, local_today(app.policy, now))
+    add_event(
+        session,
+        case,
+        now,
+        "reassigned",
+        f"category {old} -> {new} by {by}; respond by {dates.respond_by}; "
+        f"officer {case.officer_name or 'nobody'}",
+    )
+    # The resident hears the new rules and date; the new officer hears of the case.
+    _to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
+    _tell_officer(app, session, case, now, f"recategorised:{case.ref}:{new}")
+    return f"now {new}, due {long_date(dates.respond_by)}, with {case.officer_name or 'nobody'}"
+
+
+def _clarify(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    if case.clock_stopped:
+        raise CommandError("the clock is already stopped, waiting for the resident")
+    case.clock_stopped, case.clock_stopped_at = True, now
+    add_event(session, case, now, "clock-stopped", f"clarification asked by {by}")
+    if arg:
+        _to_resident(
+            app, session, case, "clarification", "clarification", now, extra={"question": arg}
+        )
+        return "clock stopped; your question has been sent to the resident"
+    return "clock stopped until the resident replies"
+
+
+def restart_clock(app: App, session: Session, case: Case, at: datetime) -> None:
+    """The resident answered a clarification: start the clock again (SPEC §4).
+
+    FOI and EIR start again from day 1 (FOIA s.1(3)); other categories carry on, with
+    the working days the clock was stopped added to the response date.
+    """
+    if not case.clock_stopped:
+        return
+    calendar = calendar_for(app.policy, case.category)
+    if case.category in ("foi", "eir"):
+        dates = compute(app.policy, case.category, at, stage=case.stage)
+        case.acknowledge_by, case.respond_by = dates.acknowledge_by, dates.respond_by
+    else:
+        zone = ZoneInfo(app.policy.timezone)
+        stopped = (case.clock_stopped_at or at).astimezone(zone).date()
+        paused = calendar.working_days_between(stopped, at.astimezone(zone).date())
+        case.respond_by = calendar.add_working_days(case.respond_by, paused)
+    case.clock_stopped, case.clock_stopped_at = False, None
+    schedule(case, app.policy, local_today(app.policy, at))
+    add_event(
+        session, case, at, "clock-restarted", f"resident replied; respond by {case.respond_by}"
+    )
+
+
+def _extend(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    if not arg.strip().isdigit():
+        raise CommandError("give a number, e.g. #extend 10")
+    stage = app.policy.stage(case.category, case.stage)
+    if stage.extension is None:
+        raise CommandError(f"the policy allows no extension for {case.category} cases")
+    start = case.stage_started_at or case.received_at
+    base = compute(app.policy, case.category, start, stage=case.stage)
+    if case.extended_days:
+        base = replace(
+            base, extended_by=Duration(amount=case.extended_days, unit=stage.extension.unit)
+        )
+    extended = extend(base, app.policy, Duration(amount=int(arg), unit=stage.extension.unit))
+    old = case.respond_by
+    case.respond_by = max(extended.respond_by, case.respond_by)
+    case.extended_days = (case.extended_days or 0) + int(arg)
+    schedule(case, app.policy, local_today(app.policy, now))
+    add_event(session, case, now, "extended", f"{old} -> {case.respond_by} by {by}")
+    return f"response date now {long_date(case.respond_by)}"
+
+
+_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d %B %Y", "%d %b %Y")
+
+
+def parse_day(text: str) -> date | None:
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def _holding(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    words = arg.split()
+    day, reason = None, ""
+    for n in (3, 1):  # "15 January 2027 reason..." or "2027-01-15 reason..."
+        day = parse_day(" ".join(words[:n]))
+        if day:
+            reason = " ".join(words[n:])
+            break
+    if day is None:
+        raise CommandError("give the new date first, e.g. #holding 2027-01-15 waiting for a report")
+    if day <= local_today(app.policy, now):
+        raise CommandError(f"{day} is not in the future")
+    case.holding_until, case.holding_reason = day, reason or None
+    letter = holding_letter(case, day, case.holding_reason)
+    queue(
+        session,
+        [(f"holding:{case.ref}:{case.stage}:officer:{day}", letter, case.id)],
+        mailbox_address=app.cfg.council.mailbox_address,
+        now=now,
+    )
+    schedule(case, app.policy, local_today(app.policy, now))
+    add_event(session, case, now, "holding", f"holding reply by {by}; new date {day}")
+    return f"holding reply sent; new date {long_date(day)}"
+
+
+def _escalate(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    escalate(app, session, case, now, f"by {by}")
+    return f"now stage {case.stage}, with {case.officer_name or 'nobody'}"
+
+
+def escalate(app: App, session: Session, case: Case, now: datetime, why: str) -> None:
+    """Move a complaint to its next stage: new handler, new dates, a new acknowledgement."""
+    if case.category != "complaint":
+        raise CommandError("only complaints have stages")
+    policy = app.policy
+    if case.stage >= policy.final_stage(case.category):
+        raise CommandError(
+            "this is the final stage: " + policy.stage(case.category, case.stage).next_step
+        )
+    old = case.stage
+    case.stage += 1
+    stage = policy.stage(case.category, case.stage)
+    dates = compute(policy, case.category, now, stage=case.stage)
+    officer = choose_officer(session, app.cfg, stage.role)
+    case.role = stage.role
+    case.officer_email = officer.email if officer else None
+    case.officer_name = officer.name if officer else None
+    case.status, case.responded_at, case.breached_at, case.outcome = "open", None, None, None
+    case.acknowledge_by, case.respond_by, case.holding_by = (
+        dates.acknowledge_by,
+        dates.respond_by,
+        dates.holding_by,
+    )
+    case.stage_started_at, case.extended_days = now, 0
+    case.holding_until = case.holding_reason = None
+    schedule(case, policy, local_today(policy, now))
+    add_event(
+        session,
+        case,
+        now,
+        "stage-changed",
+        f"stage {old} -> {case.stage}; acknowledge by {dates.acknowledge_by}; "
+        f"respond by {dates.respond_by}; {why}",
+    )
+    _to_resident(app, session, case, "stage-change", "stage-change", now)
+    _tell_officer(app, session, case, now, f"stage:{case.ref}:{case.stage}")
+
+
+def _outcome(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    value = arg.strip().lower()
+    if case.category != "complaint":
+        raise CommandError("outcomes are recorded for complaints only")
+    if value not in OUTCOMES:
+        raise CommandError(f"give one of: {', '.join(OUTCOMES)}")
+    case.outcome = value
+    add_event(session, case, now, "note", f"outcome {value} (stage {case.stage}) by {by}")
+    return f"outcome {value} recorded"
+
+
+def _note(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    if not arg:
+        raise CommandError("write the note after #note")
+    add_event(session, case, now, "note", f"{by}: {arg[:1000]}")
+    return "note added"
+
+
+_APPLY = {
+    "close": _close,
+    "responded": _responded,
+    "reassign": _reassign,
+    "category": _category,
+    "clarify": _clarify,
+    "extend": _extend,
+    "holding": _holding,
+    "escalate": _escalate,
+    "outcome": _outcome,
+    "note": _note,
+}
+
+
+# --- letters these actions send -----------------------------------------------------
+
+
+def _to_resident(
+    app: App,
+    session: Session,
+    case: Case,
+    template: str,
+    kind: str,
+    now: datetime,
+    extra: dict | None = None,
+) -> None:
+    letter = Letter(
+        kind=kind,
+        template=template,
+        recipient=case.resident_email,
+        to_name=case.resident_name,
+        subject=subject_for("acknowledgement", case),
+        audience="resident",
+        in_reply_to=case.first_message_id,
+        extra=extra or {},
+    )
+    key = f"{kind}:{case.ref}:{case.category}:{case.stage}:{now.isoformat()}"
+    queue(
+        session, [(key, letter, case.id)], mailbox_address=app.cfg.council.mailbox_address, now=now
+    )
+
+
+def _tell_officer(app: App, session: Session, case: Case, now: datetime, key: str) -> None:
+    officer = app.cfg.officer(case.officer_email) if case.officer_email else None
+    if officer is None:
+        return
+    letter = Letter(
+        kind="assigned",
+        template="assigned",
+        recipient=officer.email,
+        to_name=officer.name,
+        subject=f"New case for you: {case.subject or case.ref}",
+        audience="staff",
+    )
+    queue(
+        session, [(key, letter, case.id)], mailbox_address=app.cfg.council.mailbox_address, now=now
+    )
+
+
+def _confirm(
+    app: App,
+    session: Session,
+    case: Case | None,
+    sender: str,
+    results: list[Result],
+    key: str,
+    now: datetime,
+) -> None:
+    """A short reply to the officer saying what was done, and what could not be."""
+    officer = app.cfg.officer(sender)
+    recipient = officer.email if officer else sender
+    failed = sum(1 for r in results if not r.ok)
+    subject = "Done" if not failed else f"{failed} command(s) not carried out"
+    letter = Letter(
+        kind="command-confirmation",
+        template="command-confirmation",
+        recipient=recipient,
+        to_name=officer.name if officer else "",
+        subject=f"{subject}: {case.subject if case else 'your commands'}",
+        audience="staff",
+        extra={
+            "results": [{"line": r.line, "ok": r.ok, "detail": r.detail} for r in results],
+        },
+    )
+    queue(
+        session,
+        [(key, letter, case.id if case else None)],
+        mailbox_address=app.cfg.council.mailbox_address,
+        now=now,
+    )
