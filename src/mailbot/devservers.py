@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import email.policy
 import os
 import pwd
 import shutil
@@ -234,14 +235,16 @@ class CapturedMessage:
 
     @property
     def message(self) -> Message:
-        return message_from_bytes(self.raw)
+        """Parsed as a mail client shows it: headers unfolded and decoded."""
+        return message_from_bytes(self.raw, policy=email.policy.default)
 
     def text(self) -> str:
         """The text/plain part, decoded."""
         for part in self.message.walk():
             if part.get_content_type() == "text/plain":
                 payload = part.get_payload(decode=True) or b""
-                return payload.decode(part.get_content_charset() or "utf-8")
+                text = payload.decode(part.get_content_charset() or "utf-8")
+                return text.replace("\r\n", "\n")
         return ""
 
 
@@ -310,6 +313,7 @@ def local_config(
     policy: str = "stafford",
     start_from: datetime | None = None,
     extra: str = "",
+    imap_extra: str = "",
     officers: str = SAMPLE_OFFICERS,
 ) -> Path:
     """Write a mailbot.toml for the local servers (password in a file beside it)."""
@@ -331,7 +335,7 @@ port = {dovecot.port}
 security = "none"
 username = "{dovecot.user}"
 password_file = "{secret}"
-{start}
+{start}{imap_extra}
 [smtp]
 host = "127.0.0.1"
 port = {smtp.port}

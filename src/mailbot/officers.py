@@ -122,7 +122,7 @@ def _passes(results: str) -> list[tuple[str, str]]:
         if not match:
             continue
         domain = re.search(
-            r"(?:header\.d|header\.from|smtp\.mailfrom|header\.i)\s*=\s*[^@\s;]*@?([A-Za-z0-9.-]+)",
+            r"(?:header\.d|header\.from|smtp\.mailfrom|header\.i)\s*=\s*(?:[^@\s;]*@)?([A-Za-z0-9.-]+)",
             match.group(2),
         )
         if domain:
