@@ -30,7 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mailbot import devservers
 from mailbot.devservers import LocalDovecot, free_port
-from mailbot.oauth import GOOGLE_SCOPE, MICROSOFT_SCOPE
+from mailbot.oauth import GOOGLE_SCOPE, GOOGLE_TOKEN_URI, MICROSOFT_SCOPE
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -176,6 +176,10 @@ class ConfiguredDovecot(LocalDovecot):
 
     def _config(self, d: Path, uid: int) -> str:
         text = devservers._CONFIG.format(dir=d, port=self.port, uid=uid, password=self.password)
+        # Refused logins are tested: no 2 s delay, and no growing penalty for the next login
+        # from 127.0.0.1 (Dovecot's documented way to turn the penalty off).
+        text += "auth_failure_delay = 0\n"
+        text += "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n"
         if self.cert is not None:
             # Dovecot's master reads these as root before dropping privileges.
             tls = f"ssl = required\nssl_cert = <{self.cert.cert}\nssl_key = <{self.cert.key}"
@@ -246,6 +250,7 @@ class IdentityProvider:
     revoked: set[str] = field(default_factory=set)
     requests: list[str] = field(default_factory=list)
     down: bool = False  # answer every token request with 503
+    url: str = ""  # the first HTTPS listener's base URL
     lock: threading.Lock = field(default_factory=threading.Lock)
     _servers: list[ThreadingHTTPServer] = field(default_factory=list)
 
@@ -263,7 +268,10 @@ class IdentityProvider:
             scheme = "https"
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._servers.append(server)
-        return f"{scheme}://127.0.0.1:{server.server_address[1]}"
+        url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+        if tls is not None and not self.url:
+            self.url = url
+        return url
 
     def stop(self) -> None:
         for server in self._servers:
@@ -367,10 +375,10 @@ class _Handler(BaseHTTPRequestHandler):
         from google.auth import jwt
 
         idp = self.idp
-        url = f"https://{self.headers['Host']}/google/token"
         try:
+            # google-auth addresses every assertion to Google's own endpoint.
             claims = jwt.decode(
-                form.get("assertion", ""), certs=idp.google_public_pem, audience=url
+                form.get("assertion", ""), certs=idp.google_public_pem, audience=GOOGLE_TOKEN_URI
             )
         except ValueError as exc:
             self._reply(400, {"error": "invalid_grant", "error_description": str(exc)})

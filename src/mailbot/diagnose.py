@@ -169,6 +169,8 @@ async def _smtp_login(
     out: list[Finding], smtp: aiosmtplib.SMTP, cfg: SmtpConfig, secret: str
 ) -> None:
     try:
+        if smtp.is_ehlo_or_helo_needed:  # after STARTTLS the server's offer is asked anew
+            await smtp.ehlo()
         if cfg.auth == "xoauth2":
             if not smtp.supports_extension("auth") or "xoauth2" not in smtp.server_auth_methods:
                 raise aiosmtplib.SMTPException("the server does not offer AUTH XOAUTH2")
