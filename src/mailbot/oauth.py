@@ -16,8 +16,6 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mailbot.config import ConfigError
-
 log = logging.getLogger("mailbot.oauth")
 
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
@@ -126,32 +124,39 @@ class OAuthConfig(BaseModel):
             key = "oauth.client_secret_env"
             value = os.environ.get(self.client_secret_env, "").strip()
             if not value:
-                raise ConfigError(f"{key}: variable {self.client_secret_env} is not set or empty")
+                raise _config_error(f"{key}: variable {self.client_secret_env} is not set or empty")
             return value
         if self.client_secret_file:
             return _read_secret("oauth.client_secret_file", self.client_secret_file).strip()
-        raise ConfigError('oauth.client_secret_file: required for provider = "microsoft"')
+        raise _config_error('oauth.client_secret_file: required for provider = "microsoft"')
 
     def service_account_info(self) -> dict[str, Any]:
         key = "oauth.service_account_file"
         if self.service_account_file is None:
-            raise ConfigError(f'{key}: required for provider = "google"')
+            raise _config_error(f'{key}: required for provider = "google"')
         text = _read_secret(key, self.service_account_file)
         try:
             info = json.loads(text)
         except ValueError as exc:
-            raise ConfigError(f"{key}: not a JSON key file: {exc}") from exc
+            raise _config_error(f"{key}: not a JSON key file: {exc}") from exc
         missing = [
             k
             for k in ("client_email", "private_key")
             if not isinstance(info, dict) or not info.get(k)
         ]
         if missing:
-            raise ConfigError(
+            raise _config_error(
                 f"{key}: not a service account key (no {', '.join(missing)}); "
                 "download a JSON key for the service account"
             )
         return info
+
+
+def _config_error(message: str) -> Exception:
+    # Imported here: config.py imports this module for its [oauth] table.
+    from mailbot.config import ConfigError
+
+    return ConfigError(message)
 
 
 def _read_secret(key: str, path: Path) -> str:
@@ -160,11 +165,11 @@ def _read_secret(key: str, path: Path) -> str:
     try:
         value = path.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from exc
+        raise _config_error(f"{key}: cannot read {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{key}: {path} is not UTF-8 text") from exc
+        raise _config_error(f"{key}: {path} is not UTF-8 text") from exc
     if not value.strip():
-        raise ConfigError(f"{key}: {path} is empty")
+        raise _config_error(f"{key}: {path} is empty")
     return value
 
 
