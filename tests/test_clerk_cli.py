@@ -84,3 +84,40 @@ def test_report_in_every_format(app, config_path, dovecot, tmp_path, capsys):
 
     assert main([*base[:3], "--from", "2026-12-01", "--to", "2026-11-01"]) == 1
     assert "--to is before --from" in capsys.readouterr().err
+
+
+def test_a_template_broken_while_running_never_stops_acknowledgements(
+    config_path, dovecot, smtp, tmp_path, clock
+):
+    from mailbot.app import App
+    from mailbot.config import load_config
+    from tests.conftest import to_residents
+
+    folder = tmp_path / "ours"
+    folder.mkdir()
+    ours = folder / "acknowledgement-enquiry.txt"
+    ours.write_text(
+        '{% extends "_layout.txt" %}{% block body %}Our own words for {{ case.ref }}.{% endblock %}'
+    )
+    override(config_path, folder)
+    app = App.load(load_config(config_path), clock)
+    arrived = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
+    dovecot.append(resident_mail(message_id="<a@x>"), when=arrived)
+    run_once(app)
+    assert to_residents(smtp)[0].text().startswith("Our own words for ENQ-2026-00001.")
+
+    # The clerk saves a broken edit while the daemon runs: two more residents write.
+    ours.write_text('{% extends "_layout.txt" %}{% block body %}{{ case.nmae }}{% endblock %}')
+    for n, who in enumerate(["b@example.com", "c@example.com"]):
+        dovecot.append(resident_mail(sender=who, message_id=f"<b{n}@x>"), when=arrived)
+    run_once(app)
+    later = to_residents(smtp)[1:]
+    assert [m.rcpt_tos for m in later] == [["b@example.com"], ["c@example.com"]]
+    assert all("Thank you for your email about" in m.text() for m in later)  # built-in
+    [alert] = [
+        m
+        for m in smtp.to("chris.lee@council.example.gov.uk")
+        if "template needs fixing" in str(m.message["Subject"])
+    ]
+    assert "acknowledgement-enquiry.txt:1: 'dict object' has no attribute 'nmae'" in alert.text()
+    app.engine.dispose()

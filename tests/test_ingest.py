@@ -127,8 +127,29 @@ def test_follow_up_by_reference_joins_the_case(app, dovecot, smtp):
     run_once(app)
 
     assert len(cases(app)) == 1
-    assert len(to_residents(smtp)) == 1
     assert [m.outcome for m in inbound(app)] == ["case-opened", "follow-up"]
+    # One acknowledgement of the case, one short note that the follow-up was added.
+    _, second = to_residents(smtp)
+    assert "We have added it to your case, ENQ-2026-00001" in second.text()
+    assert second.message["In-Reply-To"] == "<two@x>"
+
+
+def test_automatic_follow_up_is_attached_without_a_reply(app, dovecot, smtp):
+    dovecot.append(resident_mail(message_id="<one@x>"), when=ARRIVED)
+    run_once(app)
+    dovecot.append(
+        resident_mail(
+            subject="Automatic reply: Re: Pothole [Ref: ENQ-2026-00001]",
+            message_id="<ooo@x>",
+            headers={"Auto-Submitted": "auto-replied"},
+        ),
+        when=ARRIVED + timedelta(hours=1),
+    )
+    run_once(app)
+    assert len(to_residents(smtp)) == 1
+    [_, follow] = inbound(app)
+    assert (follow.outcome, follow.case_id is not None) == ("follow-up", True)
+    assert follow.reasons[0].startswith("auto-submitted:")
 
 
 def test_follow_up_by_in_reply_to_our_acknowledgement_joins_the_case(app, dovecot, smtp):
@@ -142,7 +163,7 @@ def test_follow_up_by_in_reply_to_our_acknowledgement_joins_the_case(app, doveco
     run_once(app)
 
     assert len(cases(app)) == 1
-    assert len(to_residents(smtp)) == 1
+    assert len(to_residents(smtp)) == 2  # the acknowledgement, then "added to your case"
 
 
 def test_reference_typed_by_a_stranger_opens_a_new_case(app, dovecot, smtp):

@@ -205,11 +205,6 @@ def _decide(
     if sent:
         _record(session, fetched, msg, "staff-mail", ["sent folder: not from staff"], now)
         return "staff-mail"
-    if case is not None:
-        follow_up(app, session, case, msg, fetched.internal_date, now)
-        _record(session, fetched, msg, "follow-up", [], now, case)
-        return "follow-up"
-
     recipient = msg.reply_to or msg.from_addr
     ctx = ScreenContext(
         own_addresses=app.cfg.own_addresses,
@@ -219,6 +214,13 @@ def _decide(
         cap_per_day=app.cfg.screening.acknowledgements_per_sender_per_day,
     )
     reasons = screen(msg, ctx)
+    if case is not None:
+        # Attached even when automatic (SPEC §6), but only a person gets a reply.
+        answered = follow_up(app, session, case, msg, fetched.internal_date, now)
+        if not reasons and recipient and not answered:
+            acknowledge(app, session, case, msg, recipient, now, follow_up=True)
+        _record(session, fetched, msg, "follow-up", reasons, now, case)
+        return "follow-up"
     if reasons:
         _record(session, fetched, msg, "suppressed", reasons, now)
         return "suppressed"
@@ -243,9 +245,9 @@ def _our_own(session: Session, msg: ParsedMessage, app: App) -> bool:
 
 def follow_up(
     app: App, session: Session, case: Case, msg: ParsedMessage, arrived: datetime, now: datetime
-) -> None:
+) -> bool:
     """A resident's further message on a case: it may answer a clarification, or ask for
-    the complaint to go to the next stage."""
+    the complaint to go to the next stage. True when that already wrote to the resident."""
     add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}")
     if case.clock_stopped and msg.from_addr == case.resident_email:
         restart_clock(app, session, case, arrived)
@@ -254,8 +256,10 @@ def follow_up(
         if decision.escalation_requested:
             try:
                 escalate(app, session, case, now, "the resident asked for a review")
+                return True
             except CommandError as exc:
                 add_event(session, case, now, "note", f"review asked for, but {exc}")
+    return False
 
 
 def open_case(
@@ -325,12 +329,20 @@ def alert_welfare(app: App, session: Session, case: Case, now: datetime) -> None
 
 
 def acknowledge(
-    app: App, session: Session, case: Case, msg: ParsedMessage, recipient: str, now: datetime
+    app: App,
+    session: Session,
+    case: Case,
+    msg: ParsedMessage,
+    recipient: str,
+    now: datetime,
+    *,
+    follow_up: bool = False,
 ) -> None:
-    """Queue the acknowledgement; the outbox sends it after this transaction commits."""
+    """Queue the acknowledgement (of a new case, or of a follow-up to one); the outbox
+    sends it after this transaction commits."""
     letter = Letter(
         kind="acknowledgement",
-        template=f"acknowledgement-{case.category}",
+        template="follow-up-received" if follow_up else f"acknowledgement-{case.category}",
         recipient=recipient,
         to_name=case.resident_name,
         subject=subject_for("acknowledgement", case),
@@ -338,9 +350,10 @@ def acknowledge(
         in_reply_to=msg.message_id,
         references=msg.references,
     )
+    key = f"ack:{case.ref}:{msg.message_id or msg.content_hash}" if follow_up else f"ack:{case.ref}"
     queue(
         session,
-        [(f"ack:{case.ref}", letter, case.id)],
+        [(key, letter, case.id)],
         mailbox_address=app.cfg.council.mailbox_address,
         now=now,
     )

@@ -128,6 +128,7 @@ def case_context(
             "category": case.category,
             "category_name": CATEGORY_NAMES[case.category],
             "stage": case.stage,
+            "status": case.status,
             "subject": case.subject or "(no subject)",
             "received_on": long_date(local.date()),
             "respond_by": long_date(case.respond_by),
