@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from mailbot.devservers import LocalDovecot, local_config
 from mailbot.faults import ENV as CRASH_ENV
@@ -159,3 +159,46 @@ def test_interrupted_send_is_marked_uncertain_after_its_lease(app, config_path, 
             s.scalar(select(OutboxMessage.status).where(OutboxMessage.kind == "acknowledgement"))
             == "uncertain"
         )
+
+
+def test_three_processes_on_one_postgresql_database_never_repeat(tmp_path, dovecot, smtp):
+    """Several `mailbot run --once` at once on one mailbox and database: each message is
+    processed once and each resident acknowledged once (folder lock, SKIP LOCKED outbox)."""
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import PG_ADMIN
+
+    name = f"mailbot_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
+    try:
+        config = local_config(
+            tmp_path,
+            dovecot,
+            smtp,
+            mailbox_address=COUNCIL,
+            database_url=url,
+            start_from=START_FROM,
+        )
+        upgrade(url)
+        residents = [f"resident{n}@example.com" for n in range(30)]
+        for n, who in enumerate(residents):
+            dovecot.append(resident_mail(sender=who, message_id=f"<p{n}@x>"), when=ARRIVED)
+        procs = [mailbot(config, "run", "--once", "--now", NOW) for _ in range(3)]
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode()
+        again = mailbot(config, "run", "--once", "--now", NOW)
+        again.communicate(timeout=120)
+        assert sorted(m.rcpt_tos[0] for m in to_residents(smtp)) == sorted(residents)
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM messages")).scalar() == 30
+            assert conn.execute(text("SELECT count(DISTINCT uid) FROM messages")).scalar() == 30
+        engine.dispose()
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -34,6 +34,7 @@ from mailbot.store import (
     OutboxMessage,
     acknowledgements_since,
     add_event,
+    folder_lock,
     next_reference,
     seen_before,
 )
@@ -53,8 +54,16 @@ def ingest_folder(app: App, mailbox: Mailbox, folder: str, *, sent: bool = False
     `sent` marks the mailbox's sent folder: read for officers' replies and commands only,
     it never opens a case or sends an acknowledgement.
     """
-    uidvalidity = mailbox.select(folder)
     key = folder_key(app, folder)
+    uidvalidity = mailbox.select(folder)  # selected either way: the daemon IDLEs on it
+    with folder_lock(app.engine, key) as ours:
+        if not ours:
+            log.debug("folder %s is being read by another mailbot process", folder)
+            return 0
+        return _ingest(app, mailbox, folder, key, uidvalidity, sent)
+
+
+def _ingest(app: App, mailbox: Mailbox, folder: str, key: str, uidvalidity: int, sent: bool) -> int:
     now = app.clock.now()
     with app.sessions.begin() as session:
         state = session.scalar(select(FolderState).where(FolderState.folder == key))

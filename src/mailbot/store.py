@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -23,6 +25,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import (
@@ -201,6 +204,28 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+@contextmanager
+def folder_lock(engine: Engine, key: str) -> Iterator[bool]:
+    """Hold the right to read one mailbox folder; yields False if another process has it.
+
+    Several `mailbot run` processes may share one PostgreSQL database: a session-level
+    advisory lock makes sure only one of them reads a folder at a time. SQLite is used by
+    a single process, so there it always succeeds.
+    """
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+    with engine.connect() as conn:
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id}).scalar()
+        try:
+            yield bool(got)
+        finally:
+            if got:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+            conn.commit()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
