@@ -171,6 +171,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     # Secrets are read now so a missing password file shows up here, not at 3 am.
     cfg.imap.password()
     cfg.smtp.password()
+    from mailbot.letters import check_all
+
+    problems = check_all(App.load(cfg, make_clock(args)))
+    if problems:
+        raise TemplateProblem(
+            problems[0] + (f" (and {len(problems) - 1} more)" if problems[1:] else "")
+        )
     if args.connect:
         import asyncio
 
