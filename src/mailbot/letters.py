@@ -82,6 +82,14 @@ def new_message_id(mailbox_address: str) -> str:
     return make_msgid(domain=mailbox_address.rsplit("@", 1)[1])
 
 
+def header_text(value: str, limit: int) -> str:
+    """Inbound text made safe for one of our headers: one line, capped, and with any
+    "=?" broken up — Python's email package would otherwise decode an encoded word hidden
+    in it (say, a resident's subject) into raw CR/LF and a header of the sender's choosing.
+    """
+    return clean_text(value, limit).replace("=?", "=\u2060?")
+
+
 def compose(
     cfg: Config,
     *,
@@ -99,10 +107,10 @@ def compose(
     """A complete message. Anything taken from inbound mail is cleaned before it is a header."""
     council = cfg.council
     msg = EmailMessage(policy=SMTP_POLICY)
-    msg["From"] = formataddr((clean_text(council.name, 100), council.mailbox_address))
+    msg["From"] = formataddr((header_text(council.name, 100), council.mailbox_address))
     msg["Reply-To"] = council.mailbox_address
-    msg["To"] = formataddr((clean_text(to_name, 100), to))
-    subject = clean_text(subject, 150) or "Your message"
+    msg["To"] = formataddr((header_text(to_name, 100), to))
+    subject = header_text(subject, 150) or "Your message"
     if ref and ref not in subject:
         subject = f"{subject} [Ref: {ref}]"
     msg["Subject"] = subject
