@@ -121,3 +121,29 @@ def test_a_template_broken_while_running_never_stops_acknowledgements(
     ]
     assert "acknowledgement-enquiry.txt:1: 'dict object' has no attribute 'nmae'" in alert.text()
     app.engine.dispose()
+
+
+def test_purge_anonymises_long_closed_cases_and_keeps_the_figures(
+    app, config_path, dovecot, capsys
+):
+    from sqlalchemy import select
+
+    from mailbot.store import Case
+
+    dovecot.append(resident_mail(), when=datetime(2026, 11, 3, 9, 30, tzinfo=UTC))
+    run_once(app)
+    with app.sessions.begin() as s:
+        case = s.scalar(select(Case))
+        case.status, case.closed_at = "closed", datetime(2019, 1, 1, tzinfo=UTC)
+    args = ["--config", str(config_path), "purge", "--now", "2026-11-20T12:00:00Z"]
+    capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("would anonymise 1 case(s)")
+    with app.sessions() as s:
+        assert s.scalar(select(Case.resident_email)) == "jane.doe@example.com"
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("anonymised 1 case(s)")
+    with app.sessions() as s:
+        case = s.scalar(select(Case))
+        assert (case.resident_email, case.resident_name) == ("", "")
+        assert (case.category, case.respond_by.isoformat()) == ("enquiry", "2026-11-10")

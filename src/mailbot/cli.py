@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--case", dest="case_ref", help="use this case's real data")
     preview.set_defaults(handler=cmd_templates_preview)
 
+    purge = sub.add_parser("purge", parents=[common], help="anonymise long-closed cases")
+    purge.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+    purge.set_defaults(handler=cmd_purge)
+
     demo = sub.add_parser("demo", parents=[common], help="self-contained run on sample mail")
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder afterwards")
     demo.set_defaults(handler=cmd_demo)
@@ -322,6 +326,16 @@ def cmd_templates_preview(args: argparse.Namespace) -> int:
     if args.case_ref:
         app.require_schema()
     sys.stdout.write(preview(app, args.name, args.case_ref))
+    return EXIT_OK
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from mailbot.retention import purge
+
+    app = app_from(args)
+    with app.sessions.begin() as session:
+        result = purge(session, app.policy, app.clock.now(), dry_run=args.dry_run)
+    print(result.summary())
     return EXIT_OK
 
 

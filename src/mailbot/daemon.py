@@ -59,6 +59,7 @@ class Daemon:
     reload: threading.Event = field(default_factory=threading.Event)
     # Set to end an IDLE early: a signal, or the timer saying reminders may be due.
     wake: threading.Event = field(default_factory=threading.Event)
+    purge_due: threading.Event = field(default_factory=threading.Event)
     tick_seconds: float = 60.0
     watchdog: systemd.Watchdog = field(default_factory=systemd.watchdog)
 
@@ -80,6 +81,15 @@ class Daemon:
         # writer at a time, so a reminder pass never races an acknowledgement.
         timer = BackgroundScheduler(timezone="UTC")
         timer.add_job(self.wake.set, "interval", seconds=self.tick_seconds, id="due-actions")
+        # Personal data of long-closed cases goes once a night (the policy's retention).
+        timer.add_job(
+            lambda: self._set(self.purge_due),
+            "cron",
+            hour=2,
+            minute=30,
+            timezone=self.app.cfg.council.timezone,
+            id="retention",
+        )
         timer.start()
         try:
             self._run()
@@ -118,6 +128,9 @@ class Daemon:
             if self.reload.is_set():
                 self.reload.clear()
                 self._reload()
+            if self.purge_due.is_set():
+                self.purge_due.clear()
+                self._purge()
             count = cycle(self.app, mailbox)
             self.watchdog.ping(self._status(count))
             if not self.stop.is_set():
@@ -133,6 +146,16 @@ class Daemon:
             log.error("reload failed, keeping the previous policy: %s", exc)
         finally:
             systemd.ready("reloaded")
+
+    def _purge(self) -> None:
+        from mailbot.retention import purge
+
+        try:
+            with self.app.sessions.begin() as session:
+                result = purge(session, self.app.policy, self.app.clock.now())
+            log.info("retention: %s", result.summary())
+        except Exception:  # a failed purge is retried tomorrow; mail keeps flowing
+            log.exception("retention purge failed")
 
     def _status(self, new: int) -> str:
         """STATUS for `systemctl status`: open cases, mail waiting to go, the last check."""
