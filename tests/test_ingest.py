@@ -128,10 +128,14 @@ def test_follow_up_by_reference_joins_the_case(app, dovecot, smtp):
 
     assert len(cases(app)) == 1
     assert [m.outcome for m in inbound(app)] == ["case-opened", "follow-up"]
-    # One acknowledgement of the case, one short note that the follow-up was added.
-    _, second = to_residents(smtp)
-    assert "We have added it to your case, ENQ-2026-00001" in second.text()
-    assert second.message["In-Reply-To"] == "<two@x>"
+    # The resident gets no second automatic reply; the handling officer is told.
+    assert len(to_residents(smtp)) == 1
+    [told] = [
+        m
+        for m in smtp.to("alex.morgan@council.example.gov.uk")
+        if "wrote again" in str(m.message["Subject"])
+    ]
+    assert "has written again about ENQ-2026-00001" in told.text()
 
 
 def test_automatic_follow_up_is_attached_without_a_reply(app, dovecot, smtp):
@@ -163,7 +167,7 @@ def test_follow_up_by_in_reply_to_our_acknowledgement_joins_the_case(app, doveco
     run_once(app)
 
     assert len(cases(app)) == 1
-    assert len(to_residents(smtp)) == 2  # the acknowledgement, then "added to your case"
+    assert len(to_residents(smtp)) == 1
 
 
 def test_reference_typed_by_a_stranger_opens_a_new_case(app, dovecot, smtp):

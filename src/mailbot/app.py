@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot.classify import ClassificationRules, load_rules
 from mailbot.clock import Clock
 from mailbot.config import Config
+from mailbot.oauth import OAuthTokens
 from mailbot.policy import Policy, load_policy
 from mailbot.store import make_engine, session_factory
 from mailbot.templates import Templates
@@ -29,6 +30,7 @@ class App:
     policy: Policy
     rules: ClassificationRules
     templates: Templates
+    tokens: OAuthTokens | None = None  # Microsoft 365 / Google sign-in, when configured
 
     @classmethod
     def load(cls, cfg: Config, clock: Clock) -> App:
@@ -42,6 +44,7 @@ class App:
             policy=policy,
             rules=load_rules(policy.classification),
             templates=Templates(cfg.council.templates),
+            tokens=OAuthTokens(cfg.oauth) if cfg.oauth else None,
         )
 
     def require_schema(self) -> None:

@@ -20,6 +20,7 @@ from mailbot.clock import Clock, FixedClock, OffsetClock
 from mailbot.config import Config, ConfigError, find_config, load_config
 from mailbot.logs import FORMATS, clean, setup_logging
 from mailbot.mailbox import MailboxError
+from mailbot.oauth import OAuthError
 from mailbot.policy import PolicyError, load_policy
 from mailbot.store import PREFIXES
 from mailbot.templates import TemplateProblem
@@ -183,13 +184,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             problems[0] + (f" (and {len(problems) - 1} more)" if problems[1:] else "")
         )
     if args.connect:
-        import asyncio
+        from mailbot.diagnose import check_connection, failed, format_findings
 
-        from mailbot.daemon import connect
-        from mailbot.outbox import smtp_login_check
-
-        connect(App.load(cfg, make_clock(args))).close()
-        asyncio.run(smtp_login_check(cfg.smtp))
+        findings = check_connection(cfg)
+        print(format_findings(findings))
+        if failed(findings):
+            bad = sum(not f.ok for f in findings)
+            return _fail(EXIT_UNREACHABLE, f"{bad} connection check(s) failed; see above")
     print(f"ok: {find_config(args.config)} (policy {cfg.council.policy})")
     return EXIT_OK
 
@@ -354,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except (ConfigError, PolicyError, UsageError, TemplateProblem) as exc:
         return _fail(EXIT_INPUT, str(exc))
-    except (MailboxError, NotReady, IMAPClientError, OSError) as exc:
+    except (MailboxError, NotReady, IMAPClientError, OSError, OAuthError) as exc:
         return _fail(EXIT_UNREACHABLE, str(exc))
     except OperationalError as exc:
         return _fail(EXIT_UNREACHABLE, f"database: {exc.orig}")

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailbot.oauth import OAuthConfig
 from mailbot.parse import clean_text, valid_address
 
 SEARCH_PATHS = (Path("mailbot.toml"), Path("/etc/mailbot/mailbot.toml"))
@@ -122,6 +123,8 @@ class ImapConfig(ServerConfig):
     idle_seconds: Annotated[int, Field(ge=10, le=600)] = 540  # re-issue IDLE before 10 minutes
     max_message_mb: Annotated[int, Field(ge=1, le=200)] = 25
     default_category: str | None = None
+    # Email the clerk when no mailbox check has succeeded for this long (SPEC §3.1).
+    alert_after_minutes: Annotated[int, Field(ge=5, le=1440)] = 30
 
     @field_validator("start_from")
     @classmethod
@@ -191,6 +194,7 @@ class Config(_Strict):
     database: DatabaseConfig = DatabaseConfig()
     screening: ScreeningConfig = ScreeningConfig()
     commands: CommandsConfig = CommandsConfig()
+    oauth: OAuthConfig | None = None
     officers: list[OfficerConfig] = Field(min_length=1)
     source: Path | None = None
 
@@ -205,6 +209,16 @@ class Config(_Strict):
                     f"(also officer {seen[officer.email] + 1})"
                 )
             seen[officer.email] = index
+        return self
+
+    @model_validator(mode="after")
+    def _oauth_when_needed(self) -> Config:
+        for name, server in (("imap", self.imap), ("smtp", self.smtp)):
+            if server.auth == "xoauth2" and self.oauth is None:
+                raise ValueError(
+                    f'{name}.auth: "xoauth2" needs an [oauth] table (provider = "microsoft" '
+                    'or "google")'
+                )
         return self
 
     def officers_with(self, role: str) -> list[OfficerConfig]:

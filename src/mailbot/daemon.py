@@ -15,15 +15,25 @@ from sqlalchemy import func, select
 
 from mailbot import outbox, scheduler, systemd
 from mailbot.app import App
+from mailbot.health import Alert, HealthWatch
+from mailbot.letters import Letter
 from mailbot.mailbox import Mailbox, MailboxError, backoff_delays
+from mailbot.oauth import OAuthError
 from mailbot.pipeline import ingest_folder
+from mailbot.route import holders
 from mailbot.store import Case, OutboxMessage
 
 log = logging.getLogger("mailbot.daemon")
 
 
 def connect(app: App) -> Mailbox:
-    mailbox = Mailbox(app.cfg.imap, app.cfg.imap.password())
+    imap = app.cfg.imap
+    if imap.auth == "xoauth2":
+        assert app.tokens is not None  # the config refuses xoauth2 without [oauth]
+        secret = app.tokens.for_user(imap.username).token()  # renewed here when due
+    else:
+        secret = imap.password()
+    mailbox = Mailbox(imap, secret)
     mailbox.connect()
     return mailbox
 
@@ -60,6 +70,7 @@ class Daemon:
     # Set to end an IDLE early: a signal, or the timer saying reminders may be due.
     wake: threading.Event = field(default_factory=threading.Event)
     purge_due: threading.Event = field(default_factory=threading.Event)
+    health: HealthWatch | None = None
     tick_seconds: float = 60.0
     watchdog: systemd.Watchdog = field(default_factory=systemd.watchdog)
 
@@ -91,6 +102,10 @@ class Daemon:
             id="retention",
         )
         timer.start()
+        self.health = HealthWatch(
+            started_at=self.app.clock.now(),
+            alert_after=timedelta(minutes=self.app.cfg.imap.alert_after_minutes),
+        )
         try:
             self._run()
         finally:
@@ -110,9 +125,10 @@ class Daemon:
                 )
                 delays = backoff_delays()  # a good connection resets the backoff
                 self._serve(mailbox)
-            except (MailboxError, IMAPClientError, OSError) as exc:
+            except (MailboxError, IMAPClientError, OSError, OAuthError) as exc:
                 delay = next(delays)
                 log.warning("mailbox connection lost (%s); reconnecting in %.0f s", exc, delay)
+                self._check_health()
                 self.wake.clear()
                 self.watchdog.wait(
                     self.wake, delay, f"mailbox unreachable; retrying in {delay:.0f} s"
@@ -132,6 +148,9 @@ class Daemon:
                 self.purge_due.clear()
                 self._purge()
             count = cycle(self.app, mailbox)
+            if self.health is not None:
+                self.health.succeeded(self.app.clock.now())
+            self._check_health()
             self.watchdog.ping(self._status(count))
             if not self.stop.is_set():
                 mailbox.wait_for_mail(self.watchdog.cap(self._idle_seconds()), self.wake)
@@ -146,6 +165,55 @@ class Daemon:
             log.error("reload failed, keeping the previous policy: %s", exc)
         finally:
             systemd.ready("reloaded")
+
+    def _check_health(self) -> None:
+        """The silent-stop guard: log loudly and email the clerk role once per outage."""
+        if self.health is None:
+            return
+        cfg, tokens = self.app.cfg, self.app.tokens
+        alert = self.health.check(
+            self.app.clock.now(),
+            mailbox=cfg.imap.username or cfg.council.mailbox_address,
+            token_failing_since=tokens.failing_since if tokens else None,
+            token_error=tokens.last_error if tokens else "",
+            timezone=cfg.council.timezone,
+        )
+        if alert is not None:
+            self._tell_clerk(alert)
+
+    def _tell_clerk(self, alert: Alert) -> None:
+        if alert.kind == "alert":
+            log.critical("%s: %s", alert.subject, alert.text.splitlines()[0])
+        else:
+            log.warning("%s", alert.subject)
+        now = self.app.clock.now()
+        _, clerks = holders(self.app.cfg, "clerk")
+        items = [
+            (
+                f"health:{alert.kind}:{now.isoformat()}:{clerk.email}",
+                Letter(
+                    kind="health",
+                    template="mailbot-health",
+                    recipient=clerk.email,
+                    to_name=clerk.name,
+                    subject=alert.subject,
+                    audience="staff",
+                    extra={"text": alert.text},
+                ),
+                None,
+            )
+            for clerk in clerks
+        ]
+        # Queued, then sent now: if SMTP shares the failing sign-in it goes once that is
+        # fixed; the critical log line above is the alarm that gets out regardless.
+        with self.app.sessions.begin() as session:
+            outbox.queue(
+                session, items, mailbox_address=self.app.cfg.council.mailbox_address, now=now
+            )
+        try:
+            outbox.flush(self.app)
+        except Exception as exc:  # an alert must never stop the daemon
+            log.error("could not send the alert now: %s", exc)
 
     def _purge(self) -> None:
         from mailbot.retention import purge

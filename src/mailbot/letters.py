@@ -253,6 +253,9 @@ SAMPLE_EXTRA: dict[str, dict[str, Any]] = {
     "holding": {"new_date": "Friday 15 January 2027", "reason": "we are waiting for a contractor"},
     "welfare-alert": {"welfare_reasons": ['welfare: phrase "lives alone" in body']},
     "clarification": {"question": "Which financial years do you mean?"},
+    "mailbot-health": {
+        "text": "mailbot has not been able to check enquiries@ since 09:12 today.",
+    },
     "command-confirmation": {
         "results": [
             {

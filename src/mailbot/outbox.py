@@ -19,6 +19,7 @@ from mailbot import faults
 from mailbot.clock import Clock
 from mailbot.config import SmtpConfig
 from mailbot.letters import Letter, new_message_id, render
+from mailbot.oauth import OAuthError, OAuthTokens
 from mailbot.store import Case, OutboxMessage, add_event
 
 if TYPE_CHECKING:
@@ -151,8 +152,8 @@ async def _flush(app: App) -> FlushResult:
     if not _has_due(sessions, clock):
         return result  # no SMTP connection when there is nothing to send
     try:
-        smtp = await _connect(cfg.smtp)
-    except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        smtp = await _connect(cfg.smtp, app.tokens)
+    except (aiosmtplib.SMTPException, OSError, ssl.SSLError, OAuthError) as exc:
         result.deferred = _defer_all_due(sessions, clock, f"cannot reach SMTP server: {exc}")
         return result
     try:
@@ -169,7 +170,7 @@ async def _flush(app: App) -> FlushResult:
     return result
 
 
-async def _connect(cfg: SmtpConfig) -> aiosmtplib.SMTP:
+async def _connect(cfg: SmtpConfig, tokens: OAuthTokens | None = None) -> aiosmtplib.SMTP:
     context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
     smtp = aiosmtplib.SMTP(
         hostname=cfg.host,
@@ -181,7 +182,11 @@ async def _connect(cfg: SmtpConfig) -> aiosmtplib.SMTP:
     )
     await smtp.connect()
     if cfg.auth == "xoauth2":
-        await smtp.execute_command(b"AUTH", b"XOAUTH2", _xoauth2(cfg.username, cfg.password()))
+        if tokens is None:
+            raise OAuthError('smtp.auth = "xoauth2" needs an [oauth] table')
+        # msal and google-auth block on HTTP: keep the event loop free while they renew.
+        token = await asyncio.to_thread(tokens.for_user(cfg.username).token)
+        await smtp.auth_xoauth2(cfg.username, token)
     elif cfg.username:
         await smtp.login(cfg.username, cfg.password())
     return smtp
@@ -194,12 +199,6 @@ async def smtp_login_check(cfg: SmtpConfig) -> None:
     except (aiosmtplib.SMTPException, ssl.SSLError) as exc:
         raise OSError(f"SMTP {cfg.host}:{cfg.port}: {exc}") from exc
     await smtp.quit()
-
-
-def _xoauth2(user: str, token: str) -> bytes:
-    import base64
-
-    return base64.b64encode(f"user={user}\x01auth=Bearer {token}\x01\x01".encode())
 
 
 async def _send_one(app: App, smtp: aiosmtplib.SMTP, row_id: int) -> str:

@@ -25,7 +25,7 @@ from mailbot.officers import (
 from mailbot.outbox import queue
 from mailbot.parse import ParsedMessage, parse_message
 from mailbot.route import choose_officer
-from mailbot.scheduler import local_today, notify_role, schedule
+from mailbot.scheduler import local_today, notify_role, schedule, staff_send_time
 from mailbot.screen import LOOP_HEADER, ScreenContext, screen
 from mailbot.store import (
     Case,
@@ -76,12 +76,16 @@ def _ingest(app: App, mailbox: Mailbox, folder: str, key: str, uidvalidity: int,
             state.uidvalidity, state.last_uid = uidvalidity, 0
         state.checked_at = now
         last_uid, start_from = state.last_uid, state.start_from
-    uids = mailbox.uids_after(last_uid)
     max_bytes = app.cfg.imap.max_message_mb * 1024 * 1024
-    for fetched in mailbox.fetch(uidvalidity, uids, max_bytes):
-        process_message(app, fetched, key, start_from, sent=sent)
-        systemd.keepalive()  # a long backlog after an outage is work, not a hang
-    return len(uids)
+    count = 0
+    # Ask again until nothing is new: mail that arrives while we work is read now, not
+    # left for an IDLE that may never mention it.
+    while uids := mailbox.uids_after(last_uid):
+        for fetched in mailbox.fetch(uidvalidity, uids, max_bytes):
+            process_message(app, fetched, key, start_from, sent=sent)
+            systemd.keepalive()  # a long backlog after an outage is work, not a hang
+        last_uid, count = max(uids), count + len(uids)
+    return count
 
 
 def _first_visit(
@@ -225,9 +229,9 @@ def _decide(
     reasons = screen(msg, ctx)
     if case is not None:
         # Attached even when automatic (SPEC §6), but only a person gets a reply.
-        answered = follow_up(app, session, case, msg, fetched.internal_date, now)
-        if not reasons and recipient and not answered:
-            acknowledge(app, session, case, msg, recipient, now, follow_up=True)
+        follow_up(app, session, case, msg, fetched.internal_date, now)
+        if not reasons:
+            tell_officer_of_follow_up(app, session, case, msg, now)
         _record(session, fetched, msg, "follow-up", reasons, now, case)
         return "follow-up"
     if reasons:
@@ -254,9 +258,9 @@ def _our_own(session: Session, msg: ParsedMessage, app: App) -> bool:
 
 def follow_up(
     app: App, session: Session, case: Case, msg: ParsedMessage, arrived: datetime, now: datetime
-) -> bool:
+) -> None:
     """A resident's further message on a case: it may answer a clarification, or ask for
-    the complaint to go to the next stage. True when that already wrote to the resident."""
+    the complaint to go to the next stage."""
     add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}")
     if case.clock_stopped and msg.from_addr == case.resident_email:
         restart_clock(app, session, case, arrived)
@@ -265,10 +269,8 @@ def follow_up(
         if decision.escalation_requested:
             try:
                 escalate(app, session, case, now, "the resident asked for a review")
-                return True
             except CommandError as exc:
                 add_event(session, case, now, "note", f"review asked for, but {exc}")
-    return False
 
 
 def open_case(
@@ -337,21 +339,39 @@ def alert_welfare(app: App, session: Session, case: Case, now: datetime) -> None
     add_event(session, case, now, "note", f"high priority; {app.policy.welfare_alert_role} alerted")
 
 
-def acknowledge(
-    app: App,
-    session: Session,
-    case: Case,
-    msg: ParsedMessage,
-    recipient: str,
-    now: datetime,
-    *,
-    follow_up: bool = False,
+def tell_officer_of_follow_up(
+    app: App, session: Session, case: Case, msg: ParsedMessage, now: datetime
 ) -> None:
-    """Queue the acknowledgement (of a new case, or of a follow-up to one); the outbox
-    sends it after this transaction commits."""
+    """The handling officer hears that the resident wrote again. The resident gets no
+    automatic reply to a follow-up: that is how two auto-responders start a loop."""
+    officer = app.cfg.officer(case.officer_email) if case.officer_email else None
+    if officer is None:
+        return
+    letter = Letter(
+        kind="follow-up",
+        template="follow-up-received",
+        recipient=officer.email,
+        to_name=officer.name,
+        subject=f"The resident wrote again: {case.subject or case.ref}",
+        audience="staff",
+    )
+    key = f"follow-up:{case.ref}:{msg.message_id or msg.content_hash}"
+    queue(
+        session,
+        [(key, letter, case.id)],
+        mailbox_address=app.cfg.council.mailbox_address,
+        now=now,
+        send_at=staff_send_time(app.policy, now),
+    )
+
+
+def acknowledge(
+    app: App, session: Session, case: Case, msg: ParsedMessage, recipient: str, now: datetime
+) -> None:
+    """Queue the acknowledgement; the outbox sends it after this transaction commits."""
     letter = Letter(
         kind="acknowledgement",
-        template="follow-up-received" if follow_up else f"acknowledgement-{case.category}",
+        template=f"acknowledgement-{case.category}",
         recipient=recipient,
         to_name=case.resident_name,
         subject=subject_for("acknowledgement", case),
@@ -359,10 +379,9 @@ def acknowledge(
         in_reply_to=msg.message_id,
         references=msg.references,
     )
-    key = f"ack:{case.ref}:{msg.message_id or msg.content_hash}" if follow_up else f"ack:{case.ref}"
     queue(
         session,
-        [(key, letter, case.id)],
+        [(f"ack:{case.ref}", letter, case.id)],
         mailbox_address=app.cfg.council.mailbox_address,
         now=now,
     )
