@@ -113,14 +113,16 @@ def open_enquiry(app, dovecot) -> str:
     return "ENQ-2026-00001"
 
 
-def test_officer_reply_copied_to_the_mailbox_marks_the_case_responded(app, dovecot, smtp):
+@pytest.mark.parametrize("copy", ["cc", "bcc"])
+def test_officer_reply_copied_to_the_mailbox_marks_the_case_responded(app, dovecot, smtp, copy):
     ref = open_enquiry(app, dovecot)
+    # A BCC'd copy reaches the mailbox with only the resident in its headers.
     reply = staff_mail(
         ALEX,
         f"RE: Pothole on Mill Lane [Ref: {ref}]",
         "It will be fixed on Friday.",
         to=RESIDENT,
-        cc=COUNCIL,
+        cc=COUNCIL if copy == "cc" else None,
         auth=None,
         in_reply_to="<q1@example.com>",
     )
