@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
@@ -25,7 +25,7 @@ log = logging.getLogger("mailbot.scheduler")
 # Where the policy names no new date, a holding reply promises the reply this many
 # working days after the original date (an officer's `#holding DATE` overrides it).
 DEFAULT_HOLDING_DAYS = 10
-BATCH = 500
+BATCH = 2000  # cases per transaction: few commits, bounded memory
 _ORDER = ("holding", "reminder", "breach")  # same-day actions, in the order they go
 
 
@@ -142,25 +142,30 @@ def run_due(app: App) -> int:
             resident_items: list[tuple[str, Letter, int | None]] = []
             staff_items: list[tuple[str, Letter, int | None]] = []
             events: dict[str, dict] = {}
-            changes = []
+            next_dates: dict[date | None, list[int]] = {}
+            newly_breached: list[int] = []
             for case in cases:
                 items, next_on, breached = _act(app, case, today)
                 for key, letter, event in items:
                     target = resident_items if letter.audience == "resident" else staff_items
                     target.append((key, letter, case.id))
                     events[key] = {"case_id": case.id, "at": now, **event}
-                changes.append(
-                    {
-                        "b_id": case.id,
-                        "b_next": next_on,
-                        "b_breached": case.breached_at or (now if breached else None),
-                    }
-                )
+                next_dates.setdefault(next_on, []).append(case.id)
+                if breached and case.breached_at is None:
+                    newly_breached.append(case.id)
                 last_id = case.id
             queued = _queue(app, session, resident_items, now, now)
             queued |= _queue(app, session, staff_items, now, staff_at)
-            if changes:
-                session.connection().execute(_UPDATE_CASE, changes)
+            # Thousands of cases share a handful of next dates: one UPDATE per date.
+            table = Case.__table__
+            for next_on, ids in next_dates.items():
+                session.connection().execute(
+                    update(table).where(table.c.id.in_(ids)).values(next_action_on=next_on)
+                )
+            if newly_breached:
+                session.connection().execute(
+                    update(table).where(table.c.id.in_(newly_breached)).values(breached_at=now)
+                )
             # An event for each message really queued, not for one queued before.
             rows = [events[k] for k in sorted(queued)]
             if rows:
@@ -208,11 +213,6 @@ _CASE_COLUMNS = (
     Case.resident_name,
     Case.subject,
     Case.first_message_id,
-)
-_UPDATE_CASE = (
-    update(Case.__table__)
-    .where(Case.__table__.c.id == bindparam("b_id"))
-    .values(next_action_on=bindparam("b_next"), breached_at=bindparam("b_breached"))
 )
 
 
