@@ -1,0 +1,232 @@
+"""Benchmark: a backlog of mixed mail through the mailbot daemon, against a bare floor.
+
+Run: python -m bench.ingest [--messages 5000] [--quick] [--database sqlite|postgresql]
+
+The floor, measured in the same run on the same servers, is what any program must do
+for the same work: a bare imapclient FETCH of every message (BODY.PEEK[], 50 at a time,
+as mailbot fetches) plus a bare aiosmtplib send of as many acknowledgements as mailbot
+sent, over one connection. mailbot is `mailbot run` started on the full mailbox and timed
+until the SMTP server has accepted its last acknowledgement; its resident memory is read
+from /proc then. Target: mailbot at least half the floor's throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import aiosmtplib
+import psycopg
+from sqlalchemy import create_engine, func, select
+
+from bench.common import machine, write_result
+from bench.support import (
+    COUNCIL,
+    NOW,
+    ROOT,
+    SmtpSink,
+    fill,
+    mailbot_command,
+    mailbot_config,
+    mixed_corpus,
+    rss_mb,
+    save_json,
+    servers,
+)
+from mailbot.devservers import Account
+from mailbot.store import InboundMessage, OutboxMessage
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+TARGET_RATIO = 0.5
+
+
+def floor_fetch(account: Account) -> tuple[float, int]:
+    """Seconds to fetch every message whole, and the bytes read."""
+    with account.client() as imap:
+        imap.select_folder("INBOX", readonly=True)
+        uids = imap.search(["ALL"])
+        start = time.perf_counter()
+        size = 0
+        for at in range(0, len(uids), 50):
+            for data in imap.fetch(uids[at : at + 50], ["BODY.PEEK[]"]).values():
+                size += len(data[b"BODY[]"])
+        return time.perf_counter() - start, size
+
+
+async def floor_send(port: int, messages: list[tuple[str, bytes]]) -> float:
+    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+    start = time.perf_counter()
+    await smtp.connect()
+    for recipient, raw in messages:
+        await smtp.sendmail(COUNCIL, [recipient], raw)
+    await smtp.quit()
+    return time.perf_counter() - start
+
+
+def done(url: str, expected: int) -> tuple[bool, Counter]:
+    """Every message decided and nothing left to send (read beside the running daemon)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            outcomes = Counter(
+                dict(
+                    conn.execute(
+                        select(InboundMessage.outcome, func.count()).group_by(
+                            InboundMessage.outcome
+                        )
+                    ).all()
+                )
+            )
+            waiting = conn.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.status.in_(["pending", "sending"]))
+            )
+    except Exception:  # the schema is there; a busy moment is simply "not yet"
+        return False, Counter()
+    finally:
+        engine.dispose()
+    return sum(outcomes.values()) == expected and waiting == 0, outcomes
+
+
+def run_mailbot(config: Path, url: str, sink: SmtpSink, count: int, timeout: float) -> dict:
+    """Start the daemon on the backlog; time it until its last acknowledgement is accepted."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        mailbot_command(config, "run", "--now", NOW.isoformat()),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while True:
+            finished, outcomes = done(url, count)
+            if finished:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"mailbot exited with {proc.returncode}")
+            if time.monotonic() - start > timeout:
+                raise RuntimeError(f"mailbot did not finish in {timeout:.0f} s: {outcomes}")
+            time.sleep(0.2)
+        arrivals = sink.arrivals()
+        end = max(arrivals.values()) if arrivals else time.monotonic()
+        time.sleep(1)  # settled: what it holds after the backlog, not mid-transaction
+        rss, hwm = rss_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return {
+        "seconds": end - start,
+        "acknowledgements": len(arrivals),
+        "outcomes": dict(outcomes),
+        "rss_mb": rss,
+        "hwm_mb": hwm,
+    }
+
+
+def measure(count: int, database: str) -> dict:
+    corpus = mixed_corpus(count)
+    with servers() as (dovecot, sink, scratch):
+        account = dovecot.add_account(f"backlog-{uuid.uuid4().hex[:8]}@example.org")
+        started = time.perf_counter()
+        fill(account, corpus.messages)
+        fill_s = time.perf_counter() - started
+        floor_fetch(account)  # warm Dovecot's caches for both contenders alike
+        fetch_s, size = floor_fetch(account)
+
+        pg_name = None
+        if database == "postgresql":
+            pg_name = f"mailbot_bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{pg_name}"')
+            url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"
+        else:
+            url = f"sqlite:///{scratch / 'mailbot.db'}"
+        try:
+            config = mailbot_config(scratch, account, sink, database_url=url)
+            result = run_mailbot(config, url, sink, count, timeout=max(600, count * 0.5))
+        finally:
+            if pg_name:
+                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+
+        with sink.lock:
+            acks = [(r[0], raw) for _, r, raw in sink.received if b"auto-replied" in raw]
+        floor_sink = SmtpSink().start()
+        try:
+            send_s = asyncio.run(floor_send(floor_sink.port, acks))
+        finally:
+            floor_sink.stop()
+    floor_s = fetch_s + send_s
+    return {
+        "messages": count,
+        "database": database,
+        "mix": corpus.kinds,
+        "expected_acknowledgements": corpus.to_acknowledge,
+        "mailbox_mb": size / 1e6,
+        "fill_s": fill_s,
+        "floor_fetch_s": fetch_s,
+        "floor_send_s": send_s,
+        "floor_s": floor_s,
+        "mailbot_s": result["seconds"],
+        "ratio": floor_s / result["seconds"],
+        **{f"mailbot_{k}": v for k, v in result.items() if k != "seconds"},
+    }
+
+
+def report(r: dict) -> str:
+    n, acks = r["messages"], r["mailbot_acknowledgements"]
+    mix = ", ".join(f"{v} {k}" for k, v in r["mix"].items())
+    met = "met" if r["ratio"] >= TARGET_RATIO else "NOT MET"
+    lines = [
+        f"Backlog ingest: {n:,} mixed messages ({r['mailbox_mb']:.1f} MB) on "
+        f"{r['database']} ({date.today()}, {machine()})",
+        "",
+        f"Mix: {mix}.",
+        "",
+        "| contender | work | time | throughput |",
+        "|---|---|---|---|",
+        f"| floor: imapclient FETCH BODY.PEEK[], 50 a time | {n:,} messages | "
+        f"{r['floor_fetch_s']:.2f} s | |",
+        f"| floor: aiosmtplib send, one connection | {acks:,} messages | "
+        f"{r['floor_send_s']:.2f} s | |",
+        f"| **floor total** | | {r['floor_s']:.2f} s | {n / r['floor_s']:,.0f} msg/s |",
+        f"| **mailbot run** (backlog to last acknowledgement accepted) | {n:,} decided, "
+        f"{acks:,} acknowledged | {r['mailbot_s']:.2f} s | {n / r['mailbot_s']:,.0f} msg/s |",
+        "",
+        f"Ratio mailbot/floor throughput: **{r['ratio']:.2f}** (target >= {TARGET_RATIO}: {met}).",
+        f"Acknowledgements: {acks:,} sent, {r['expected_acknowledgements']:,} expected. "
+        f"Outcomes: {r['mailbot_outcomes']}.",
+        f"Daemon resident memory after the backlog: {r['mailbot_rss_mb']:.0f} MB "
+        f"(peak {r['mailbot_hwm_mb']:.0f} MB).",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--quick", action="store_true", help="1,000 messages")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--json", help="also write the numbers here (for bench.run_all)")
+    args = parser.parse_args()
+    count = 1000 if args.quick else args.messages
+    result = measure(count, args.database)
+    text = report(result)
+    print(text)
+    write_result(f"ingest_{args.database}", text)
+    save_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
