@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.background import BackgroundScheduler
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from mailbot import outbox, scheduler, systemd
 from mailbot.app import App
@@ -125,9 +126,12 @@ class Daemon:
                 )
                 delays = backoff_delays()  # a good connection resets the backoff
                 self._serve(mailbox)
-            except (MailboxError, IMAPClientError, OSError, OAuthError) as exc:
+            except (MailboxError, IMAPClientError, OSError, OAuthError, OperationalError) as exc:
                 delay = next(delays)
-                log.warning("mailbox connection lost (%s); reconnecting in %.0f s", exc, delay)
+                if isinstance(exc, OperationalError):
+                    log.error("database unavailable (%s); trying again in %.0f s", exc, delay)
+                else:
+                    log.warning("mailbox connection lost (%s); reconnecting in %.0f s", exc, delay)
                 self._check_health()
                 self.wake.clear()
                 self.watchdog.wait(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -13,6 +15,7 @@ import aiosmtplib
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot import faults
@@ -103,8 +106,23 @@ def flush(app: App) -> FlushResult:
     return asyncio.run(_flush(app))
 
 
-def _claim_next(sessions: sessionmaker[Session], clock: Clock) -> int | None:
-    """Take the oldest due message, one at a time, so a crash strands at most one."""
+@dataclass(frozen=True)
+class _Claim:
+    row_id: int
+    raw: bytes
+    recipient: str
+    kind: str
+    error: str = ""
+
+
+def _claim_next(
+    sessions: sessionmaker[Session], clock: Clock, app: App | None = None
+) -> _Claim | None:
+    """Take the oldest due message, one at a time, so a crash strands at most one.
+
+    With `app`, the message is also written (composed from its letter) in the same
+    transaction: if the database cannot store it, nothing is claimed and it stays due.
+    """
     now = clock.now()
     with sessions.begin() as session:
         row_id = session.scalar(
@@ -128,7 +146,21 @@ def _claim_next(sessions: sessionmaker[Session], clock: Clock) -> int | None:
                 next_attempt_at=now + SENDING_LEASE,
             )
         )
-        return row_id if claimed.rowcount == 1 else None
+        if claimed.rowcount != 1:
+            return None
+        row = session.get(OutboxMessage, row_id)
+        assert row is not None
+        error = ""
+        if app is not None and not row.raw:
+            # Written now, from the case as it stands, and kept: the record of what was sent.
+            try:
+                row.raw = render(app, session, row).as_bytes()
+            except OperationalError:
+                raise
+            except Exception as exc:  # a bug in one letter must not block the rest
+                log.exception("cannot write %s %s", row.kind, row.key)
+                error = f"cannot write the message: {type(exc).__name__}: {exc}"
+        return _Claim(row.id, row.raw, row.recipient, row.kind, error)
 
 
 def _has_due(sessions: sessionmaker[Session], clock: Clock) -> bool:
@@ -157,10 +189,10 @@ async def _flush(app: App) -> FlushResult:
         result.deferred = _defer_all_due(sessions, clock, f"cannot reach SMTP server: {exc}")
         return result
     try:
-        claimed: set[int] = set()
-        while (row_id := _claim_next(sessions, clock)) is not None and row_id not in claimed:
-            claimed.add(row_id)
-            outcome = await _send_one(app, smtp, row_id)
+        seen: set[int] = set()
+        while (claim := _claim_next(sessions, clock, app)) is not None and claim.row_id not in seen:
+            seen.add(claim.row_id)
+            outcome = await _send_one(app, smtp, claim)
             setattr(result, outcome, getattr(result, outcome) + 1)
     finally:
         try:
@@ -201,34 +233,70 @@ async def smtp_login_check(cfg: SmtpConfig) -> None:
     await smtp.quit()
 
 
-async def _send_one(app: App, smtp: aiosmtplib.SMTP, row_id: int) -> str:
+async def _send_one(app: App, smtp: aiosmtplib.SMTP, claim: _Claim) -> str:
     sessions, cfg, clock = app.sessions, app.cfg, app.clock
-    error = ""
-    with sessions.begin() as session:
-        row = session.get(OutboxMessage, row_id)
-        assert row is not None
-        if not row.raw:
-            # Written now, from the case as it stands, and kept: the record of what was sent.
-            try:
-                row.raw = render(app, session, row).as_bytes()
-            except Exception as exc:  # a bug in one letter must not block the rest
-                log.exception("cannot write %s %s", row.kind, row.key)
-                error = f"cannot write the message: {type(exc).__name__}: {exc}"
-                row.raw = b""
-        raw, recipient, kind = row.raw, row.recipient, row.kind
-    if not raw:
-        return _failed(sessions, clock, row_id, error, permanent=True)
+    row_id, raw, recipient, kind = claim.row_id, claim.raw, claim.recipient, claim.kind
+    if claim.error or not raw:
+        return _failed(sessions, clock, row_id, claim.error or "empty message", permanent=True)
     try:
-        await smtp.sendmail(cfg.council.mailbox_address, [recipient], raw)
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        permanent = all(r.code >= 500 for r in exc.recipients)  # 4xx means "try later"
-        return _failed(sessions, clock, row_id, f"recipient refused: {exc}", permanent)
+        # MAIL and RCPT first: a failure there means the server has nothing, so it is
+        # safe to try again later.
+        await smtp.mail(cfg.council.mailbox_address)
+        await smtp.rcpt(recipient)
     except aiosmtplib.SMTPResponseException as exc:
-        permanent = exc.code >= 500
+        await _reset(smtp)
+        permanent = exc.code >= 500  # 4xx means "try later"
         return _failed(sessions, clock, row_id, f"SMTP {exc.code} {exc.message}", permanent)
     except (aiosmtplib.SMTPException, OSError) as exc:
         return _failed(sessions, clock, row_id, f"SMTP error: {exc}", permanent=False)
+    try:
+        await smtp.data(raw)
+    except aiosmtplib.SMTPResponseException as exc:
+        # The server answered "no" to the message itself: it does not have it.
+        return _failed(sessions, clock, row_id, f"SMTP {exc.code} {exc.message}", exc.code >= 500)
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        # No answer after the whole message went over: the server may have queued it
+        # (RFC 1047), so it is as uncertain as a kill -9 mid-send and is not sent again.
+        return _uncertain(sessions, row_id, f"the server did not confirm the message: {exc}")
     faults.crash_point("after-send")
+    _record_sent(sessions, clock, row_id, kind, recipient)
+    return "sent"
+
+
+async def _reset(smtp: aiosmtplib.SMTP) -> None:
+    with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+        await smtp.rset()
+
+
+def _uncertain(sessions: sessionmaker[Session], row_id: int, error: str) -> str:
+    with sessions.begin() as session:
+        row = session.get(OutboxMessage, row_id)
+        assert row is not None
+        row.status, row.last_error = "uncertain", error[:1000]
+        log.error("outbox %s to %s: %s; not re-sent", row.kind, row.recipient, error)
+    return "failed"
+
+
+def _record_sent(
+    sessions: sessionmaker[Session], clock: Clock, row_id: int, kind: str, recipient: str
+) -> None:
+    """Mark a message sent. The server has it now, so a database that is briefly full or
+    locked is waited for; if it never recovers, the row stays 'sending' and is never
+    sent again (it turns 'uncertain' once its lease runs out)."""
+    for attempt in range(3):
+        try:
+            _mark_sent(sessions, clock, row_id, kind, recipient)
+            return
+        except OperationalError:
+            if attempt == 2:
+                log.critical("%s to %s was sent but could not be recorded", kind, recipient)
+                raise
+            time.sleep(1 + attempt)
+
+
+def _mark_sent(
+    sessions: sessionmaker[Session], clock: Clock, row_id: int, kind: str, recipient: str
+) -> None:
     now = clock.now()
     with sessions.begin() as session:
         row = session.get(OutboxMessage, row_id)
@@ -242,7 +310,6 @@ async def _send_one(app: App, smtp: aiosmtplib.SMTP, row_id: int) -> str:
                 session, case, now, _EVENT_KIND.get(kind, "note"), f"{kind} sent to {recipient}"
             )
         log.info("sent %s to %s", kind, recipient, extra={"case": case.ref if case else None})
-    return "sent"
 
 
 _EVENT_KIND = {"acknowledgement": "acknowledged", "holding": "holding", "reminder": "reminder"}
@@ -269,7 +336,7 @@ def _failed(
 def _defer_all_due(sessions: sessionmaker[Session], clock: Clock, error: str) -> int:
     """The server is unreachable: count an attempt on everything due and back off."""
     count = 0
-    while (row_id := _claim_next(sessions, clock)) is not None:
-        _failed(sessions, clock, row_id, error, permanent=False)
+    while (claim := _claim_next(sessions, clock)) is not None:
+        _failed(sessions, clock, claim.row_id, error, permanent=False)
         count += 1
     return count

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from mailbot import faults, systemd
@@ -114,6 +115,11 @@ def process_message(
         with app.sessions.begin() as session:
             outcome = _decide(app, session, fetched, start_from, now, sent)
             _advance(session, key, fetched.uid)
+    except OperationalError:
+        # The database is locked, full or gone: nothing was written, and the message is
+        # still waiting in the mailbox. Stop this pass; the next one reads it again.
+        log.error("database unavailable at uid=%s in %s; will retry", fetched.uid, fetched.folder)
+        raise
     except Exception as exc:  # a bug or bad data must not stop the rest of the mailbox
         log.exception("message uid=%s in %s could not be processed", fetched.uid, fetched.folder)
         with app.sessions.begin() as session:
