@@ -696,6 +696,7 @@ def test_kill_9_at_arbitrary_moments_never_repeats(app, config_path, dovecot, sm
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.communicate(timeout=60)
+    assert kills >= 1  # it was interrupted at least once, or this proves nothing
     later = (NOW + timedelta(minutes=11)).isoformat()  # past the sending lease
     for _ in range(2):
         code, err = run_cli(config_path, "--now", later)
