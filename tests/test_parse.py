@@ -452,3 +452,26 @@ def test_assembled_messages_never_raise_and_stay_header_safe(raw: bytes, truncat
     msg = parse_message(raw, truncated=truncated)
     check_safe(msg)
     assert msg.truncated is truncated
+
+
+def test_a_huge_message_is_read_only_as_far_as_a_case_needs():
+    import hashlib
+
+    from mailbot.parse import MAX_PARSE_BYTES
+
+    attachment = b"QUFB" * (8_000_000 // 4)  # 8 MB of base64
+    raw = (
+        b"From: Jane Doe <jane@example.com>\r\nSubject: Planning objection\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nPlease see my objection attached.\r\n"
+        b"--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + attachment
+        + b"\r\n--b--\r\n"
+    )
+    msg = parse_message(raw)
+    assert len(raw) > MAX_PARSE_BYTES
+    assert (msg.from_addr, msg.subject) == ("jane@example.com", "Planning objection")
+    assert msg.text.strip() == "Please see my objection attached."
+    assert msg.truncated
+    assert "only the first 4 MB were read" in msg.defects
+    assert msg.content_hash == hashlib.sha256(raw).hexdigest()  # dedupe sees it all

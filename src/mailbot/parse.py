@@ -19,6 +19,7 @@ from html.parser import HTMLParser
 from typing import ClassVar
 
 # Limits that keep one hostile message from costing more than it is worth.
+MAX_PARSE_BYTES = 4_000_000
 MAX_PARTS = 500
 MAX_DEPTH = 20
 MAX_TEXT_CHARS = 200_000
@@ -133,6 +134,12 @@ def parse_message(raw: bytes, *, truncated: bool = False) -> ParsedMessage:
     """
     defects: list[str] = []
     raw = bytes(raw)
+    content_hash = hashlib.sha256(raw).hexdigest()  # of the whole message, for dedupe
+    if len(raw) > MAX_PARSE_BYTES:
+        # What a case needs (headers, the text the resident typed) comes first; the rest
+        # is attachments, which the stdlib parser would hold many times over in memory.
+        raw, truncated = raw[:MAX_PARSE_BYTES], True
+        defects.append(f"only the first {MAX_PARSE_BYTES // 1_000_000} MB were read")
     msg = _parse(raw, defects)
     items = _raw_items(msg)
     headers = [(key, clean_text(_decode_words(value), MAX_HEADER_CHARS)) for key, value in items]
@@ -159,7 +166,7 @@ def parse_message(raw: bytes, *, truncated: bool = False) -> ParsedMessage:
         references=_message_ids(first.get("references", ""))[-50:],
         content_type=_content_type(msg),
         text=text,
-        content_hash=hashlib.sha256(raw).hexdigest(),
+        content_hash=content_hash,
         truncated=truncated,
         defects=tuple(dict.fromkeys(defects)),
         headers=tuple(headers),
