@@ -167,8 +167,8 @@ def report(results: dict) -> str:
         )
     lines += [
         "",
-        "The attachment is larger than `[imap] max_message_mb` (25) once base64-encoded, "
-        "so `run --once` fetches only its first 25 MB, as configured.",
+        "The attachment is larger than `[imap] max_message_mb` (10 by default), "
+        "so `run --once` fetches only that much of it, as configured.",
     ]
     return "\n".join(lines)
 

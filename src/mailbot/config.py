@@ -121,7 +121,9 @@ class ImapConfig(ServerConfig):
     sent: str | None = None
     start_from: datetime | None = None
     idle_seconds: Annotated[int, Field(ge=10, le=600)] = 540  # re-issue IDLE before 10 minutes
-    max_message_mb: Annotated[int, Field(ge=1, le=200)] = 25
+    # Bigger messages are fetched only this far: headers and the typed text come first,
+    # and a case never needs the attachments.
+    max_message_mb: Annotated[int, Field(ge=1, le=200)] = 10
     default_category: str | None = None
     # Email the clerk when no mailbox check has succeeded for this long (SPEC §3.1).
     alert_after_minutes: Annotated[int, Field(ge=5, le=1440)] = 30
