@@ -17,11 +17,9 @@ from sqlalchemy.exc import OperationalError
 from mailbot import outbox, scheduler, systemd
 from mailbot.app import App
 from mailbot.health import Alert, HealthWatch
-from mailbot.letters import Letter
 from mailbot.mailbox import Mailbox, MailboxError, backoff_delays
 from mailbot.oauth import OAuthError
 from mailbot.pipeline import ingest_folder
-from mailbot.route import holders
 from mailbot.store import Case, OutboxMessage
 
 log = logging.getLogger("mailbot.daemon")
@@ -191,28 +189,21 @@ class Daemon:
         else:
             log.warning("%s", alert.subject)
         now = self.app.clock.now()
-        _, clerks = holders(self.app.cfg, "clerk")
-        items = [
-            (
-                f"health:{alert.kind}:{now.isoformat()}:{clerk.email}",
-                Letter(
-                    kind="health",
-                    template="mailbot-health",
-                    recipient=clerk.email,
-                    to_name=clerk.name,
-                    subject=alert.subject,
-                    audience="staff",
-                    extra={"text": alert.text},
-                ),
-                None,
-            )
-            for clerk in clerks
-        ]
         # Queued, then sent now: if SMTP shares the failing sign-in it goes once that is
         # fixed; the critical log line above is the alarm that gets out regardless.
         with self.app.sessions.begin() as session:
-            outbox.queue(
-                session, items, mailbox_address=self.app.cfg.council.mailbox_address, now=now
+            outbox.notify_role(
+                self.app,
+                session,
+                None,
+                role="clerk",
+                template="mailbot-health",
+                kind="health",
+                subject=alert.subject,
+                key=f"health:{alert.kind}:{now.isoformat()}",
+                now=now,
+                extra={"text": alert.text},
+                at_once=True,
             )
         try:
             outbox.flush(self.app)

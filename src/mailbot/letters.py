@@ -173,28 +173,21 @@ def tell_clerk_about_template(
     app: App, session: Session, name: str, problem: str, now: datetime
 ) -> None:
     """Email the clerk role once about each distinct template problem."""
-    from mailbot.outbox import queue  # the outbox imports this module
-    from mailbot.route import holders
+    from mailbot.outbox import notify_role  # the outbox imports this module
 
-    digest = hashlib.sha256(problem.encode()).hexdigest()[:16]
-    _, clerks = holders(app.cfg, "clerk")
-    items = [
-        (
-            f"template-problem:{name}:{digest}:{clerk.email}",
-            Letter(
-                kind="template-problem",
-                template="template-problem",
-                recipient=clerk.email,
-                to_name=clerk.name,
-                subject=f"A template needs fixing: {name}",
-                audience="staff",
-                extra={"problem": problem, "template_name": name},
-            ),
-            None,
-        )
-        for clerk in clerks
-    ]
-    queue(session, items, mailbox_address=app.cfg.council.mailbox_address, now=now)
+    notify_role(
+        app,
+        session,
+        None,
+        role="clerk",
+        template="template-problem",
+        kind="template-problem",
+        subject=f"A template needs fixing: {name}",
+        key=f"template-problem:{name}:{hashlib.sha256(problem.encode()).hexdigest()[:16]}",
+        now=now,
+        extra={"problem": problem, "template_name": name},
+        at_once=True,
+    )
 
 
 def council_context(cfg: Config) -> dict[str, str]:

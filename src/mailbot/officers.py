@@ -16,7 +16,7 @@ from mailbot.classify import resident_text
 from mailbot.config import Config
 from mailbot.deadlines import ExtensionRefused, compute, extend
 from mailbot.letters import Letter, subject_for
-from mailbot.outbox import queue
+from mailbot.outbox import notify_officer, queue
 from mailbot.parse import ParsedMessage
 from mailbot.policy import Duration
 from mailbot.route import choose_officer
@@ -454,19 +454,15 @@ def _to_resident(
 
 
 def _tell_officer(app: App, session: Session, case: Case, now: datetime, key: str) -> None:
-    officer = app.cfg.officer(case.officer_email) if case.officer_email else None
-    if officer is None:
-        return
-    letter = Letter(
-        kind="assigned",
+    notify_officer(
+        app,
+        session,
+        case,
         template="assigned",
-        recipient=officer.email,
-        to_name=officer.name,
+        kind="assigned",
         subject=f"New case for you: {case.subject or case.ref}",
-        audience="staff",
-    )
-    queue(
-        session, [(key, letter, case.id)], mailbox_address=app.cfg.council.mailbox_address, now=now
+        key=key,
+        now=now,
     )
 
 

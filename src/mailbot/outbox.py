@@ -19,10 +19,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot import faults
+from mailbot.calendar import next_opening
 from mailbot.clock import Clock
-from mailbot.config import SmtpConfig
+from mailbot.config import OfficerConfig, SmtpConfig
 from mailbot.letters import Letter, new_message_id, render
 from mailbot.oauth import OAuthError, OAuthTokens
+from mailbot.policy import Policy
+from mailbot.route import holders
 from mailbot.store import Case, OutboxMessage, add_event
 
 if TYPE_CHECKING:
@@ -67,6 +70,85 @@ def queue(
     table = OutboxMessage.__table__
     statement = insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key)
     return set(session.connection().execute(statement, rows).scalars())
+
+
+def staff_send_time(policy: Policy, now: datetime) -> datetime:
+    """Staff mail waits for opening time on a working day (no escalations at 2 am)."""
+    return next_opening(policy, now)
+
+
+def notify_role(
+    app: App,
+    session: Session,
+    case: Case | None,
+    *,
+    role: str,
+    template: str,
+    kind: str,
+    subject: str,
+    key: str,
+    now: datetime,
+    extra: dict | None = None,
+    at_once: bool = False,
+) -> set[str]:
+    """Mail every holder of a role (the clerk standing in), once per key and officer."""
+    _, officers = holders(app.cfg, role)
+    return _to_staff(
+        app, session, case, officers, template, kind, subject, key, now, extra, at_once
+    )
+
+
+def notify_officer(
+    app: App,
+    session: Session,
+    case: Case,
+    *,
+    template: str,
+    kind: str,
+    subject: str,
+    key: str,
+    now: datetime,
+    extra: dict | None = None,
+) -> set[str]:
+    """Mail the case's handling officer, if there is one, once per key."""
+    officer = app.cfg.officer(case.officer_email) if case.officer_email else None
+    officers = [officer] if officer else []
+    return _to_staff(app, session, case, officers, template, kind, subject, key, now, extra, False)
+
+
+def _to_staff(
+    app: App,
+    session: Session,
+    case: Case | None,
+    officers: list[OfficerConfig],
+    template: str,
+    kind: str,
+    subject: str,
+    key: str,
+    now: datetime,
+    extra: dict | None,
+    at_once: bool,
+) -> set[str]:
+    items = [
+        (
+            f"{key}:{officer.email}",
+            Letter(
+                kind=kind,
+                template=template,
+                recipient=officer.email,
+                to_name=officer.name,
+                subject=subject,
+                audience="staff",
+                extra=extra or {},
+            ),
+            case.id if case else None,
+        )
+        for officer in officers
+    ]
+    send_at = now if at_once else staff_send_time(app.policy, now)
+    return queue(
+        session, items, mailbox_address=app.cfg.council.mailbox_address, now=now, send_at=send_at
+    )
 
 
 @dataclass

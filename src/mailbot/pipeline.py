@@ -23,10 +23,10 @@ from mailbot.officers import (
     restart_clock,
     staff_sender,
 )
-from mailbot.outbox import queue
+from mailbot.outbox import notify_officer, notify_role, queue
 from mailbot.parse import ParsedMessage, parse_message
 from mailbot.route import choose_officer
-from mailbot.scheduler import local_today, notify_role, schedule, staff_send_time
+from mailbot.scheduler import local_today, schedule
 from mailbot.screen import LOOP_HEADER, ScreenContext, screen
 from mailbot.store import (
     Case,
@@ -350,24 +350,15 @@ def tell_officer_of_follow_up(
 ) -> None:
     """The handling officer hears that the resident wrote again. The resident gets no
     automatic reply to a follow-up: that is how two auto-responders start a loop."""
-    officer = app.cfg.officer(case.officer_email) if case.officer_email else None
-    if officer is None:
-        return
-    letter = Letter(
-        kind="follow-up",
-        template="follow-up-received",
-        recipient=officer.email,
-        to_name=officer.name,
-        subject=f"The resident wrote again: {case.subject or case.ref}",
-        audience="staff",
-    )
-    key = f"follow-up:{case.ref}:{msg.message_id or msg.content_hash}"
-    queue(
+    notify_officer(
+        app,
         session,
-        [(key, letter, case.id)],
-        mailbox_address=app.cfg.council.mailbox_address,
+        case,
+        template="follow-up-received",
+        kind="follow-up",
+        subject=f"The resident wrote again: {case.subject or case.ref}",
+        key=f"follow-up:{case.ref}:{msg.message_id or msg.content_hash}",
         now=now,
-        send_at=staff_send_time(app.policy, now),
     )
 
 

@@ -12,9 +12,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
-from mailbot.calendar import WorkingCalendar, calendar_for, council_calendar, next_opening
+from mailbot.calendar import WorkingCalendar, calendar_for, council_calendar
 from mailbot.letters import Letter, subject_for
-from mailbot.outbox import queue
+from mailbot.outbox import notify_role, queue, staff_send_time
 from mailbot.policy import Policy, StagePolicy
 from mailbot.route import holders
 from mailbot.store import Case, CaseEvent
@@ -190,11 +190,6 @@ def _queue(
     )
 
 
-def staff_send_time(policy: Policy, now: datetime) -> datetime:
-    """Staff mail waits for opening time on a working day (no escalations at 2 am)."""
-    return next_opening(policy, now)
-
-
 Item = tuple[str, Letter, dict]
 
 
@@ -306,42 +301,6 @@ def _breach(app: App, case: Case, stage: StagePolicy, action: Action) -> list[It
         )
         for officer in officers
     ]
-
-
-def notify_role(
-    app: App,
-    session: Session,
-    case: Case | None,
-    *,
-    role: str,
-    template: str,
-    kind: str,
-    subject: str,
-    key: str,
-    now: datetime,
-    extra: dict | None = None,
-    at_once: bool = False,
-) -> set[str]:
-    """Mail every holder of a role (the clerk standing in), once per key and officer."""
-    _, officers = holders(app.cfg, role)
-    items = [
-        (
-            f"{key}:{officer.email}",
-            Letter(
-                kind=kind,
-                template=template,
-                recipient=officer.email,
-                to_name=officer.name,
-                subject=subject,
-                audience="staff",
-                extra=extra or {},
-            ),
-            case.id if case else None,
-        )
-        for officer in officers
-    ]
-    send_at = now if at_once else staff_send_time(app.policy, now)
-    return _queue(app, session, items, now, send_at)
 
 
 def _digest(app: App, today: date, now: datetime, send_at: datetime) -> bool:
