@@ -7,11 +7,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
-import pwd
-import shutil
 import ssl
-import subprocess
-import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterable
@@ -202,27 +198,6 @@ class ConfiguredDovecot(LocalDovecot):
                 static, f"passdb {{\n  driver = oauth2\n  args = {d}/oauth2.conf\n}}"
             )
         return text
-
-    def start(self) -> ConfiguredDovecot:
-        binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
-        if not Path(binary).exists():
-            raise devservers.DovecotMissing(
-                "dovecot is not installed: apt-get install dovecot-imapd"
-            )
-        if self.directory is None:
-            self.directory = Path(tempfile.mkdtemp(prefix="mailbot-dovecot-tls-"))
-            self._owned_dir = True
-        d = self.directory
-        for sub in ("run", "state", "mail", "home"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
-        dovecot = pwd.getpwnam("dovecot")
-        os.chmod(d, 0o755)
-        for sub in ("mail", "home"):
-            os.chown(d / sub, dovecot.pw_uid, dovecot.pw_gid)
-        (d / "dovecot.conf").write_text(self._config(d, dovecot.pw_uid))
-        subprocess.run([binary, "-c", str(d / "dovecot.conf")], check=True)
-        self._wait_ready()
-        return self
 
 
 # --- an OAuth2 identity provider ---------------------------------------------------------

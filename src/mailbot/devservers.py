@@ -84,6 +84,13 @@ namespace inbox {{
 """
 
 
+def _dovecot_binary() -> str:
+    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+    if not Path(binary).exists():
+        raise DovecotMissing("dovecot is not installed: apt-get install dovecot-imapd")
+    return binary
+
+
 @dataclass
 class LocalDovecot:
     """A private Dovecot on 127.0.0.1 with one mailbox account (user/password)."""
@@ -97,9 +104,7 @@ class LocalDovecot:
     _owned_dir: bool = False
 
     def start(self) -> LocalDovecot:
-        binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
-        if not Path(binary).exists():
-            raise DovecotMissing("dovecot is not installed: apt-get install dovecot-imapd")
+        binary = _dovecot_binary()
         if self.directory is None:
             self.directory = Path(tempfile.mkdtemp(prefix="mailbot-dovecot-"))
             self._owned_dir = True
@@ -110,12 +115,14 @@ class LocalDovecot:
         os.chmod(d, 0o755)
         for sub in ("mail", "home"):
             os.chown(d / sub, dovecot.pw_uid, dovecot.pw_gid)
-        (d / "dovecot.conf").write_text(
-            _CONFIG.format(dir=d, port=self.port, uid=dovecot.pw_uid, password=self.password)
-        )
+        (d / "dovecot.conf").write_text(self._config(d, dovecot.pw_uid))
         subprocess.run([binary, "-c", str(d / "dovecot.conf")], check=True)
         self._wait_ready()
         return self
+
+    def _config(self, d: Path, uid: int) -> str:
+        """The dovecot.conf text; a subclass may change it (TLS, another passdb)."""
+        return _CONFIG.format(dir=d, port=self.port, uid=uid, password=self.password)
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -162,8 +169,7 @@ class LocalDovecot:
 
     def restart(self) -> None:
         self.stop()
-        binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
-        subprocess.run([binary, "-c", str(self.directory / "dovecot.conf")], check=True)
+        subprocess.run([_dovecot_binary(), "-c", str(self.directory / "dovecot.conf")], check=True)
         self._wait_ready()
 
     @property
