@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import ssl
 import time
@@ -12,11 +14,26 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import aiosmtplib
-from sqlalchemy import select, update
+from sqlalchemy import (
+    JSON,
+    LargeBinary,
+    String,
+    bindparam,
+    cast,
+    column,
+    func,
+    literal,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from mailbot import faults
 from mailbot.calendar import next_opening
@@ -26,7 +43,7 @@ from mailbot.letters import Letter, new_message_id, render
 from mailbot.oauth import OAuthError, OAuthTokens
 from mailbot.policy import Policy
 from mailbot.route import holders
-from mailbot.store import Case, OutboxMessage, add_event
+from mailbot.store import Case, OutboxMessage, UTCDateTime, add_event
 
 if TYPE_CHECKING:
     from mailbot.app import App
@@ -50,26 +67,68 @@ def queue(
     if not items:
         return set()
     rows = [
-        {
-            "key": key,
-            "message_id": new_message_id(mailbox_address),
-            "case_id": case_id,
-            "kind": letter.kind,
-            "recipient": letter.recipient,
-            "raw": b"",
-            "letter": letter.as_json(),
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": send_at or now,
-            "last_error": "",
-            "created_at": now,
-        }
+        (
+            key,
+            new_message_id(mailbox_address),
+            case_id,
+            letter.kind,
+            letter.recipient,
+            json.dumps(letter.as_json()),
+        )
         for key, letter, case_id in items
     ]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = _queue_statement(session.get_bind().dialect.name)
+    params = {"rows": json.dumps(rows), "now": now, "send_at": send_at or now}
+    return set(session.execute(statement, params).scalars().all())
+
+
+@functools.cache
+def _queue_statement(dialect: str) -> ReturningInsert[tuple[str]]:
+    """INSERT … SELECT from the rows sent as one JSON array, skipping keys already queued."""
     table = OutboxMessage.__table__
-    statement = insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key)
-    return set(session.connection().execute(statement, rows).scalars())
+    row = json_rows(dialect).c.value
+    # Each letter goes as its own JSON text, stored as it is: PostgreSQL would otherwise
+    # parse it into the array's jsonb and write it out again.
+    letter = row[5].as_string()
+    if dialect == "postgresql":
+        letter = cast(letter, JSON)
+    values = {
+        "key": row[0].as_string(),
+        "message_id": row[1].as_string(),
+        "case_id": row[2].as_integer(),
+        "kind": row[3].as_string(),
+        "recipient": row[4].as_string(),
+        "letter": letter,
+        "raw": literal(b"", LargeBinary),  # written when sent
+        "status": literal("pending"),
+        "attempts": literal(0),
+        "next_attempt_at": bindparam("send_at", type_=UTCDateTime),
+        "last_error": literal(""),
+        "created_at": bindparam("now", type_=UTCDateTime),
+    }
+    # WHERE true: SQLite would read ON CONFLICT straight after a FROM as part of a join.
+    letters = select(*values.values()).where(true())
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(table)
+        .from_select(list(values), letters, include_defaults=False)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(table.c.key)
+    )
+
+
+def json_rows(dialect: str) -> TableValuedAlias:
+    """The elements of the JSON array bound as `rows`, as a table the database reads itself.
+
+    Thousands of rows go over as one parameter: no bind processing row by row in Python,
+    and no statement with thousands of placeholders for the driver to parse.
+    """
+    rows = bindparam("rows", type_=String)
+    if dialect == "postgresql":
+        # jsonb: parsed once, where a json value is parsed again for every field read
+        elements = func.jsonb_array_elements(cast(rows, JSONB))
+        return elements.table_valued(column("value", JSONB)).alias("item")
+    return func.json_each(rows).table_valued(column("value", JSON)).alias("item")
 
 
 def staff_send_time(policy: Policy, now: datetime) -> datetime:
