@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
 from mailbot.calendar import WorkingCalendar, calendar_for, council_calendar
+from mailbot.config import OfficerConfig
 from mailbot.letters import Letter, subject_for
-from mailbot.outbox import notify_role, queue, staff_send_time
+from mailbot.outbox import json_rows, notify_role, queue, staff_send_time
 from mailbot.policy import Policy, StagePolicy
 from mailbot.route import holders
-from mailbot.store import Case, CaseEvent
+from mailbot.store import Case, CaseEvent, UTCDateTime
 from mailbot.templates import long_date
 
 log = logging.getLogger("mailbot.scheduler")
@@ -25,7 +27,7 @@ log = logging.getLogger("mailbot.scheduler")
 # Where the policy names no new date, a holding reply promises the reply this many
 # working days after the original date (an officer's `#holding DATE` overrides it).
 DEFAULT_HOLDING_DAYS = 10
-BATCH = 2000  # cases per transaction: few commits, bounded memory
+BATCH = 5000  # cases per transaction: few commits, bounded memory
 _ORDER = ("holding", "reminder", "breach")  # same-day actions, in the order they go
 
 
@@ -40,13 +42,22 @@ class Action:
 
 def case_actions(case: Case, stage: StagePolicy, calendar: WorkingCalendar) -> list[Action]:
     """Every dated action for the case's current stage, in date order (pure)."""
-    due = case.respond_by
-    plan = _plan(stage, calendar, due, case.holding_until is None)
-    prefix = {"reminder": "reminder", "holding": "holding", "breach": "breach"}
+    actions = _actions(stage, calendar, case.stage, case.respond_by, case.holding_until is None)
+    return [Action(a.kind, a.on, _case_key(a, case.ref)) for a in actions]
+
+
+def _actions(
+    stage: StagePolicy, calendar: WorkingCalendar, stage_no: int, due: date, with_holding: bool
+) -> list[Action]:
+    """The same actions for any case with these dates, keyed by what follows its reference."""
     return [
-        Action(kind, on, f"{prefix[kind]}:{case.ref}:{case.stage}:{due}{suffix}")
-        for kind, on, suffix in plan
+        Action(kind, on, f":{stage_no}:{due}{suffix}")
+        for kind, on, suffix in _plan(stage, calendar, due, with_holding)
     ]
+
+
+def _case_key(action: Action, ref: str) -> str:
+    return f"{action.kind}:{ref}{action.key}"
 
 
 _PLANS: dict[tuple, tuple[tuple[str, date, str], ...]] = {}
@@ -122,75 +133,200 @@ def run_due(app: App) -> int:
     now = app.clock.now()
     today = local_today(app.policy, now)
     staff_at = staff_send_time(app.policy, now)
+    mailbox = app.cfg.council.mailbox_address
+    groups: dict[tuple, OwedToday] = {}
     done = 0
     last_id = 0
     while True:
         with app.sessions.begin() as session:
             # Only open cases whose next action is due: an index range, never a full scan.
             # Plain rows, not ORM objects: a busy morning can hold thousands.
-            cases = session.execute(
-                select(*_CASE_COLUMNS)
-                .where(
-                    Case.status == "open",
-                    Case.next_action_on <= today,
-                    Case.clock_stopped.is_(False),
-                    Case.id > last_id,
+            cases = (
+                session.connection()
+                .execute(
+                    select(*_CASE_COLUMNS)
+                    .where(
+                        Case.status == "open",
+                        Case.next_action_on <= today,
+                        Case.clock_stopped.is_(False),
+                        Case.id > last_id,
+                    )
+                    .order_by(Case.id)
+                    .limit(BATCH)
                 )
-                .order_by(Case.id)
-                .limit(BATCH)
-            ).all()
-            resident_items: list[tuple[str, Letter, int | None]] = []
-            staff_items: list[tuple[str, Letter, int | None]] = []
-            events: dict[str, dict] = {}
-            next_dates: dict[date | None, list[int]] = {}
-            newly_breached: list[int] = []
+                .all()
+            )
+            batch = _Batch(app)
             for case in cases:
-                items, next_on, breached = _act(app, case, today)
-                for key, letter, event in items:
-                    target = resident_items if letter.audience == "resident" else staff_items
-                    target.append((key, letter, case.id))
-                    events[key] = {"case_id": case.id, "at": now, **event}
-                next_dates.setdefault(next_on, []).append(case.id)
-                if breached and case.breached_at is None:
-                    newly_breached.append(case.id)
-                last_id = case.id
-            queued = _queue(app, session, resident_items, now, now)
-            queued |= _queue(app, session, staff_items, now, staff_at)
-            # Thousands of cases share a handful of next dates: one UPDATE per date.
-            table = Case.__table__
-            for next_on, ids in next_dates.items():
-                session.connection().execute(
-                    update(table).where(table.c.id.in_(ids)).values(next_action_on=next_on)
+                # Thousands of cases share their dates: decide once for each group.
+                group = (
+                    case.category,
+                    case.stage,
+                    case.respond_by,
+                    case.holding_until is None,
+                    case.next_action_on,
                 )
-            if newly_breached:
-                session.connection().execute(
-                    update(table).where(table.c.id.in_(newly_breached)).values(breached_at=now)
-                )
+                decided = groups.get(group)
+                if decided is None:
+                    decided = groups[group] = _owed_today(app, today, *group)
+                batch.add(case, decided)
+            queued = queue(session, batch.resident, mailbox_address=mailbox, now=now)
+            queued |= queue(
+                session, batch.staff, mailbox_address=mailbox, now=now, send_at=staff_at
+            )
+            _update_cases(session, batch.moves, now)
             # An event for each message really queued, not for one queued before.
-            rows = [events[k] for k in sorted(queued)]
-            if rows:
-                session.connection().execute(insert(CaseEvent.__table__), rows)
+            _add_events(session, [batch.events[key] for key in sorted(queued)], now)
             done += len(queued)
         if len(cases) < BATCH:
             break
+        last_id = cases[-1].id
     if _digest(app, today, now, staff_at):
         log.info("daily digest queued for the clerk role")
     return done
 
 
-def _queue(
+@dataclass(frozen=True)
+class OwedToday:
+    """What today brings every open case with the same category, stage, response date,
+    holding state and next action date."""
+
+    due: tuple[Action, ...]  # each key is the part after the case reference
+    next_on: date | None
+    breached: bool
+    days_left: int  # what a reminder says
+    new_date: date | None  # what a holding reply says
+    breach_to: tuple[OfficerConfig, ...]
+    breach_detail: str
+
+
+def _owed_today(
     app: App,
-    session: Session,
-    items: list[tuple[str, Letter, int | None]],
-    now: datetime,
-    send_at: datetime,
-) -> set[str]:
-    return queue(
-        session, items, mailbox_address=app.cfg.council.mailbox_address, now=now, send_at=send_at
+    today: date,
+    category: str,
+    stage_no: int,
+    respond_by: date,
+    with_holding: bool,
+    after: date | None,
+) -> OwedToday:
+    policy = app.policy
+    stage = policy.stage(category, stage_no)
+    calendar = calendar_for(policy, category)
+    actions = _actions(stage, calendar, stage_no, respond_by, with_holding)
+    due = tuple(due_now(actions, today, after))
+    kinds = {a.kind for a in due}
+    left = calendar.working_days_between(today, respond_by) if today < respond_by else 0
+    new_date = None
+    if "holding" in kinds:  # only planned while the case has no officer's date
+        new_date = _policy_holding_date(respond_by, stage, calendar)
+    _, breach_to = holders(app.cfg, stage.on_breach)
+    return OwedToday(
+        due=due,
+        next_on=next_action_date(actions, today),
+        breached="breach" in kinds,
+        days_left=left,
+        new_date=new_date,
+        breach_to=tuple(breach_to),
+        breach_detail=f"response date {respond_by} missed; told {stage.on_breach}",
     )
 
 
-Item = tuple[str, Letter, dict]
+class _Batch:
+    """One batch's letters, the event each records if newly queued, and the cases' moves."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.resident: list[tuple[str, Letter, int | None]] = []
+        self.staff: list[tuple[str, Letter, int | None]] = []
+        self.events: dict[str, list] = {}  # key -> [case id, kind, detail]
+        # Case ids by (next action date, breached today): one UPDATE for each.
+        self.moves: dict[tuple[date | None, bool], list[list[int]]] = {}
+        self._officers: dict[str, OfficerConfig | None] = {}
+
+    def add(self, case: Any, decided: OwedToday) -> None:
+        for action in decided.due:
+            key = _case_key(action, case.ref)
+            if action.kind == "reminder":
+                self._reminder(case, decided, key)
+            elif action.kind == "holding":
+                self._holding(case, decided, key)
+            else:
+                self._breach(case, decided, key)
+        newly_breached = decided.breached and case.breached_at is None
+        self.moves.setdefault((decided.next_on, newly_breached), []).append([case.id])
+
+    def _reminder(self, case: Any, decided: OwedToday, key: str) -> None:
+        email = case.officer_email
+        if email not in self._officers:
+            self._officers[email] = self.app.cfg.officer(email) if email else None
+        officer = self._officers[email]
+        if officer is None:
+            return  # nobody to remind; the breach will reach the manager
+        letter = Letter(
+            kind="reminder",
+            template="reminder",
+            recipient=officer.email,
+            to_name=officer.name,
+            subject=subject_for("reminder", case),
+            audience="staff",
+            extra={"working_days_left": decided.days_left},
+        )
+        self.staff.append((key, letter, case.id))
+        detail = f"{decided.days_left} working day(s) left; to {officer.email}"
+        self.events[key] = [case.id, "reminder", detail]
+
+    def _holding(self, case: Any, decided: OwedToday, key: str) -> None:
+        assert decided.new_date is not None
+        letter = holding_letter(case, decided.new_date, case.holding_reason)
+        self.resident.append((key, letter, case.id))
+        self.events[key] = [case.id, "holding", f"holding reply; new date {decided.new_date}"]
+
+    def _breach(self, case: Any, decided: OwedToday, key: str) -> None:
+        subject = subject_for("breach", case)
+        for officer in decided.breach_to:
+            letter = Letter(
+                kind="breach",
+                template="breach",
+                recipient=officer.email,
+                to_name=officer.name,
+                subject=subject,
+                audience="staff",
+            )
+            self.staff.append((f"{key}:{officer.email}", letter, case.id))
+            self.events[f"{key}:{officer.email}"] = [case.id, "escalated", decided.breach_detail]
+
+
+def _update_cases(
+    session: Session, updates: dict[tuple[date | None, bool], list[list[int]]], now: datetime
+) -> None:
+    """Move each case on to its next action date, and mark today's breaches."""
+    table = Case.__table__
+    dialect = session.get_bind().dialect.name
+    for (next_on, breached), ids in updates.items():
+        listed = json_rows(dialect)
+        values: dict[str, Any] = {"next_action_on": next_on}
+        if breached:
+            values["breached_at"] = now
+        session.execute(
+            update(table)
+            .where(table.c.id.in_(select(listed.c.value[0].as_integer())))
+            .values(values),
+            {"rows": json.dumps(ids)},
+        )
+
+
+def _add_events(session: Session, events: list[list], now: datetime) -> None:
+    if not events:
+        return
+    table = CaseEvent.__table__
+    row = json_rows(session.get_bind().dialect.name).c.value
+    rows = select(
+        row[0].as_integer(), literal(now, UTCDateTime), row[1].as_string(), row[2].as_string()
+    )
+    session.execute(
+        insert(table).from_select(["case_id", "at", "kind", "detail"], rows),
+        {"rows": json.dumps(events)},
+    )
 
 
 _CASE_COLUMNS = (
@@ -211,53 +347,17 @@ _CASE_COLUMNS = (
 )
 
 
-def _act(app: App, case: Any, today: date) -> tuple[list[Item], date | None, bool]:
-    """The letters this case is owed today (key, letter, event), its next action date,
-    and whether today brought its breach."""
-    policy = app.policy
-    stage = policy.stage(case.category, case.stage)
-    calendar = calendar_for(policy, case.category)
-    actions = case_actions(case, stage, calendar)
-    items: list[Item] = []
-    breached = False
-    for action in due_now(actions, today, case.next_action_on):
-        if action.kind == "reminder":
-            items += _reminder(app, case, action, today, calendar)
-        elif action.kind == "holding":
-            items += _holding_reply(case, stage, action, calendar)
-        else:
-            breached = True
-            items += _breach(app, case, stage, action)
-    return items, next_action_date(actions, today), breached
-
-
-def _reminder(
-    app: App, case: Case, action: Action, today: date, calendar: WorkingCalendar
-) -> list[Item]:
-    officer = app.cfg.officer(case.officer_email) if case.officer_email else None
-    if officer is None:
-        return []  # nobody to remind; the breach will reach the manager
-    left = calendar.working_days_between(today, case.respond_by) if today < case.respond_by else 0
-    letter = Letter(
-        kind="reminder",
-        template="reminder",
-        recipient=officer.email,
-        to_name=officer.name,
-        subject=subject_for("reminder", case),
-        audience="staff",
-        extra={"working_days_left": left},
-    )
-    event = {"kind": "reminder", "detail": f"{left} working day(s) left; to {officer.email}"}
-    return [(action.key, letter, event)]
-
-
 def holding_date(case: Case, stage: StagePolicy, calendar: WorkingCalendar) -> date:
     """The new date a holding reply gives: the officer's, else the policy's extension."""
     if case.holding_until:
         return case.holding_until
+    return _policy_holding_date(case.respond_by, stage, calendar)
+
+
+def _policy_holding_date(respond_by: date, stage: StagePolicy, calendar: WorkingCalendar) -> date:
     if stage.extension is not None and stage.extension.unit == "working_days":
-        return calendar.add_working_days(case.respond_by, stage.extension.amount)
-    return calendar.add_working_days(case.respond_by, DEFAULT_HOLDING_DAYS)
+        return calendar.add_working_days(respond_by, stage.extension.amount)
+    return calendar.add_working_days(respond_by, DEFAULT_HOLDING_DAYS)
 
 
 def holding_letter(case: Case, new_date: date, reason: str | None) -> Letter:
@@ -273,34 +373,6 @@ def holding_letter(case: Case, new_date: date, reason: str | None) -> Letter:
         in_reply_to=case.first_message_id,
         extra={"new_date": long_date(new_date), "reason": reason},
     )
-
-
-def _holding_reply(
-    case: Case, stage: StagePolicy, action: Action, calendar: WorkingCalendar
-) -> list[Item]:
-    new_date = holding_date(case, stage, calendar)
-    event = {"kind": "holding", "detail": f"holding reply; new date {new_date}"}
-    return [(action.key, holding_letter(case, new_date, case.holding_reason), event)]
-
-
-def _breach(app: App, case: Case, stage: StagePolicy, action: Action) -> list[Item]:
-    _, officers = holders(app.cfg, stage.on_breach)
-    detail = f"response date {case.respond_by} missed; told {stage.on_breach}"
-    return [
-        (
-            f"{action.key}:{officer.email}",
-            Letter(
-                kind="breach",
-                template="breach",
-                recipient=officer.email,
-                to_name=officer.name,
-                subject=subject_for("breach", case),
-                audience="staff",
-            ),
-            {"kind": "escalated", "detail": detail},
-        )
-        for officer in officers
-    ]
 
 
 def _digest(app: App, today: date, now: datetime, send_at: datetime) -> bool:
