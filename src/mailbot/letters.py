@@ -69,13 +69,15 @@ class Letter:
 def subject_for(kind: str, case: Case) -> str:
     """The subject line of each kind of letter about a case (the reference is added later)."""
     about = case.subject or "your message"
-    return {
-        "acknowledgement": f"Re: {case.subject}" if case.subject else "Your message to the council",
-        "holding": f"Re: {case.subject}" if case.subject else "Your message to the council",
-        "reminder": f"Reminder: reply due {long_date(case.respond_by)}: {about}",
-        "breach": f"Response date missed: {about}",
-        "welfare-alert": f"Priority: welfare concern: {about}",
-    }.get(kind, about)
+    if kind in ("acknowledgement", "holding"):
+        return f"Re: {case.subject}" if case.subject else "Your message to the council"
+    if kind == "reminder":
+        return f"Reminder: reply due {long_date(case.respond_by)}: {about}"
+    if kind == "breach":
+        return f"Response date missed: {about}"
+    if kind == "welfare-alert":
+        return f"Priority: welfare concern: {about}"
+    return about
 
 
 def new_message_id(mailbox_address: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -99,6 +100,7 @@ def _where(exc: TemplateError, name: str) -> str:
     return f"{filename or name + '.txt'}:{lineno or '?'}: {exc.message or type(exc).__name__}"
 
 
+@lru_cache(maxsize=4096)  # a scheduler pass writes the same few dates thousands of times
 def long_date(day: date) -> str:
     """'Friday 18 December 2026', as letters write dates."""
     return f"{day:%A} {day.day} {day:%B %Y}"
