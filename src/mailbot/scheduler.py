@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import Integer, cast, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
@@ -166,10 +166,10 @@ def run_due(app: App) -> int:
                     case.holding_until is None,
                     case.next_action_on,
                 )
-                decided = groups.get(group)
-                if decided is None:
-                    decided = groups[group] = _owed_today(app, today, *group)
-                batch.add(case, decided)
+                owed = groups.get(group)
+                if owed is None:
+                    owed = groups[group] = _owed_today(app, today, *group)
+                batch.add(case, owed)
             queued = queue(session, batch.resident, mailbox_address=mailbox, now=now)
             queued |= queue(
                 session, batch.staff, mailbox_address=mailbox, now=now, send_at=staff_at
@@ -195,6 +195,7 @@ class OwedToday:
     next_on: date | None
     breached: bool
     days_left: int  # what a reminder says
+    reminder_extra: dict[str, int]  # shared by every reminder in the group
     new_date: date | None  # what a holding reply says
     breach_to: tuple[OfficerConfig, ...]
     breach_detail: str
@@ -225,6 +226,7 @@ def _owed_today(
         next_on=next_action_date(actions, today),
         breached="breach" in kinds,
         days_left=left,
+        reminder_extra={"working_days_left": left},
         new_date=new_date,
         breach_to=tuple(breach_to),
         breach_detail=f"response date {respond_by} missed; told {stage.on_breach}",
@@ -235,30 +237,30 @@ class _Batch:
     """One batch's letters, the event each records if newly queued, and the cases' moves."""
 
     def __init__(self, app: App) -> None:
-        self.app = app
+        self.cfg = app.cfg
         self.resident: list[tuple[str, Letter, int | None]] = []
         self.staff: list[tuple[str, Letter, int | None]] = []
-        self.events: dict[str, list] = {}  # key -> [case id, kind, detail]
+        self.events: dict[str, tuple[int, str, str]] = {}  # key -> (case id, kind, detail)
         # Case ids by (next action date, breached today): one UPDATE for each.
-        self.moves: dict[tuple[date | None, bool], list[list[int]]] = {}
+        self.moves: dict[tuple[date | None, bool], list[int]] = {}
         self._officers: dict[str, OfficerConfig | None] = {}
 
-    def add(self, case: Any, decided: OwedToday) -> None:
-        for action in decided.due:
+    def add(self, case: Any, owed: OwedToday) -> None:
+        for action in owed.due:
             key = _case_key(action, case.ref)
             if action.kind == "reminder":
-                self._reminder(case, decided, key)
+                self._reminder(case, owed, key)
             elif action.kind == "holding":
-                self._holding(case, decided, key)
+                self._holding(case, owed, key)
             else:
-                self._breach(case, decided, key)
-        newly_breached = decided.breached and case.breached_at is None
-        self.moves.setdefault((decided.next_on, newly_breached), []).append([case.id])
+                self._breach(case, owed, key)
+        newly_breached = owed.breached and case.breached_at is None
+        self.moves.setdefault((owed.next_on, newly_breached), []).append(case.id)
 
-    def _reminder(self, case: Any, decided: OwedToday, key: str) -> None:
+    def _reminder(self, case: Any, owed: OwedToday, key: str) -> None:
         email = case.officer_email
         if email not in self._officers:
-            self._officers[email] = self.app.cfg.officer(email) if email else None
+            self._officers[email] = self.cfg.officer(email) if email else None
         officer = self._officers[email]
         if officer is None:
             return  # nobody to remind; the breach will reach the manager
@@ -269,21 +271,21 @@ class _Batch:
             to_name=officer.name,
             subject=subject_for("reminder", case),
             audience="staff",
-            extra={"working_days_left": decided.days_left},
+            extra=owed.reminder_extra,
         )
         self.staff.append((key, letter, case.id))
-        detail = f"{decided.days_left} working day(s) left; to {officer.email}"
-        self.events[key] = [case.id, "reminder", detail]
+        detail = f"{owed.days_left} working day(s) left; to {officer.email}"
+        self.events[key] = (case.id, "reminder", detail)
 
-    def _holding(self, case: Any, decided: OwedToday, key: str) -> None:
-        assert decided.new_date is not None
-        letter = holding_letter(case, decided.new_date, case.holding_reason)
+    def _holding(self, case: Any, owed: OwedToday, key: str) -> None:
+        assert owed.new_date is not None
+        letter = holding_letter(case, owed.new_date, case.holding_reason)
         self.resident.append((key, letter, case.id))
-        self.events[key] = [case.id, "holding", f"holding reply; new date {decided.new_date}"]
+        self.events[key] = (case.id, "holding", f"holding reply; new date {owed.new_date}")
 
-    def _breach(self, case: Any, decided: OwedToday, key: str) -> None:
+    def _breach(self, case: Any, owed: OwedToday, key: str) -> None:
         subject = subject_for("breach", case)
-        for officer in decided.breach_to:
+        for officer in owed.breach_to:
             letter = Letter(
                 kind="breach",
                 template="breach",
@@ -293,29 +295,26 @@ class _Batch:
                 audience="staff",
             )
             self.staff.append((f"{key}:{officer.email}", letter, case.id))
-            self.events[f"{key}:{officer.email}"] = [case.id, "escalated", decided.breach_detail]
+            self.events[f"{key}:{officer.email}"] = (case.id, "escalated", owed.breach_detail)
 
 
 def _update_cases(
-    session: Session, updates: dict[tuple[date | None, bool], list[list[int]]], now: datetime
+    session: Session, moves: dict[tuple[date | None, bool], list[int]], now: datetime
 ) -> None:
     """Move each case on to its next action date, and mark today's breaches."""
     table = Case.__table__
     dialect = session.get_bind().dialect.name
-    for (next_on, breached), ids in updates.items():
-        listed = json_rows(dialect)
+    for (next_on, breached), ids in moves.items():
         values: dict[str, Any] = {"next_action_on": next_on}
         if breached:
             values["breached_at"] = now
+        listed = select(cast(json_rows(dialect).c.value, Integer))
         session.execute(
-            update(table)
-            .where(table.c.id.in_(select(listed.c.value[0].as_integer())))
-            .values(values),
-            {"rows": json.dumps(ids)},
+            update(table).where(table.c.id.in_(listed)).values(values), {"rows": json.dumps(ids)}
         )
 
 
-def _add_events(session: Session, events: list[list], now: datetime) -> None:
+def _add_events(session: Session, events: list[tuple[int, str, str]], now: datetime) -> None:
     if not events:
         return
     table = CaseEvent.__table__
