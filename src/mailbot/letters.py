@@ -31,7 +31,7 @@ log = logging.getLogger("mailbot.letters")
 DIGEST_LIMIT = 200  # cases listed in one digest; the counts cover the rest
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a scheduler pass holds thousands
 class Letter:
     """A message to send: which template, to whom, about what. Rendered at sending time."""
 
