@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes as _parse
 from email.message import EmailMessage
 from email.policy import default as modern
@@ -10,14 +10,24 @@ from email.policy import default as modern
 import pytest
 from sqlalchemy import select
 
+from mailbot import scheduler
+from mailbot.calendar import calendar_for
 from mailbot.daemon import run_once
-from mailbot.letters import render
-from mailbot.outbox import flush
+from mailbot.letters import Letter, render, subject_for
+from mailbot.outbox import flush, queue
 from mailbot.parse import parse_message
 from mailbot.pipeline import open_case
-from mailbot.scheduler import Action, case_actions, due_now, run_due
+from mailbot.route import holders
+from mailbot.scheduler import (
+    Action,
+    case_actions,
+    due_now,
+    next_action_date,
+    run_due,
+    schedule,
+)
 from mailbot.store import Case, OutboxMessage
-from tests.conftest import resident_mail, to_residents
+from tests.conftest import COUNCIL, resident_mail, to_residents
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +237,116 @@ def test_due_now_keeps_a_breach_alone():
     assert due_now(actions, date(2026, 4, 8), None) == [actions[1]]
     assert due_now(actions, date(2026, 4, 8), date(2026, 4, 9)) == []
     assert due_now(actions, date(2026, 4, 6), None) == []
+
+
+def test_a_pass_over_many_cases_owes_each_what_it_would_owe_alone(app, monkeypatch):
+    """Cases sharing their dates are decided together and written in batches; each case
+    still gets exactly what deciding it on its own gives, and a letter queued before is
+    neither counted nor recorded again."""
+    monkeypatch.setattr(scheduler, "BATCH", 7)  # several batches, groups split across them
+    now = app.clock.now()
+    today = date(2026, 11, 3)
+    policy = app.policy
+    subjects = ["", 'Bins "again" \\ café', "Pothole"]
+    names = ["", "Zoë O'Brien", 'Sam "Sammy" Smith']
+    officers = [ALEX, None, "left.in.june@council.example.gov.uk"]  # known, none, unknown
+    # Response dates from a week ago to a week ahead, each with the scheduler last having
+    # looked at the case today, yesterday or days ago (as if mailbot had been stopped).
+    grid = [(due, back) for due in range(-5, 8) for back in (0, 1, 2, 4, 7)]
+    with app.sessions.begin() as s:
+        for n, (due_in, looked_back) in enumerate(grid * 2):
+            category = ("enquiry", "complaint", "foi")[n % 3]
+            respond_by = calendar_for(policy, category).add_working_days(today, due_in)
+            case = Case(
+                ref=f"T-{n:04d}",
+                category=category,
+                stage=1,
+                status="closed" if n % 17 == 0 else "open",
+                priority="normal",
+                policy="stafford",
+                resident_email=f"r{n}@example.com",
+                resident_name=names[n % 3],
+                subject=subjects[n % 3],
+                first_message_id=f"<m{n}@example.com>",
+                officer_email=officers[n % 3 if n < len(grid) else 0],
+                officer_name="Alex Morgan",
+                role="customer-services",
+                received_at=now - timedelta(days=30),
+                acknowledge_by=respond_by,
+                respond_by=respond_by,
+                holding_until=respond_by + timedelta(days=15) if n % 7 == 0 else None,
+                holding_reason="we are waiting for a contractor" if n % 5 == 0 else None,
+                breached_at=now - timedelta(days=30) if n % 4 == 0 else None,
+                clock_stopped=n % 13 == 0,
+                reasons=[],
+            )
+            schedule(case, policy, today - timedelta(days=looked_back))
+            s.add(case)
+    with app.sessions() as s:
+        before = {c.ref: c for c in s.scalars(select(Case))}
+        for c in before.values():
+            s.expunge(c)
+
+    # What each case is owed, decided case by case.
+    expected: dict[str, tuple[str, str, str]] = {}  # key -> (ref, kind, recipient)
+    next_on, breached_at = {}, {}
+    for ref, case in before.items():
+        next_on[ref], breached_at[ref] = case.next_action_on, case.breached_at
+        due = case.next_action_on is not None and case.next_action_on <= today
+        if case.status != "open" or case.clock_stopped or not due:
+            continue
+        stage = policy.stage(case.category, case.stage)
+        actions = case_actions(case, stage, calendar_for(policy, case.category))
+        for action in due_now(actions, today, case.next_action_on):
+            if action.kind == "reminder" and case.officer_email == ALEX:
+                expected[action.key] = (ref, "reminder", ALEX)
+            elif action.kind == "holding":
+                expected[action.key] = (ref, "holding", case.resident_email)
+            elif action.kind == "breach":
+                for officer in holders(app.cfg, stage.on_breach)[1]:
+                    expected[f"{action.key}:{officer.email}"] = (ref, "breach", officer.email)
+                breached_at[ref] = case.breached_at or now
+        next_on[ref] = next_action_date(actions, today)
+    assert {kind for _, kind, _ in expected.values()} == {"reminder", "holding", "breach"}
+
+    # One letter was queued before (say, by a pass that stopped just after): not again.
+    first = min(expected)
+    ref, kind, to = expected[first]
+    with app.sessions.begin() as s:
+        case_id = s.scalar(select(Case.id).where(Case.ref == ref))
+        letter = Letter(kind=kind, template=kind, recipient=to, subject="", audience="staff")
+        queue(s, [(first, letter, case_id)], mailbox_address=COUNCIL, now=now)
+
+    assert run_due(app) == len(expected) - 1
+    rows = [r for r in outbox(app) if r.kind != "digest"]
+    assert {r.key: (r.kind, r.recipient) for r in rows} == {
+        key: (kind, to) for key, (_, kind, to) in expected.items()
+    }
+    with app.sessions() as s:
+        after = {c.ref: c for c in s.scalars(select(Case))}
+        for ref, case in after.items():
+            assert case.next_action_on == next_on[ref], ref
+            assert case.breached_at == breached_at[ref], ref
+            owed = [kind for key, (r, kind, _) in expected.items() if r == ref and key != first]
+            recorded = [e.kind for e in case.events]
+            assert sorted(recorded) == sorted(
+                {"breach": "escalated"}.get(kind, kind) for kind in owed
+            ), ref
+    assert run_due(app) == 0
+
+    # The resident's own words come back from the outbox exactly: quotes, accents and all.
+    for row in rows:
+        if row.key == first:
+            continue
+        case = before[expected[row.key][0]]
+        letter = Letter.from_json(row.letter)
+        assert letter.subject == subject_for(row.kind, case)
+        if row.kind == "holding":
+            assert (letter.to_name, letter.in_reply_to) == (
+                case.resident_name,
+                case.first_message_id,
+            )
+            assert letter.extra["reason"] == case.holding_reason
+            msg = written(app, row)
+            assert msg["To"].addresses[0].display_name == case.resident_name
+            assert msg["In-Reply-To"] == case.first_message_id
