@@ -17,6 +17,7 @@ from mailbot.letters import Letter, render, subject_for
 from mailbot.outbox import flush, queue
 from mailbot.parse import parse_message
 from mailbot.pipeline import open_case
+from mailbot.policy import Offset, load_policy
 from mailbot.route import holders
 from mailbot.scheduler import (
     Action,
@@ -350,3 +351,23 @@ def test_a_pass_over_many_cases_owes_each_what_it_would_owe_alone(app, monkeypat
             msg = written(app, row)
             assert msg["To"].addresses[0].display_name == case.resident_name
             assert msg["In-Reply-To"] == case.first_message_id
+
+
+def test_a_reloaded_policy_is_never_read_through_the_old_ones_dates():
+    """The plan cache is keyed by object id; a stage that takes a freed stage's address
+    after a policy reload must get its own dates, not the old stage's."""
+    policy = load_policy("stafford")
+    calendar = calendar_for(policy, "enquiry")
+    old = policy.stage("enquiry")
+    new = old.model_copy(update={"reminders": [Offset.parse("5 working days before")]})
+    due = date(2026, 11, 20)
+    # What a freed stage at `new`'s address would have left behind.
+    scheduler._PLANS[(id(new), id(calendar), due, True)] = (
+        old,
+        calendar,
+        scheduler._plan(old, calendar, due, True),
+    )
+    reminders = [
+        on for kind, on, _ in scheduler._plan(new, calendar, due, True) if kind == "reminder"
+    ]
+    assert reminders == [date(2026, 11, 13)]  # five working days before Friday 20 November

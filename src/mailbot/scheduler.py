@@ -60,35 +60,36 @@ def _case_key(action: Action, ref: str) -> str:
     return f"{action.kind}:{ref}{action.key}"
 
 
-_PLANS: dict[tuple, tuple[tuple[str, date, str], ...]] = {}
+_Plan = tuple[tuple[str, date, str], ...]
+_PLANS: dict[tuple, tuple[StagePolicy, WorkingCalendar, _Plan]] = {}
 
 
-def _plan(
-    stage: StagePolicy, calendar: WorkingCalendar, due: date, with_holding: bool
-) -> tuple[tuple[str, date, str], ...]:
+def _plan(stage: StagePolicy, calendar: WorkingCalendar, due: date, with_holding: bool) -> _Plan:
     """The action dates for one response date. Thousands of cases share a response date,
     so the working-day arithmetic is done once per date (the cache is per policy object)."""
     key = (id(stage), id(calendar), due, with_holding)
-    plan = _PLANS.get(key)
-    if plan is None:
-        actions = [
-            (
-                "reminder",
-                calendar.add_working_days(due, offset.working_days),
-                f":{offset.working_days}",
-            )
-            for offset in stage.reminders
-        ]
-        if stage.holding_reply is not None and with_holding:
-            actions.append(
-                ("holding", calendar.add_working_days(due, stage.holding_reply.working_days), "")
-            )
-        # The first working day past the response date is the breach.
-        actions.append(("breach", calendar.add_working_days(due, 1), ""))
-        plan = tuple(sorted(actions, key=lambda a: (a[1], _ORDER.index(a[0]))))
-        if len(_PLANS) > 20_000:
-            _PLANS.clear()
-        _PLANS[key] = plan
+    cached = _PLANS.get(key)
+    # An id is only an address: after a policy reload a new stage may have the old one's.
+    if cached is not None and cached[0] is stage and cached[1] is calendar:
+        return cached[2]
+    actions = [
+        (
+            "reminder",
+            calendar.add_working_days(due, offset.working_days),
+            f":{offset.working_days}",
+        )
+        for offset in stage.reminders
+    ]
+    if stage.holding_reply is not None and with_holding:
+        actions.append(
+            ("holding", calendar.add_working_days(due, stage.holding_reply.working_days), "")
+        )
+    # The first working day past the response date is the breach.
+    actions.append(("breach", calendar.add_working_days(due, 1), ""))
+    plan = tuple(sorted(actions, key=lambda a: (a[1], _ORDER.index(a[0]))))
+    if len(_PLANS) > 20_000:
+        _PLANS.clear()
+    _PLANS[key] = (stage, calendar, plan)
     return plan
 
 
