@@ -211,6 +211,7 @@ def _owed_today(
     with_holding: bool,
     after: date | None,
 ) -> OwedToday:
+    """Decided once for the whole group, from the policy and the officers alone (pure)."""
     policy = app.policy
     stage = policy.stage(category, stage_no)
     calendar = calendar_for(policy, category)
