@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 ACK = "acknowledgement"
 ARRIVED = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)  # Tuesday 3 November 2026
+ALEX = "alex.morgan@council.example.gov.uk"  # customer-services: handles enquiries
 
 
 def cases(app) -> list[Case]:
@@ -220,14 +221,55 @@ def test_automatic_mail_is_recorded_but_not_acknowledged(app, dovecot, smtp):
 
 
 def test_per_sender_cap_stops_a_fourth_acknowledgement(app, dovecot, smtp):
+    # Twenty minutes apart, past the follow-up window: each looks like a new matter.
     for n in range(5):
         dovecot.append(resident_mail(subject=f"Question {n}", message_id=f"<q{n}@x>"), when=ARRIVED)
-    run_once(app)
+        run_once(app)
+        app.clock.instant += timedelta(minutes=20)
 
     assert len(to_residents(smtp)) == 3
     outcomes = [m.outcome for m in inbound(app)]
     assert outcomes == ["case-opened"] * 3 + ["suppressed"] * 2
     assert inbound(app)[3].reasons[0].startswith("sender-cap:")
+
+
+def test_a_second_message_soon_after_the_acknowledgement_joins_the_case(app, dovecot, smtp):
+    # "Sorry, forgot the photo": a fresh message, not a reply, ten minutes after the first.
+    dovecot.append(resident_mail(message_id="<one@x>"), when=ARRIVED)
+    run_once(app)
+    app.clock.instant += timedelta(minutes=10)
+    dovecot.append(
+        resident_mail(subject="Photo of the pothole", message_id="<two@x>"),
+        when=ARRIVED + timedelta(minutes=10),
+    )
+    run_once(app)
+
+    assert [c.ref for c in cases(app)] == ["ENQ-2026-00001"]
+    first, second = inbound(app)
+    assert (second.outcome, second.case_id) == ("follow-up", first.case_id)
+    assert [m.rcpt_tos for m in to_residents(smtp)] == [["jane.doe@example.com"]]
+    assert any("wrote again" in str(m.message["Subject"]) for m in smtp.to(ALEX))
+
+    # Past the window (15 minutes by default) the same resident opens a new case.
+    app.clock.instant += timedelta(minutes=16)
+    dovecot.append(
+        resident_mail(subject="Street light out", message_id="<three@x>"),
+        when=ARRIVED + timedelta(minutes=26),
+    )
+    run_once(app)
+    assert [c.ref for c in cases(app)] == ["ENQ-2026-00001", "ENQ-2026-00002"]
+    assert len(to_residents(smtp)) == 2
+
+
+def test_follow_up_window_off_opens_a_case_for_each_message(app, dovecot, smtp):
+    app.cfg = app.cfg.model_copy(
+        update={"screening": app.cfg.screening.model_copy(update={"follow_up_minutes": 0})}
+    )
+    for n in range(2):
+        dovecot.append(resident_mail(subject=f"Question {n}", message_id=f"<q{n}@x>"), when=ARRIVED)
+    run_once(app)
+    assert [m.outcome for m in inbound(app)] == ["case-opened", "case-opened"]
+    assert len(to_residents(smtp)) == 2
 
 
 def test_huge_message_is_fetched_only_up_to_the_cap(app, dovecot, smtp):

@@ -173,15 +173,34 @@ def test_a_naive_auto_responder_gets_one_acknowledgement(make_instance):
     assert bot.outcomes() == ["case-opened", "follow-up"]
 
 
-def test_a_responder_that_drops_the_subject_is_stopped_by_the_per_sender_cap(make_instance):
+def test_a_responder_that_drops_the_subject_gets_one_acknowledgement(make_instance):
     bot = make_instance("council")
     responder = NaiveResponder("desk@helpdesk.example.net", fixed_subject="We got your email")
     deliver(bot, resident_mail(sender=responder.address, message_id="<ask@x>"), 0)
 
     face(bot, responder)
 
-    # Nothing ties its replies to the case, so each looks like a new resident message;
-    # only the cap (SPEC §1.3: 3 a day) ends the exchange.
+    # Nothing in its reply names the case, but it comes from the address we acknowledged
+    # minutes ago, so it joins that case as a follow-up and gets no reply of its own.
+    assert bot.sent_to(responder.address) == 1
+    assert responder.replies == 1
+    assert bot.outcomes() == ["case-opened", "follow-up"]
+
+
+def test_a_slow_responder_that_drops_the_subject_is_stopped_by_the_per_sender_cap(make_instance):
+    bot = make_instance("council")
+    responder = NaiveResponder("desk@helpdesk.example.net", fixed_subject="We got your email")
+    deliver(bot, resident_mail(sender=responder.address, message_id="<ask@x>"), 0)
+
+    # It answers each acknowledgement after the follow-up window, so each answer looks like
+    # a new resident message; only the cap (SPEC §1.3: 3 a day) ends the exchange.
+    window = timedelta(minutes=bot.app.cfg.screening.follow_up_minutes + 1)
+    for n in range(ROUNDS):
+        run_once(bot.app)
+        bot.app.clock.instant += window
+        for raw in bot.new_mail_to(responder.address):
+            deliver(bot, responder.reply_to(raw, bot.address), n)
+
     cap = bot.app.cfg.screening.acknowledgements_per_sender_per_day
-    assert bot.sent_to(responder.address) == responder.replies <= cap
-    assert bot.outcomes()[-1] == "suppressed"
+    assert bot.sent_to(responder.address) == responder.replies == cap
+    assert bot.outcomes() == ["case-opened"] * cap + ["suppressed"]

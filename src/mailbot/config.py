@@ -168,6 +168,12 @@ class DatabaseConfig(_Strict):
 
 class ScreeningConfig(_Strict):
     acknowledgements_per_sender_per_day: Annotated[int, Field(ge=1, le=100)] = 3
+    # A message from someone we acknowledged this recently, with nothing tying it to a
+    # case, joins their case as a follow-up instead of opening another: the "forgot the
+    # attachment" resend, and the auto-responder that answers our acknowledgement with no
+    # threading headers (which would otherwise be acknowledged up to the daily cap).
+    # 0 turns this off.
+    follow_up_minutes: Annotated[int, Field(ge=0, le=1440)] = 15
 
 
 class CommandsConfig(_Strict):

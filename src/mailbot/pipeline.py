@@ -205,8 +205,17 @@ def _decide(
         _record(session, fetched, msg, "own-mail", ["sent by mailbot"], now)
         return "own-mail"
 
-    case = find_case(session, msg, frozenset(o.email for o in app.cfg.officers))
     sender = staff_sender(msg, app.cfg)
+    window = app.cfg.screening.follow_up_minutes
+    case = find_case(
+        session,
+        msg,
+        frozenset(o.email for o in app.cfg.officers),
+        # Staff mail joins cases only by reference or thread.
+        acknowledged_since=now - timedelta(minutes=window)
+        if window and sender is None and not sent
+        else None,
+    )
     if sender is not None:
         outcome, reasons = handle_staff_mail(
             app,
