@@ -333,6 +333,7 @@ async def _flush(app: App) -> FlushResult:
         seen: set[int] = set()
         while (claim := _claim_next(sessions, clock, app)) is not None and claim.row_id not in seen:
             seen.add(claim.row_id)
+            faults.crash_point("after-claim")
             outcome = await _send_one(app, smtp, claim)
             setattr(result, outcome, getattr(result, outcome) + 1)
     finally:
@@ -401,6 +402,7 @@ async def _send_one(app: App, smtp: aiosmtplib.SMTP, claim: _Claim) -> str:
         return _uncertain(sessions, row_id, f"the server did not confirm the message: {exc}")
     faults.crash_point("after-send")
     _record_sent(sessions, clock, row_id, kind, recipient)
+    faults.crash_point("after-record")
     return "sent"
 
 

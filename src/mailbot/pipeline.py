@@ -83,6 +83,7 @@ def _ingest(app: App, mailbox: Mailbox, folder: str, key: str, uidvalidity: int,
     # left for an IDLE that may never mention it.
     while uids := mailbox.uids_after(last_uid):
         for fetched in mailbox.fetch(uidvalidity, uids, max_bytes):
+            faults.crash_point("after-fetch")
             process_message(app, fetched, key, start_from, sent=sent)
             systemd.keepalive()  # a long backlog after an outage is work, not a hang
         last_uid, count = max(uids), count + len(uids)
@@ -115,6 +116,7 @@ def process_message(
         with app.sessions.begin() as session:
             outcome = _decide(app, session, fetched, start_from, now, sent)
             _advance(session, key, fetched.uid)
+            faults.crash_point("before-commit")
     except OperationalError:
         # The database is locked, full or gone: nothing was written, and the message is
         # still waiting in the mailbox. Stop this pass; the next one reads it again.
@@ -194,6 +196,7 @@ def _decide(
     if _already_recorded(session, fetched):
         return "already-recorded"  # another pass (or process) got here first
     msg = parse_message(fetched.raw, truncated=fetched.truncated)
+    faults.crash_point("after-parse")
     if fetched.internal_date < start_from:
         _record(session, fetched, msg, "historic", ["arrived before start_from"], now)
         return "historic"
@@ -216,6 +219,7 @@ def _decide(
         if window and sender is None and not sent
         else None,
     )
+    faults.crash_point("after-thread")
     if sender is not None:
         outcome, reasons = handle_staff_mail(
             app,
@@ -242,6 +246,7 @@ def _decide(
         cap_per_day=app.cfg.screening.acknowledgements_per_sender_per_day,
     )
     reasons = screen(msg, ctx)
+    faults.crash_point("after-screen")
     if case is not None:
         # Attached even when automatic (SPEC §6), but only a person gets a reply.
         follow_up(app, session, case, msg, fetched.internal_date, now)
@@ -293,10 +298,12 @@ def open_case(
 ) -> Case:
     """Classify, route and record a new case with its promised dates."""
     decision = classify(msg, app.rules, mailbox_default=app.cfg.imap.default_category)
+    faults.crash_point("after-classify")
     category = decision.category
     stage = app.policy.stage(category, 1)
     dates = compute(app.policy, category, received_at)
     officer = choose_officer(session, app.cfg, stage.role)
+    faults.crash_point("after-route")
     year = received_at.astimezone(ZoneInfo(app.policy.timezone)).year
     case = Case(
         ref=next_reference(session, category, year),
