@@ -436,3 +436,146 @@ def test_cli_uses_mailbot_config_env(
     assert capsys.readouterr().err == (
         f"mailbot: {path}: line {line}: imap.port: must be at least 1 (got 0)\n"
     )
+
+
+# -- several mailboxes ---------------------------------------------------------------------
+
+FOI_MAILBOX = """
+[[mailboxes]]
+address = "FOI@council.example.gov.uk"
+username = "foi@council.example.gov.uk"
+password_env = "MAILBOT_TEST_FOI_PASSWORD"
+sent = "Sent Items"
+default_category = "foi"
+
+[[mailboxes]]
+address = "planning@council.example.gov.uk"
+inbox = "Planning"
+"""
+
+
+def with_mailboxes(good_text: str, tables: str = FOI_MAILBOX) -> str:
+    at = good_text.index("[[officers]]")
+    return good_text[:at] + tables.lstrip("\n") + "\n" + good_text[at:]
+
+
+def test_further_mailboxes_take_the_server_from_imap_and_their_own_sign_in(
+    tmp_path: Path, good_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = load_config(write(tmp_path, with_mailboxes(good_text)))
+    main_box, foi, planning = cfg.all_mailboxes
+    assert main_box is cfg.imap
+    assert [cfg.address_of(b) for b in cfg.all_mailboxes] == [
+        "enquiries@council.example.gov.uk",
+        "foi@council.example.gov.uk",
+        "planning@council.example.gov.uk",
+    ]
+    # The server and start date come from [imap]; the folders never do.
+    assert {(b.host, b.port, b.security, b.start_from) for b in cfg.all_mailboxes} == {
+        ("imap.example.gov.uk", 993, "tls", datetime(2026, 11, 1, tzinfo=UTC))
+    }
+    assert (foi.inbox, foi.sent, foi.default_category) == ("INBOX", "Sent Items", "foi")
+    assert (planning.inbox, planning.sent, planning.default_category) == ("Planning", None, None)
+    # foi@ signs in as itself; planning is a folder of the [imap] account, with its password.
+    assert (foi.username, foi.password_file, foi.password_env) == (
+        "foi@council.example.gov.uk",
+        None,
+        "MAILBOT_TEST_FOI_PASSWORD",
+    )
+    assert (planning.username, planning.password_file) == (
+        cfg.imap.username,
+        cfg.imap.password_file,
+    )
+    assert planning.password() == "s3cret"
+    # Every mailbox is the council's own: mail from one is never acknowledged by another.
+    assert {"foi@council.example.gov.uk", "planning@council.example.gov.uk"} < cfg.own_addresses
+    # A secret problem names the entry it belongs to.
+    monkeypatch.delenv("MAILBOT_TEST_FOI_PASSWORD", raising=False)
+    with pytest.raises(ConfigError) as err:
+        foi.password()
+    assert str(err.value) == (
+        "mailboxes.0.password_env: variable MAILBOT_TEST_FOI_PASSWORD is not set"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "expected"),
+    [
+        (
+            'address = "FOI@council.example.gov.uk"\n',
+            "",
+            "[[mailboxes]]",
+            "mailboxes.0.address: required key is missing",
+        ),
+        (
+            'address = "planning@council.example.gov.uk"',
+            'address = "foi@council.example.gov.uk"',
+            'address = "foi@council.example.gov.uk"',
+            "mailboxes.1.address: foi@council.example.gov.uk is already the address of "
+            "[[mailboxes]] 1",
+        ),
+        (
+            'address = "planning@council.example.gov.uk"',
+            'address = "enquiries@council.example.gov.uk"',
+            'address = "enquiries@council.example.gov.uk"',
+            "mailboxes.1.address: enquiries@council.example.gov.uk is already the address of "
+            "[imap]",
+        ),
+        (
+            'inbox = "Planning"',
+            'inbox = "INBOX"',
+            'inbox = "INBOX"',
+            "mailboxes.1.inbox: 'INBOX' of enquiries@council.example.gov.uk is already read by "
+            "[imap]",
+        ),
+        (
+            'default_category = "foi"',
+            'default_category = "fio"',
+            "default_category",
+            "mailboxes.0.default_category: must be 'enquiry', 'complaint', 'foi', 'eir', 'sar' "
+            "or 'compliment'",
+        ),
+        (
+            'inbox = "Planning"',
+            'inbox = "Planning"\nprot = 993',
+            "prot =",
+            "mailboxes.1.prot: unknown key (check the spelling)",
+        ),
+        (
+            'inbox = "Planning"',
+            'inbox = "Planning"\npassword = "hunter2"',
+            "password =",
+            "mailboxes.1.password: passwords must not be in the config file; "
+            "use password_file or password_env",
+        ),
+        (
+            'address = "planning@council.example.gov.uk"',
+            'address = "planning"',
+            'address = "planning"',
+            "mailboxes.1.address: not an email address: 'planning'",
+        ),
+    ],
+)
+def test_each_mailbox_mistake_names_its_entry_and_line(
+    tmp_path: Path, good_text: str, old: str, new: str, needle: str, expected: str
+) -> None:
+    text = edited(with_mailboxes(good_text), old, new)
+    line = line_of(text, needle)
+    assert error_for(tmp_path, text) == f"line {line}: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("-1", "screening.follow_up_minutes: must be at least 0 (got -1)"),
+        ("1441", "screening.follow_up_minutes: must be at most 1440 (got 1441)"),
+        ('"soon"', "screening.follow_up_minutes: must be a whole number (got 'soon')"),
+    ],
+)
+def test_follow_up_window_must_be_minutes(
+    tmp_path: Path, good_text: str, value: str, expected: str
+) -> None:
+    text = good_text.replace(
+        "[database]", f"[screening]\nfollow_up_minutes = {value}\n\n[database]"
+    )
+    assert error_for(tmp_path, text) == f"line {line_of(text, 'follow_up_minutes')}: {expected}"

@@ -163,6 +163,31 @@ def test_whole_config_all_good(
     assert smtp.messages == []  # the relay test sent nothing
 
 
+def test_each_further_mailbox_is_checked_and_named(
+    dovecot: Account, smtp: SmtpCapture, tmp_path: Path
+) -> None:
+    foi = "foi@example.org"
+    path = local_config(
+        tmp_path,
+        dovecot,
+        smtp,
+        database_url="sqlite://",
+        extra=f'[[mailboxes]]\naddress = "{foi}"\ninbox = "FOI requests"\n',
+    )
+    found = check_connection(load_config(path))
+    steps = [(f.step, f.ok) for f in found]
+    assert steps[5:10] == [
+        (f"imap dns ({foi})", True),
+        (f"imap tcp ({foi})", True),
+        (f"imap tls ({foi})", True),
+        (f"imap login ({foi})", True),
+        (f"imap folder inbox ({foi})", False),
+    ]
+    assert found[9].message == "folder 'FOI requests' not found"
+    # The hint names the entry's own key, not [imap]'s.
+    assert "set mailboxes.0.inbox to one of the folders on the server: 'INBOX'" in found[9].hint
+
+
 def test_findings_print_as_aligned_lines_with_hints() -> None:
     text = format_findings(
         [

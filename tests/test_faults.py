@@ -291,7 +291,8 @@ def test_connection_cut_mid_fetch_loses_and_repeats_nothing(relayed, dovecot, sm
     assert err.splitlines()[-1].startswith("mailbot: ")  # one clear line, no traceback
     assert "Traceback" not in err
     assert 0 < len(inbound(app)) < len(who)  # cut after some were committed
-    assert acked(smtp) == []  # the outbox is flushed after ingest; nothing went yet
+    # What was decided before the cut is acknowledged now, not held up by the mailbox.
+    assert sorted(acked(smtp)) == sorted(m.from_addr for m in inbound(app))
 
     code, err = run_cli(config, "--now", NOW.isoformat())
     assert code == 0, err

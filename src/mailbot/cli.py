@@ -174,7 +174,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     load_policy(cfg.council.policy)
     # Secrets are read now so a missing password file shows up here, not at 3 am.
-    cfg.imap.password()
+    for box in cfg.all_mailboxes:
+        box.password()
     cfg.smtp.password()
     from mailbot.letters import check_all
 

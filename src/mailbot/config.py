@@ -15,11 +15,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from mailbot.classify import Category
 from mailbot.oauth import OAuthConfig
 from mailbot.parse import clean_text, valid_address
 
@@ -52,6 +54,7 @@ def is_loopback(host: str) -> bool:
 
 class ServerConfig(_Strict):
     section: ClassVar[str] = "server"  # the table name, for error messages
+    _label: str = PrivateAttr("")  # where it was written, e.g. "mailboxes.0", if not `section`
 
     host: str = Field(min_length=1)
     port: Annotated[int, Field(ge=1, le=65535)]
@@ -87,8 +90,9 @@ class ServerConfig(_Strict):
 
     def password(self) -> str:
         """The secret, read when needed so it never sits in the config object or logs."""
+        where = self._label or self.section
         if self.password_env:
-            key = f"{self.section}.password_env"
+            key = f"{where}.password_env"
             value = os.environ.get(self.password_env)
             if value is None:
                 raise ConfigError(f"{key}: variable {self.password_env} is not set")
@@ -96,7 +100,7 @@ class ServerConfig(_Strict):
                 raise ConfigError(f"{key}: variable {self.password_env} is empty")
             return value.strip()
         if self.password_file:
-            key = f"{self.section}.password_file"
+            key = f"{where}.password_file"
             path = self.password_file
             if not path.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
                 path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path  # systemd LoadCredential
@@ -114,8 +118,13 @@ class ServerConfig(_Strict):
 
 
 class ImapConfig(ServerConfig):
+    """A mailbox to read: [imap] itself, or a [[mailboxes]] entry."""
+
     section: ClassVar[str] = "imap"
 
+    # The mailbox's own address: From and Reply-To of everything about the cases it
+    # opens. [imap] defaults to [council] mailbox_address; [[mailboxes]] must say.
+    address: str | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 993
     inbox: str = "INBOX"
     sent: str | None = None
@@ -124,9 +133,15 @@ class ImapConfig(ServerConfig):
     # Bigger messages are fetched only this far: headers and the typed text come first,
     # and a case never needs the attachments.
     max_message_mb: Annotated[int, Field(ge=1, le=200)] = 10
-    default_category: str | None = None
+    # What a message no rule recognises becomes, for a mailbox such as foi@.
+    default_category: Category | None = None
     # Email the clerk when no mailbox check has succeeded for this long (SPEC §3.1).
     alert_after_minutes: Annotated[int, Field(ge=5, le=1440)] = 30
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else _email(value)
 
     @field_validator("start_from")
     @classmethod
@@ -195,9 +210,33 @@ class OfficerConfig(_Strict):
     _address = field_validator("email")(classmethod(lambda cls, v: _email(v)))
 
 
+# What a [[mailboxes]] entry takes from [imap] when it does not say: the server and how
+# to reach it; the sign-in too, unless the entry names its own user. Never the folders.
+_INHERITED = frozenset(
+    {
+        "host",
+        "port",
+        "security",
+        "timeout",
+        "ca_file",
+        "username",
+        "auth",
+        "password_file",
+        "password_env",
+        "start_from",
+        "idle_seconds",
+        "max_message_mb",
+        "alert_after_minutes",
+    }
+)
+_SIGN_IN = frozenset({"auth", "password_file", "password_env"})
+
+
 class Config(_Strict):
     council: CouncilConfig
     imap: ImapConfig
+    # Further mailboxes read by the same mailbot, e.g. foi@ beside enquiries@.
+    mailboxes: list[ImapConfig] = []
     smtp: SmtpConfig
     database: DatabaseConfig = DatabaseConfig()
     screening: ScreeningConfig = ScreeningConfig()
@@ -205,6 +244,48 @@ class Config(_Strict):
     oauth: OAuthConfig | None = None
     officers: list[OfficerConfig] = Field(min_length=1)
     source: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_imap(cls, data: Any) -> Any:
+        if not (isinstance(data, dict) and isinstance(data.get("imap"), dict)):
+            return data
+        entries = data.get("mailboxes")
+        if not isinstance(entries, list):
+            return data
+        base = {k: v for k, v in data["imap"].items() if k in _INHERITED}
+        merged = []
+        for entry in entries:
+            if isinstance(entry, dict):
+                inherited = dict(base)
+                if "username" in entry:  # another account signs in its own way
+                    inherited = {k: v for k, v in inherited.items() if k not in _SIGN_IN}
+                entry = {**inherited, **entry}
+            merged.append(entry)
+        return {**data, "mailboxes": merged}
+
+    @model_validator(mode="after")
+    def _distinct_mailboxes(self) -> Config:
+        self.imap._label = "imap"
+        seen_address = {self.address_of(self.imap): "[imap]"}
+        seen_folder = {(self.imap.host, self.imap.username, self.imap.inbox): "[imap]"}
+        for index, box in enumerate(self.mailboxes):
+            box._label = where = f"mailboxes.{index}"
+            if box.address is None:
+                raise ValueError(f"{where}.address: required key is missing")
+            if box.address in seen_address:
+                raise ValueError(
+                    f"{where}.address: {box.address} is already the address of "
+                    f"{seen_address[box.address]}"
+                )
+            folder = (box.host, box.username, box.inbox)
+            if folder in seen_folder:
+                raise ValueError(
+                    f"{where}.inbox: {box.inbox!r} of {box.username or box.host} is already "
+                    f"read by {seen_folder[folder]}"
+                )
+            seen_address[box.address] = seen_folder[folder] = f"[[mailboxes]] {index + 1}"
+        return self
 
     @model_validator(mode="after")
     def _unique_officers(self) -> Config:
@@ -221,7 +302,9 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _oauth_when_needed(self) -> Config:
-        for name, server in (("imap", self.imap), ("smtp", self.smtp)):
+        servers = [("imap", self.imap), ("smtp", self.smtp)]
+        servers += [(f"mailboxes.{n}", box) for n, box in enumerate(self.mailboxes)]
+        for name, server in servers:
             if server.auth == "xoauth2" and self.oauth is None:
                 raise ValueError(
                     f'{name}.auth: "xoauth2" needs an [oauth] table (provider = "microsoft" '
@@ -237,8 +320,21 @@ class Config(_Strict):
         return next((o for o in self.officers if o.email == email), None)
 
     @property
+    def all_mailboxes(self) -> list[ImapConfig]:
+        """[imap] first, then each [[mailboxes]] entry."""
+        return [self.imap, *self.mailboxes]
+
+    def address_of(self, box: ImapConfig) -> str:
+        """The address a mailbox's letters come from."""
+        return box.address or self.council.mailbox_address
+
+    @property
+    def mailbox_addresses(self) -> frozenset[str]:
+        return frozenset(self.address_of(box) for box in self.all_mailboxes)
+
+    @property
     def own_addresses(self) -> frozenset[str]:
-        return frozenset({self.council.mailbox_address, *(o.email for o in self.officers)})
+        return frozenset({*self.mailbox_addresses, *(o.email for o in self.officers)})
 
 
 def find_config(explicit: str | None) -> Path:

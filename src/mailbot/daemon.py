@@ -1,10 +1,12 @@
-"""Daemon: the run loop — IDLE on the inbox, process new mail, send the outbox, stop cleanly."""
+"""Daemon: the run loop — IDLE on every mailbox, process new mail, send the outbox, stop cleanly."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -16,52 +18,77 @@ from sqlalchemy.exc import OperationalError
 
 from mailbot import outbox, scheduler, systemd
 from mailbot.app import App
+from mailbot.config import ImapConfig
 from mailbot.health import Alert, HealthWatch
-from mailbot.mailbox import Mailbox, MailboxError, backoff_delays
+from mailbot.mailbox import Mailbox, MailboxError, MailboxLost, backoff_delays, wait_for_mail
 from mailbot.oauth import OAuthError
-from mailbot.pipeline import ingest_folder
+from mailbot.pipeline import ingest_mailbox
 from mailbot.store import Case, OutboxMessage
 
 log = logging.getLogger("mailbot.daemon")
 
 
-def connect(app: App) -> Mailbox:
-    imap = app.cfg.imap
-    if imap.auth == "xoauth2":
+# What a broken connection to one mailbox looks like; the others carry on meanwhile.
+CONNECTION_ERRORS = (MailboxError, IMAPClientError, OSError, OAuthError)
+
+
+def connect(app: App, box: ImapConfig) -> Mailbox:
+    if box.auth == "xoauth2":
         assert app.tokens is not None  # the config refuses xoauth2 without [oauth]
-        secret = app.tokens.for_user(imap.username).token()  # renewed here when due
+        secret = app.tokens.for_user(box.username).token()  # renewed here when due
     else:
-        secret = imap.password()
-    mailbox = Mailbox(imap, secret)
+        secret = box.password()
+    mailbox = Mailbox(box, secret)
     mailbox.connect()
     return mailbox
 
 
-def cycle(app: App, mailbox: Mailbox) -> int:
-    """One pass: read new mail, queue what the promises make due now, send the outbox."""
-    if app.cfg.imap.sent:
-        # Officers' replies kept in the sent folder; the inbox is read last so that it is
-        # the folder selected for IDLE.
-        ingest_folder(app, mailbox, app.cfg.imap.sent, sent=True)
-    count = ingest_folder(app, mailbox, app.cfg.imap.inbox)
+def run_once(app: App) -> int:
+    """`mailbot run --once`: everything new in every mailbox, everything due, then return.
+
+    A mailbox that cannot be reached does not hold up the others; its error is raised
+    once they are done (exit 2).
+    """
+    outbox.recover_interrupted(app.sessions, app.clock)
+    count = 0
+    unreachable: Exception | None = None
+    for box in app.cfg.all_mailboxes:
+        try:
+            mailbox = connect(app, box)
+            try:
+                count += ingest_mailbox(app, mailbox)
+            finally:
+                mailbox.close()
+        except CONNECTION_ERRORS as exc:
+            log.error("mailbox %s: %s", app.cfg.address_of(box), exc)
+            unreachable = unreachable or exc
     scheduler.run_due(app)
     outbox.flush(app)
+    if unreachable is not None:
+        raise unreachable
     return count
 
 
-def run_once(app: App) -> int:
-    """`mailbot run --once`: everything new, everything due, then return."""
-    outbox.recover_interrupted(app.sessions, app.clock)
-    mailbox = connect(app)
-    try:
-        return cycle(app, mailbox)
-    finally:
-        mailbox.close()
+@dataclass
+class Watched:
+    """One mailbox as the daemon keeps it: its connection (None while down), when to try
+    again, and its silent-stop guard."""
+
+    box: ImapConfig
+    address: str
+    health: HealthWatch
+    mailbox: Mailbox | None = None
+    retry_at: float = 0.0  # time.monotonic()
+    delays: Iterator[float] = field(default_factory=backoff_delays)
 
 
 @dataclass
 class Daemon:
-    """`mailbot run`: keeps going until SIGTERM/SIGINT; SIGHUP reloads policy and templates."""
+    """`mailbot run`: keeps going until SIGTERM/SIGINT; SIGHUP reloads policy and templates.
+
+    One thread decides (reads every mailbox, keeps the promises), so a reminder pass never
+    races an acknowledgement; a second one sends what it queues.
+    """
 
     app: App
     stop: threading.Event = field(default_factory=threading.Event)
@@ -69,9 +96,10 @@ class Daemon:
     # Set to end an IDLE early: a signal, or the timer saying reminders may be due.
     wake: threading.Event = field(default_factory=threading.Event)
     purge_due: threading.Event = field(default_factory=threading.Event)
-    health: HealthWatch | None = None
     tick_seconds: float = 60.0
     watchdog: systemd.Watchdog = field(default_factory=systemd.watchdog)
+    watched: list[Watched] = field(default_factory=list)
+    sender: outbox.Sender | None = None
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
@@ -87,8 +115,7 @@ class Daemon:
         self.wake.set()
 
     def run(self) -> None:
-        # APScheduler keeps time; the work itself stays on this thread, one database
-        # writer at a time, so a reminder pass never races an acknowledgement.
+        # APScheduler keeps time; the work itself stays on this thread.
         timer = BackgroundScheduler(timezone="UTC")
         timer.add_job(self.wake.set, "interval", seconds=self.tick_seconds, id="due-actions")
         # Personal data of long-closed cases goes once a night (the policy's retention).
@@ -100,63 +127,118 @@ class Daemon:
             timezone=self.app.cfg.council.timezone,
             id="retention",
         )
+        now = self.app.clock.now()
+        self.watched = [
+            Watched(
+                box,
+                self.app.cfg.address_of(box),
+                HealthWatch(started_at=now, alert_after=timedelta(minutes=box.alert_after_minutes)),
+            )
+            for box in self.app.cfg.all_mailboxes
+        ]
+        self.sender = outbox.Sender(self.app)
+        outbox.recover_interrupted(self.app.sessions, self.app.clock)
+        self.sender.start()
         timer.start()
-        self.health = HealthWatch(
-            started_at=self.app.clock.now(),
-            alert_after=timedelta(minutes=self.app.cfg.imap.alert_after_minutes),
-        )
         try:
             self._run()
         finally:
             timer.shutdown(wait=False)
+            self.sender.stop()
+            for watched in self.watched:
+                self._disconnect(watched)
+            log.info("stopped")
 
     def _run(self) -> None:
         # READY before connecting: an unreachable mail server is retried here, with
         # backoff, rather than by systemd restarting us.
-        systemd.ready(f"connecting to {self.app.cfg.imap.host}")
-        delays = backoff_delays()
+        hosts = ", ".join(sorted({w.box.host for w in self.watched}))
+        systemd.ready(f"connecting to {hosts}")
+        database_delays = backoff_delays()
         while not self.stop.is_set():
-            mailbox: Mailbox | None = None
             try:
-                mailbox = connect(self.app)
-                log.info(
-                    "connected to %s; watching %s", self.app.cfg.imap.host, self.app.cfg.imap.inbox
-                )
-                delays = backoff_delays()  # a good connection resets the backoff
-                self._serve(mailbox)
-            except (MailboxError, IMAPClientError, OSError, OAuthError, OperationalError) as exc:
-                delay = next(delays)
-                if isinstance(exc, OperationalError):
-                    log.error("database unavailable (%s); trying again in %.0f s", exc, delay)
-                else:
-                    log.warning("mailbox connection lost (%s); reconnecting in %.0f s", exc, delay)
-                self._check_health()
+                self._turn()
+                database_delays = backoff_delays()
+            except OperationalError as exc:
+                delay = next(database_delays)
+                log.error("database unavailable (%s); trying again in %.0f s", exc, delay)
                 self.wake.clear()
-                self.watchdog.wait(
-                    self.wake, delay, f"mailbox unreachable; retrying in {delay:.0f} s"
-                )
-            finally:
-                if mailbox is not None:
-                    mailbox.close()
-        log.info("stopped")
-
-    def _serve(self, mailbox: Mailbox) -> None:
-        outbox.recover_interrupted(self.app.sessions, self.app.clock)
-        while not self.stop.is_set():
-            if self.reload.is_set():
-                self.reload.clear()
-                self._reload()
-            if self.purge_due.is_set():
-                self.purge_due.clear()
-                self._purge()
-            count = cycle(self.app, mailbox)
-            if self.health is not None:
-                self.health.succeeded(self.app.clock.now())
-            self._check_health()
-            self.watchdog.ping(self._status(count))
+                self.watchdog.wait(self.wake, delay, "database unavailable")
+                continue
             if not self.stop.is_set():
-                mailbox.wait_for_mail(self.watchdog.cap(self._idle_seconds()), self.wake)
+                self._wait()
             self.wake.clear()
+
+    def _turn(self) -> None:
+        """Read every mailbox that is up, queue what is due, hand the outbox to the sender."""
+        if self.reload.is_set():
+            self.reload.clear()
+            self._reload()
+        if self.purge_due.is_set():
+            self.purge_due.clear()
+            self._purge()
+        assert self.sender is not None
+        new = sum(self._read(watched) for watched in self.watched)
+        scheduler.run_due(self.app)
+        self.sender.wake()
+        self._check_health()
+        if not self.sender.stuck():  # a wedged sender gets the service restarted
+            self.watchdog.ping(self._status(new))
+
+    def _read(self, watched: Watched) -> int:
+        if watched.mailbox is None:
+            if time.monotonic() < watched.retry_at:
+                return 0
+            try:
+                watched.mailbox = connect(self.app, watched.box)
+            except CONNECTION_ERRORS as exc:
+                self._lost(watched, exc)
+                return 0
+            log.info(
+                "connected to %s; watching %s for %s",
+                watched.box.host,
+                watched.box.inbox,
+                watched.address,
+            )
+            watched.delays = backoff_delays()  # a good connection resets the backoff
+        assert self.sender is not None
+        try:
+            count = ingest_mailbox(self.app, watched.mailbox, progress=self.sender.wake)
+        except CONNECTION_ERRORS as exc:
+            self._lost(watched, exc)
+            return 0
+        watched.health.succeeded(self.app.clock.now())
+        return count
+
+    def _lost(self, watched: Watched, exc: Exception) -> None:
+        delay = next(watched.delays)
+        log.warning(
+            "mailbox %s: connection lost (%s); reconnecting in %.0f s", watched.address, exc, delay
+        )
+        self._disconnect(watched)
+        watched.retry_at = time.monotonic() + delay
+
+    def _disconnect(self, watched: Watched) -> None:
+        if watched.mailbox is not None:
+            watched.mailbox.close()
+            watched.mailbox = None
+
+    def _wait(self) -> None:
+        """IDLE on every connected mailbox until mail comes, the timer or a signal wakes
+        us, or a mailbox that is down is due another try."""
+        seconds = float(min(w.box.idle_seconds for w in self.watched))
+        retries = [w.retry_at for w in self.watched if w.mailbox is None]
+        if retries:
+            seconds = max(0.0, min(seconds, min(retries) - time.monotonic()))
+        seconds = self.watchdog.cap(seconds)
+        by_mailbox = {id(w.mailbox): w for w in self.watched if w.mailbox is not None}
+        try:
+            wait_for_mail([w.mailbox for w in self.watched if w.mailbox], seconds, self.wake)
+        except MailboxLost as exc:
+            self._lost(by_mailbox[id(exc.mailbox)], exc)
+        except CONNECTION_ERRORS as exc:  # which one is unknown: reconnect them all
+            for watched in by_mailbox.values():
+                self._lost(watched, exc)
 
     def _reload(self) -> None:
         systemd.reloading()
@@ -170,18 +252,17 @@ class Daemon:
 
     def _check_health(self) -> None:
         """The silent-stop guard: log loudly and email the clerk role once per outage."""
-        if self.health is None:
-            return
         cfg, tokens = self.app.cfg, self.app.tokens
-        alert = self.health.check(
-            self.app.clock.now(),
-            mailbox=cfg.imap.username or cfg.council.mailbox_address,
-            token_failing_since=tokens.failing_since if tokens else None,
-            token_error=tokens.last_error if tokens else "",
-            timezone=cfg.council.timezone,
-        )
-        if alert is not None:
-            self._tell_clerk(alert)
+        for watched in self.watched:
+            alert = watched.health.check(
+                self.app.clock.now(),
+                mailbox=watched.box.username or watched.address,
+                token_failing_since=tokens.failing_since if tokens else None,
+                token_error=tokens.last_error if tokens else "",
+                timezone=cfg.council.timezone,
+            )
+            if alert is not None:
+                self._tell_clerk(alert)
 
     def _tell_clerk(self, alert: Alert) -> None:
         if alert.kind == "alert":
@@ -189,8 +270,8 @@ class Daemon:
         else:
             log.warning("%s", alert.subject)
         now = self.app.clock.now()
-        # Queued, then sent now: if SMTP shares the failing sign-in it goes once that is
-        # fixed; the critical log line above is the alarm that gets out regardless.
+        # Queued, then sent at once: if SMTP shares the failing sign-in it goes once that
+        # is fixed; the critical log line above is the alarm that gets out regardless.
         with self.app.sessions.begin() as session:
             outbox.notify_role(
                 self.app,
@@ -200,15 +281,13 @@ class Daemon:
                 template="mailbot-health",
                 kind="health",
                 subject=alert.subject,
-                key=f"health:{alert.kind}:{now.isoformat()}",
+                key=f"health:{alert.kind}:{alert.subject}:{now.isoformat()}",
                 now=now,
                 extra={"text": alert.text},
                 at_once=True,
             )
-        try:
-            outbox.flush(self.app)
-        except Exception as exc:  # an alert must never stop the daemon
-            log.error("could not send the alert now: %s", exc)
+        if self.sender is not None:
+            self.sender.wake()
 
     def _purge(self) -> None:
         from mailbot.retention import purge
@@ -234,18 +313,6 @@ class Daemon:
         now = self.app.clock.now().astimezone(ZoneInfo(self.app.cfg.council.timezone))
         cases = "case" if open_cases == 1 else "cases"
         checked = f"{now:%H:%M:%S %Z}"
-        return f"{open_cases} open {cases}, {to_send} to send; {new} new at last check {checked}"
-
-    def _idle_seconds(self) -> float:
-        """IDLE until mail arrives, but wake for the next outbox retry (RFC 2177: < 29 min)."""
-        limit = float(self.app.cfg.imap.idle_seconds)
-        with self.app.sessions() as session:
-            due = session.scalar(
-                select(func.min(OutboxMessage.next_attempt_at)).where(
-                    OutboxMessage.status == "pending"
-                )
-            )
-        if due is None:
-            return limit
-        wait = (due - self.app.clock.now()) / timedelta(seconds=1)
-        return max(1.0, min(limit, wait))
+        status = f"{open_cases} open {cases}, {to_send} to send; {new} new at last check {checked}"
+        down = [w.address for w in self.watched if w.mailbox is None]
+        return status + (f"; cannot reach {', '.join(down)}" if down else "")

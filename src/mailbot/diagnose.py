@@ -41,8 +41,21 @@ def check_connection(cfg: Config, *, tokens: OAuthTokens | None = None) -> list[
     if tokens is None and oauth is not None:
         tokens = OAuthTokens(oauth)
     findings = check_imap(cfg.imap, tokens)
+    for box in cfg.mailboxes:
+        findings += [_for_mailbox(f, box, cfg.address_of(box)) for f in check_imap(box, tokens)]
     findings += check_smtp(cfg.smtp, cfg.council.mailbox_address, tokens)
     return findings
+
+
+def _for_mailbox(finding: Finding, box: ImapConfig, address: str) -> Finding:
+    """A [[mailboxes]] entry's finding, saying which mailbox and which keys to change."""
+    where = box._label or "imap"
+    return Finding(
+        f"{finding.step} ({address})",
+        finding.ok,
+        finding.message,
+        finding.hint.replace("imap.", f"{where}."),
+    )
 
 
 def failed(findings: list[Finding]) -> bool:

@@ -105,20 +105,23 @@ def compose(
     in_reply_to: str | None = None,
     references: tuple[str, ...] = (),
     message_id: str | None = None,
+    sender: str | None = None,
 ) -> EmailMessage:
-    """A complete message. Anything taken from inbound mail is cleaned before it is a header."""
+    """A complete message from `sender` (by default the council's mailbox). Anything taken
+    from inbound mail is cleaned before it is a header."""
     council = cfg.council
+    sender = sender or council.mailbox_address
     msg = EmailMessage(policy=SMTP_POLICY)
-    msg["From"] = formataddr((header_text(council.name, 100), council.mailbox_address))
-    msg["Reply-To"] = council.mailbox_address
+    msg["From"] = formataddr((header_text(council.name, 100), sender))
+    msg["Reply-To"] = sender
     msg["To"] = formataddr((header_text(to_name, 100), to))
     subject = header_text(subject, 150) or "Your message"
     if ref and ref not in subject:
         subject = f"{subject} [Ref: {ref}]"
     msg["Subject"] = subject
     msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id or new_message_id(council.mailbox_address)
-    msg[LOOP_HEADER] = council.mailbox_address
+    msg["Message-ID"] = message_id or new_message_id(sender)
+    msg[LOOP_HEADER] = sender
     if audience == "resident":
         msg["Auto-Submitted"] = "auto-replied"
         msg["X-Auto-Response-Suppress"] = "All"
@@ -168,6 +171,7 @@ def render(app: App, session: Session, row: OutboxMessage) -> EmailMessage:
         in_reply_to=letter.in_reply_to,
         references=letter.references,
         message_id=row.message_id,
+        sender=case.mailbox if case else None,  # the mailbox the case came in to
     )
 
 
@@ -367,6 +371,7 @@ def preview(app: App, name: str, ref: str | None = None) -> str:
         audience="staff" if staff else "resident",
         ref=case.ref if general != "digest" else None,
         now=app.clock.now(),
+        sender=case.mailbox,
     )
     text = message.get_body(("plain",))
     headers = "".join(f"{k}: {v}\n" for k, v in message.items() if k != "Content-Type")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -26,11 +27,16 @@ class MailboxError(Exception):
     """The IMAP server could not be reached, refused us, or dropped the connection."""
 
 
+def folder_key(cfg: ImapConfig, folder: str) -> str:
+    """A folder's name in the database, "account/folder": several mailboxes share it."""
+    return f"{cfg.username or cfg.host}/{folder}"
+
+
 @dataclass(frozen=True)
 class FetchedMessage:
     """One message as the server holds it; `raw` is cut at the size cap when `truncated`."""
 
-    folder: str
+    folder: str  # folder_key(), e.g. "foi@council.example.gov.uk/INBOX"
     uidvalidity: int
     uid: int
     internal_date: datetime
@@ -45,7 +51,7 @@ def tls_context(cafile: str | None = None) -> ssl.SSLContext:
 
 
 class Mailbox:
-    """A logged-in IMAP connection to the council mailbox."""
+    """A logged-in IMAP connection to one council mailbox."""
 
     def __init__(self, cfg: ImapConfig, password: str) -> None:
         self.cfg = cfg
@@ -117,7 +123,7 @@ class Mailbox:
 
     def fetch(self, uidvalidity: int, uids: list[int], max_bytes: int) -> Iterator[FetchedMessage]:
         """Messages in UID order; anything over `max_bytes` is fetched only up to the cap."""
-        folder = self.selected or ""
+        folder = folder_key(self.cfg, self.selected or "")
         for start in range(0, len(uids), FETCH_BATCH):
             batch = uids[start : start + FETCH_BATCH]
             meta = self.client.fetch(batch, ["INTERNALDATE", "RFC822.SIZE"])
@@ -149,31 +155,65 @@ class Mailbox:
 
     def wait_for_mail(self, seconds: float, stop: threading.Event) -> bool:
         """IDLE for up to `seconds` or until `stop` is set; True when new mail arrived."""
-        client = self.client
-        if b"IDLE" not in client.capabilities():
-            stop.wait(min(seconds, 60))  # polling fallback
-            return True
-        client.idle()
         try:
-            end = time.monotonic() + seconds
-            quick_silences = 0
-            while not stop.is_set() and time.monotonic() < end:
-                asked = time.monotonic()
-                responses = client.idle_check(timeout=1)
-                if any(r[1] in (b"EXISTS", b"RECENT") for r in responses if len(r) > 1):
-                    return True
-                # A closed socket reads as "nothing" at once instead of after the timeout.
-                quick = not responses and time.monotonic() - asked < 0.5
-                quick_silences = quick_silences + 1 if quick else 0
-                if quick_silences >= 3:
-                    raise MailboxError("the IMAP server closed the connection")
-            return False
-        finally:
-            with contextlib.suppress(IMAPClientError, OSError):  # gone already: reconnect
-                client.idle_done()
+            return bool(wait_for_mail([self], seconds, stop))
+        except MailboxLost as exc:
+            raise MailboxError(str(exc)) from exc
 
     def noop(self) -> None:
         self.client.noop()
+
+
+class MailboxLost(MailboxError):
+    """One of several mailboxes being watched dropped its connection."""
+
+    def __init__(self, mailbox: Mailbox, reason: str) -> None:
+        super().__init__(reason)
+        self.mailbox = mailbox
+
+
+def wait_for_mail(mailboxes: list[Mailbox], seconds: float, stop: threading.Event) -> list[Mailbox]:
+    """IDLE on every mailbox at once, for up to `seconds` or until `stop` is set.
+
+    Returns the mailboxes that may have new mail: those the server told of new mail, and
+    any whose server cannot IDLE (they are polled, at least once a minute). One thread
+    watches them all, so mail is still decided one message at a time. A connection that
+    has died raises MailboxLost naming its mailbox.
+    """
+    idling: list[Mailbox] = []
+    polled: list[Mailbox] = []
+    for mailbox in mailboxes:
+        (idling if b"IDLE" in mailbox.client.capabilities() else polled).append(mailbox)
+    end = time.monotonic() + (min(seconds, 60) if polled else seconds)
+    started: list[Mailbox] = []
+    try:
+        for mailbox in idling:
+            mailbox.client.idle()
+            started.append(mailbox)
+        silences = dict.fromkeys(idling, 0)
+        while not stop.is_set() and (left := end - time.monotonic()) > 0:
+            if not idling:
+                stop.wait(left)
+                break
+            sockets = {mailbox.client.socket(): mailbox for mailbox in idling}
+            readable, _, _ = select.select(list(sockets), [], [], min(1.0, left))
+            arrived = []
+            for sock in readable:
+                mailbox = sockets[sock]
+                responses = mailbox.client.idle_check(timeout=0)
+                if any(r[1] in (b"EXISTS", b"RECENT") for r in responses if len(r) > 1):
+                    arrived.append(mailbox)
+                # A closed socket is readable yet says nothing, again and again.
+                silences[mailbox] = 0 if responses else silences[mailbox] + 1
+                if silences[mailbox] >= 3:
+                    raise MailboxLost(mailbox, "the IMAP server closed the connection")
+            if arrived:
+                return arrived + polled
+        return polled
+    finally:
+        for mailbox in started:
+            with contextlib.suppress(IMAPClientError, OSError):  # gone already: reconnect
+                mailbox.client.idle_done()
 
 
 def _keepalive(client: IMAPClient) -> None:

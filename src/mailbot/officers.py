@@ -75,9 +75,7 @@ def find_commands(text: str) -> list[Command]:
 
 def staff_sender(msg: ParsedMessage, cfg: Config) -> str | None:
     """The officer's address, or the council mailbox's, when staff wrote this message."""
-    if msg.from_addr and (
-        msg.from_addr == cfg.council.mailbox_address or cfg.officer(msg.from_addr)
-    ):
+    if msg.from_addr and (msg.from_addr in cfg.mailbox_addresses or cfg.officer(msg.from_addr)):
         return msg.from_addr
     return None
 

@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -242,9 +243,76 @@ def recover_interrupted(sessions: sessionmaker[Session], clock: Clock) -> int:
     return len(rows)
 
 
-def flush(app: App) -> FlushResult:
-    """Send everything due in the outbox over one SMTP connection."""
-    return asyncio.run(_flush(app))
+def flush(app: App, stop: threading.Event | None = None) -> FlushResult:
+    """Send everything due in the outbox over one SMTP connection; with `stop`, end after
+    the message in hand once it is set (a message is never abandoned half-sent)."""
+    return asyncio.run(_flush(app, stop))
+
+
+class Sender:
+    """The daemon's sending thread: mail goes out as soon as it is queued, while the main
+    loop reads the next message, and again when a deferred message's retry is due."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._busy_since: float | None = None  # monotonic, while a flush is under way
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Something was queued: send it now."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Finish the message in hand, then end the thread."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def stuck(self, limit: timedelta = SENDING_LEASE) -> bool:
+        """One pass of sending has run longer than `limit` (each step times out sooner):
+        the daemon then stops feeding systemd's watchdog, which restarts it."""
+        busy = self._busy_since
+        return busy is not None and time.monotonic() - busy > limit.total_seconds()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            self._wake.wait(self._seconds_to_next())
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self._busy_since = time.monotonic()
+            try:
+                flush(self.app, self._stop)
+                failures = 0
+            except Exception as exc:  # the database, say: try again, never let the thread die
+                failures += 1
+                delay = min(2.0**failures, 300.0)
+                log.error("outbox: cannot send now (%s); trying again in %.0f s", exc, delay)
+                self._stop.wait(delay)
+                self._wake.set()
+            finally:
+                self._busy_since = None
+
+    def _seconds_to_next(self) -> float:
+        """Until the earliest deferred message is due (at most a minute; 0 if one is due)."""
+        try:
+            with self.app.sessions() as session:
+                due = session.scalar(
+                    select(func.min(OutboxMessage.next_attempt_at)).where(
+                        OutboxMessage.status == "pending"
+                    )
+                )
+        except OperationalError:
+            return 5.0
+        if due is None:
+            return 60.0
+        return max(0.0, min(60.0, (due - self.app.clock.now()).total_seconds()))
 
 
 @dataclass(frozen=True)
@@ -319,7 +387,7 @@ def _has_due(sessions: sessionmaker[Session], clock: Clock) -> bool:
         )
 
 
-async def _flush(app: App) -> FlushResult:
+async def _flush(app: App, stop: threading.Event | None = None) -> FlushResult:
     sessions, cfg, clock = app.sessions, app.cfg, app.clock
     result = FlushResult()
     if not _has_due(sessions, clock):
@@ -331,7 +399,11 @@ async def _flush(app: App) -> FlushResult:
         return result
     try:
         seen: set[int] = set()
-        while (claim := _claim_next(sessions, clock, app)) is not None and claim.row_id not in seen:
+        while (
+            not (stop and stop.is_set())
+            and (claim := _claim_next(sessions, clock, app)) is not None
+            and claim.row_id not in seen
+        ):
             seen.add(claim.row_id)
             faults.crash_point("after-claim")
             outcome = await _send_one(app, smtp, claim)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,9 +14,10 @@ from sqlalchemy.orm import Session
 from mailbot import faults, systemd
 from mailbot.app import App
 from mailbot.classify import classify
+from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
 from mailbot.letters import Letter, subject_for
-from mailbot.mailbox import FetchedMessage, Mailbox
+from mailbot.mailbox import FetchedMessage, Mailbox, folder_key
 from mailbot.officers import (
     CommandError,
     escalate,
@@ -44,27 +46,45 @@ from mailbot.thread import find_case
 log = logging.getLogger("mailbot.pipeline")
 
 
-def folder_key(app: App, folder: str) -> str:
-    """Folder state is kept per account and folder, so several mailboxes can share a database."""
-    return f"{app.cfg.imap.username or app.cfg.imap.host}/{folder}"
+def ingest_mailbox(app: App, mailbox: Mailbox, progress: Callable[[], None] | None = None) -> int:
+    """Read one mailbox: its sent folder for officers' replies, then its inbox (left
+    selected, for IDLE). Returns how many new messages the inbox had."""
+    if mailbox.cfg.sent:
+        ingest_folder(app, mailbox, mailbox.cfg.sent, sent=True, progress=progress)
+    return ingest_folder(app, mailbox, mailbox.cfg.inbox, progress=progress)
 
 
-def ingest_folder(app: App, mailbox: Mailbox, folder: str, *, sent: bool = False) -> int:
+def ingest_folder(
+    app: App,
+    mailbox: Mailbox,
+    folder: str,
+    *,
+    sent: bool = False,
+    progress: Callable[[], None] | None = None,
+) -> int:
     """Process every message that arrived since the folder was last read; returns the count.
 
     `sent` marks the mailbox's sent folder: read for officers' replies and commands only,
-    it never opens a case or sends an acknowledgement.
+    it never opens a case or sends an acknowledgement. `progress` is called after each
+    message is recorded (the daemon wakes its sending thread with it).
     """
-    key = folder_key(app, folder)
+    key = folder_key(mailbox.cfg, folder)
     uidvalidity = mailbox.select(folder)  # selected either way: the daemon IDLEs on it
     with folder_lock(app.engine, key) as ours:
         if not ours:
-            log.debug("folder %s is being read by another mailbot process", folder)
+            log.debug("folder %s is being read by another mailbot process", key)
             return 0
-        return _ingest(app, mailbox, folder, key, uidvalidity, sent)
+        return _ingest(app, mailbox, key, uidvalidity, sent, progress)
 
 
-def _ingest(app: App, mailbox: Mailbox, folder: str, key: str, uidvalidity: int, sent: bool) -> int:
+def _ingest(
+    app: App,
+    mailbox: Mailbox,
+    key: str,
+    uidvalidity: int,
+    sent: bool,
+    progress: Callable[[], None] | None,
+) -> int:
     now = app.clock.now()
     with app.sessions.begin() as session:
         state = session.scalar(select(FolderState).where(FolderState.folder == key))
@@ -73,19 +93,22 @@ def _ingest(app: App, mailbox: Mailbox, folder: str, key: str, uidvalidity: int,
             session.add(state)
         elif state.uidvalidity != uidvalidity:
             # The server renumbered the folder: read it again; Message-IDs stop repeats.
-            log.warning("folder %s: UIDVALIDITY changed; re-reading it", folder)
+            log.warning("folder %s: UIDVALIDITY changed; re-reading it", key)
             state.uidvalidity, state.last_uid = uidvalidity, 0
         state.checked_at = now
         last_uid, start_from = state.last_uid, state.start_from
-    max_bytes = app.cfg.imap.max_message_mb * 1024 * 1024
+    box = mailbox.cfg
+    max_bytes = box.max_message_mb * 1024 * 1024
     count = 0
     # Ask again until nothing is new: mail that arrives while we work is read now, not
     # left for an IDLE that may never mention it.
     while uids := mailbox.uids_after(last_uid):
         for fetched in mailbox.fetch(uidvalidity, uids, max_bytes):
             faults.crash_point("after-fetch")
-            process_message(app, fetched, key, start_from, sent=sent)
+            process_message(app, fetched, start_from, box, sent=sent)
             systemd.keepalive()  # a long backlog after an outage is work, not a hang
+            if progress is not None:
+                progress()
         last_uid, count = max(uids), count + len(uids)
     return count
 
@@ -98,7 +121,7 @@ def _first_visit(
     Messages from more than a day before start_from are skipped without being fetched;
     the day either side is fetched and judged by its exact arrival time.
     """
-    start_from = app.cfg.imap.start_from or now
+    start_from = mailbox.cfg.start_from or now
     recent = mailbox.uids_since(start_from - timedelta(days=1))
     watermark = min(recent) - 1 if recent else mailbox.highest_uid()
     log.info("folder %s: first visit; acting on mail from %s", key, start_from.isoformat())
@@ -108,13 +131,14 @@ def _first_visit(
 
 
 def process_message(
-    app: App, fetched: FetchedMessage, key: str, start_from: datetime, *, sent: bool = False
+    app: App, fetched: FetchedMessage, start_from: datetime, box: ImapConfig, *, sent: bool = False
 ) -> str:
     """Decide about one message and commit the decision with the folder position, atomically."""
     now = app.clock.now()
+    key = fetched.folder
     try:
         with app.sessions.begin() as session:
-            outcome = _decide(app, session, fetched, start_from, now, sent)
+            outcome = _decide(app, session, fetched, start_from, now, box, sent)
             _advance(session, key, fetched.uid)
             faults.crash_point("before-commit")
     except OperationalError:
@@ -191,6 +215,7 @@ def _decide(
     fetched: FetchedMessage,
     start_from: datetime,
     now: datetime,
+    box: ImapConfig,
     sent: bool,
 ) -> str:
     if _already_recorded(session, fetched):
@@ -259,7 +284,7 @@ def _decide(
         return "suppressed"
     assert recipient is not None  # screen() refuses mail without a valid sender
 
-    case = open_case(app, session, msg, fetched.internal_date, now)
+    case = open_case(app, session, msg, fetched.internal_date, now, box)
     _record(session, fetched, msg, "case-opened", list(case.reasons), now, case)
     acknowledge(app, session, case, msg, recipient, now)
     if case.priority == "high":
@@ -268,7 +293,7 @@ def _decide(
 
 
 def _our_own(session: Session, msg: ParsedMessage, app: App) -> bool:
-    if msg.header(LOOP_HEADER) == app.cfg.council.mailbox_address:
+    if msg.header(LOOP_HEADER) in app.cfg.mailbox_addresses:
         return True
     return msg.message_id is not None and (
         session.scalar(select(OutboxMessage.id).where(OutboxMessage.message_id == msg.message_id))
@@ -294,10 +319,17 @@ def follow_up(
 
 
 def open_case(
-    app: App, session: Session, msg: ParsedMessage, received_at: datetime, now: datetime
+    app: App,
+    session: Session,
+    msg: ParsedMessage,
+    received_at: datetime,
+    now: datetime,
+    box: ImapConfig | None = None,
 ) -> Case:
-    """Classify, route and record a new case with its promised dates."""
-    decision = classify(msg, app.rules, mailbox_default=app.cfg.imap.default_category)
+    """Classify, route and record a new case with its promised dates; `box` is the
+    mailbox it came in to ([imap] when not given)."""
+    box = box or app.cfg.imap
+    decision = classify(msg, app.rules, mailbox_default=box.default_category)
     faults.crash_point("after-classify")
     category = decision.category
     stage = app.policy.stage(category, 1)
@@ -316,6 +348,7 @@ def open_case(
         resident_name=msg.from_name,
         subject=msg.subject,
         first_message_id=msg.message_id,
+        mailbox=app.cfg.address_of(box),
         officer_email=officer.email if officer else None,
         officer_name=officer.name if officer else None,
         role=stage.role,
@@ -395,6 +428,6 @@ def acknowledge(
     queue(
         session,
         [(f"ack:{case.ref}", letter, case.id)],
-        mailbox_address=app.cfg.council.mailbox_address,
+        mailbox_address=case.mailbox or app.cfg.council.mailbox_address,
         now=now,
     )

@@ -96,6 +96,9 @@ class Case(Base):
     subject: Mapped[str] = mapped_column(String(500), default="")
     # The resident's first message, which our replies to them thread under.
     first_message_id: Mapped[str | None] = mapped_column(String(998), nullable=True)
+    # The council mailbox the case came in to (foi@, enquiries@ …): our letters about it
+    # come from there. None on cases from before mailbot read several mailboxes.
+    mailbox: Mapped[str | None] = mapped_column(String(254), nullable=True)
     officer_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     officer_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     role: Mapped[str] = mapped_column(String(64))
@@ -144,6 +147,7 @@ class InboundMessage(Base):
 
     __tablename__ = "messages"
     id: Mapped[int] = mapped_column(primary_key=True)
+    # The folder as FolderState names it ("account/INBOX"): two mailboxes' INBOXes differ.
     folder: Mapped[str] = mapped_column(String(255))
     uidvalidity: Mapped[int] = mapped_column(Integer)
     uid: Mapped[int] = mapped_column(Integer)

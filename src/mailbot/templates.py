@@ -124,7 +124,7 @@ def case_context(
     officer = cfg.officer(case.officer_email) if case.officer_email else None
     local = case.received_at.astimezone(ZoneInfo(policy.timezone))
     return {
-        "council": {"name": cfg.council.name, "email": cfg.council.mailbox_address},
+        "council": {"name": cfg.council.name, "email": case.mailbox or cfg.council.mailbox_address},
         "case": {
             "ref": case.ref,
             "category": case.category,
