@@ -49,6 +49,46 @@ def test_db_upgrade_creates_the_schema(tmp_path, dovecot, smtp, database_url, ca
     command.check(alembic_config(database_url))
 
 
+@pytest.mark.integration
+def test_upgrade_to_several_mailboxes_keeps_what_was_read(database_url):
+    # A database from before several mailboxes: messages under the bare folder name.
+    from sqlalchemy import text
+
+    from mailbot.migrations import upgrade
+
+    upgrade(database_url, "0004")
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO folder_state (folder, uidvalidity, last_uid, start_from) "
+                "VALUES ('enquiries@x.gov.uk/INBOX', 7, 2, '2026-11-01 00:00:00+00:00'), "
+                "('enquiries@x.gov.uk/Sent Items', 8, 1, '2026-11-01 00:00:00+00:00')"
+            )
+        )
+        for folder, uid in (("INBOX", 1), ("INBOX", 2), ("Sent Items", 1)):
+            conn.execute(
+                text(
+                    "INSERT INTO messages (folder, uidvalidity, uid, content_hash, internal_date, "
+                    "outcome, reasons, processed_at) VALUES (:f, 7, :u, 'h', "
+                    "'2026-11-02 09:00:00+00:00', 'suppressed', '[]', '2026-11-02 09:00:00+00:00')"
+                ),
+                {"f": folder, "u": uid},
+            )
+    upgrade(database_url)
+    with engine.connect() as conn:
+        folders = sorted(conn.execute(text("SELECT folder, uid FROM messages")).all())
+        mailbox = conn.execute(text("SELECT mailbox FROM cases")).all()
+    engine.dispose()
+    # Now keyed as folder_state is, so the same UIDs in foi@'s INBOX cannot clash.
+    assert folders == [
+        ("enquiries@x.gov.uk/INBOX", 1),
+        ("enquiries@x.gov.uk/INBOX", 2),
+        ("enquiries@x.gov.uk/Sent Items", 1),
+    ]
+    assert mailbox == []
+
+
 def test_deadline_json_for_an_foi_request(capsys):
     # Fri 18 Dec 2026 16:00 GMT. Day 1 Mon 21 Dec. Not counted: Fri 25 Dec, Mon 28 Dec
     # (Boxing Day substitute), Fri 1 Jan, and Mon 4 Jan 2027 (Scotland's 2 January
