@@ -303,6 +303,35 @@ def test_broken_message_is_recorded_and_not_retried(app, dovecot, smtp, monkeypa
     assert to_residents(smtp) == []
 
 
+def test_one_broken_message_in_a_batch_does_not_hold_up_the_rest(app, dovecot, smtp, monkeypatch):
+    import mailbot.pipeline as pipeline
+
+    real = pipeline.classify
+
+    def explode_on_one(msg, *args, **kwargs):
+        if msg.from_addr == "bob@example.com":
+            raise RuntimeError("classifier fell over")
+        return real(msg, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "classify", explode_on_one)
+    # Fetched and decided together, in one transaction.
+    for who in ("ann@example.com", "bob@example.com", "cat@example.com"):
+        dovecot.append(resident_mail(sender=who, message_id=f"<{who}>"), when=ARRIVED)
+    run_once(app)
+
+    assert [(m.uid, m.outcome) for m in inbound(app)] == [
+        (1, "case-opened"),
+        (2, "failed"),  # bob's: recorded with its reason, not retried for ever
+        (3, "case-opened"),
+    ]
+    assert inbound(app)[1].reasons == ["RuntimeError: classifier fell over"]
+    assert [c.ref for c in cases(app)] == ["ENQ-2026-00001", "ENQ-2026-00002"]
+    assert sorted(m.rcpt_tos[0] for m in to_residents(smtp)) == [
+        "ann@example.com",
+        "cat@example.com",
+    ]
+
+
 def test_smtp_down_then_back_sends_exactly_once(app, dovecot, smtp):
     smtp.stop()
     dovecot.append(resident_mail(), when=ARRIVED)

@@ -121,11 +121,15 @@ class Mailbox:
         uids = self.client.search(["ALL"])
         return max(uids) if uids else 0
 
-    def fetch(self, uidvalidity: int, uids: list[int], max_bytes: int) -> Iterator[FetchedMessage]:
-        """Messages in UID order; anything over `max_bytes` is fetched only up to the cap."""
+    def fetch(
+        self, uidvalidity: int, uids: list[int], max_bytes: int
+    ) -> Iterator[list[FetchedMessage]]:
+        """Messages in UID order, FETCH_BATCH at a time; anything over `max_bytes` is
+        fetched only up to the cap."""
         folder = folder_key(self.cfg, self.selected or "")
         for start in range(0, len(uids), FETCH_BATCH):
             batch = uids[start : start + FETCH_BATCH]
+            fetched = []
             meta = self.client.fetch(batch, ["INTERNALDATE", "RFC822.SIZE"])
             small = [u for u in batch if u in meta and meta[u][b"RFC822.SIZE"] <= max_bytes]
             bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
@@ -143,15 +147,19 @@ class Mailbox:
                     found = [v for k, v in part.items() if k.startswith(b"BODY[")]
                     raw = found[0] if found and isinstance(found[0], bytes) else b""
                     truncated = True
-                yield FetchedMessage(
-                    folder=folder,
-                    uidvalidity=uidvalidity,
-                    uid=uid,
-                    internal_date=_aware(meta[uid][b"INTERNALDATE"]),
-                    size=size,
-                    raw=raw,
-                    truncated=truncated,
+                fetched.append(
+                    FetchedMessage(
+                        folder=folder,
+                        uidvalidity=uidvalidity,
+                        uid=uid,
+                        internal_date=_aware(meta[uid][b"INTERNALDATE"]),
+                        size=size,
+                        raw=raw,
+                        truncated=truncated,
+                    )
                 )
+            if fetched:
+                yield fetched
 
     def wait_for_mail(self, seconds: float, stop: threading.Event) -> bool:
         """IDLE for up to `seconds` or until `stop` is set; True when new mail arrived."""

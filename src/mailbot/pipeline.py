@@ -103,9 +103,9 @@ def _ingest(
     # Ask again until nothing is new: mail that arrives while we work is read now, not
     # left for an IDLE that may never mention it.
     while uids := mailbox.uids_after(last_uid):
-        for fetched in mailbox.fetch(uidvalidity, uids, max_bytes):
+        for batch in mailbox.fetch(uidvalidity, uids, max_bytes):
             faults.crash_point("after-fetch")
-            process_message(app, fetched, start_from, box, sent=sent)
+            process_batch(app, batch, start_from, box, sent=sent)
             systemd.keepalive()  # a long backlog after an outage is work, not a hang
             if progress is not None:
                 progress()
@@ -128,6 +128,52 @@ def _first_visit(
     return FolderState(
         folder=key, uidvalidity=uidvalidity, last_uid=watermark, start_from=start_from
     )
+
+
+def process_batch(
+    app: App,
+    batch: list[FetchedMessage],
+    start_from: datetime,
+    box: ImapConfig,
+    *,
+    sent: bool = False,
+) -> list[str]:
+    """Decide a batch of messages and commit the decisions with the folder position, all
+    together: one commit for many messages, and a crash before it leaves them all waiting.
+
+    Should one message trip over a bug, the batch is decided again one message at a time,
+    so that only that one is recorded as failed.
+    """
+    if len(batch) == 1:
+        return [process_message(app, batch[0], start_from, box, sent=sent)]
+    now = app.clock.now()
+    first, last = batch[0], batch[-1]
+    try:
+        with app.sessions.begin() as session:
+            recorded = _recorded_uids(session, batch)
+            outcomes = [
+                "already-recorded"  # another pass (or process) got here first
+                if fetched.uid in recorded
+                else _decide(app, session, fetched, start_from, now, box, sent, recorded=False)
+                for fetched in batch
+            ]
+            _advance(session, last.folder, last.uid)
+            faults.crash_point("before-commit")
+    except OperationalError:
+        log.error(
+            "database unavailable at uid=%s-%s in %s; will retry", first.uid, last.uid, last.folder
+        )
+        raise
+    except Exception:
+        log.warning(
+            "a message among uid=%s-%s in %s could not be processed; deciding them one by one",
+            first.uid,
+            last.uid,
+            last.folder,
+        )
+        return [process_message(app, fetched, start_from, box, sent=sent) for fetched in batch]
+    faults.crash_point("after-commit")
+    return outcomes
 
 
 def process_message(
@@ -164,16 +210,16 @@ def _advance(session: Session, key: str, uid: int) -> None:
     )
 
 
-def _already_recorded(session: Session, fetched: FetchedMessage) -> bool:
-    return (
-        session.scalar(
-            select(InboundMessage.id).where(
-                InboundMessage.folder == fetched.folder,
-                InboundMessage.uidvalidity == fetched.uidvalidity,
-                InboundMessage.uid == fetched.uid,
+def _recorded_uids(session: Session, batch: list[FetchedMessage]) -> set[int]:
+    """Which of these messages (one folder, one UIDVALIDITY) are recorded already."""
+    return set(
+        session.scalars(
+            select(InboundMessage.uid).where(
+                InboundMessage.folder == batch[0].folder,
+                InboundMessage.uidvalidity == batch[0].uidvalidity,
+                InboundMessage.uid.in_([fetched.uid for fetched in batch]),
             )
         )
-        is not None
     )
 
 
@@ -217,8 +263,13 @@ def _decide(
     now: datetime,
     box: ImapConfig,
     sent: bool,
+    *,
+    recorded: bool | None = None,
 ) -> str:
-    if _already_recorded(session, fetched):
+    """What to do with one message; `recorded` when the caller has already looked."""
+    if recorded is None:
+        recorded = bool(_recorded_uids(session, [fetched]))
+    if recorded:
         return "already-recorded"  # another pass (or process) got here first
     msg = parse_message(fetched.raw, truncated=fetched.truncated)
     faults.crash_point("after-parse")
