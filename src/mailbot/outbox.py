@@ -23,6 +23,7 @@ from sqlalchemy import (
     cast,
     column,
     func,
+    insert,
     literal,
     select,
     true,
@@ -44,7 +45,7 @@ from mailbot.letters import Letter, new_message_id, render
 from mailbot.oauth import OAuthError, OAuthTokens
 from mailbot.policy import Policy
 from mailbot.route import holders
-from mailbot.store import Case, OutboxMessage, UTCDateTime, add_event
+from mailbot.store import Case, CaseEvent, OutboxMessage, UTCDateTime
 
 if TYPE_CHECKING:
     from mailbot.app import App
@@ -322,18 +323,31 @@ class _Claim:
     recipient: str
     kind: str
     error: str = ""
+    case_id: int | None = None
+    ref: str | None = None
 
 
 def _claim_next(
-    sessions: sessionmaker[Session], clock: Clock, app: App | None = None
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    app: App | None = None,
+    *,
+    sent: _Claim | None = None,
+    more: bool = True,
 ) -> _Claim | None:
     """Take the oldest due message, one at a time, so a crash strands at most one.
 
     With `app`, the message is also written (composed from its letter) in the same
     transaction: if the database cannot store it, nothing is claimed and it stays due.
+    `sent`, the message just handed over, is recorded as sent in that same transaction
+    (one commit a message, not two); with `more` false nothing new is claimed.
     """
     now = clock.now()
     with sessions.begin() as session:
+        if sent is not None:
+            _mark_sent(session, now, sent)
+        if not more:
+            return None
         row_id = session.scalar(
             select(OutboxMessage.id)
             .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
@@ -369,7 +383,9 @@ def _claim_next(
             except Exception as exc:  # a bug in one letter must not block the rest
                 log.exception("cannot write %s %s", row.kind, row.key)
                 error = f"cannot write the message: {type(exc).__name__}: {exc}"
-        return _Claim(row.id, row.raw, row.recipient, row.kind, error)
+        case = session.get(Case, row.case_id) if row.case_id else None
+        ref = case.ref if case else None
+        return _Claim(row.id, row.raw, row.recipient, row.kind, error, row.case_id, ref)
 
 
 def _has_due(sessions: sessionmaker[Session], clock: Clock) -> bool:
@@ -399,15 +415,17 @@ async def _flush(app: App, stop: threading.Event | None = None) -> FlushResult:
         return result
     try:
         seen: set[int] = set()
-        while (
-            not (stop and stop.is_set())
-            and (claim := _claim_next(sessions, clock, app)) is not None
-            and claim.row_id not in seen
-        ):
+        claim = _claim_next(sessions, clock, app)
+        while claim is not None and claim.row_id not in seen:
             seen.add(claim.row_id)
             faults.crash_point("after-claim")
             outcome = await _send_one(app, smtp, claim)
             setattr(result, outcome, getattr(result, outcome) + 1)
+            more = not (stop and stop.is_set())
+            if outcome == "sent":
+                claim = _record_sent(app, claim, more)
+            else:
+                claim = _claim_next(sessions, clock, app) if more else None
     finally:
         try:
             await smtp.quit()
@@ -449,7 +467,7 @@ async def smtp_login_check(cfg: SmtpConfig) -> None:
 
 async def _send_one(app: App, smtp: aiosmtplib.SMTP, claim: _Claim) -> str:
     sessions, cfg, clock = app.sessions, app.cfg, app.clock
-    row_id, raw, recipient, kind = claim.row_id, claim.raw, claim.recipient, claim.kind
+    row_id, raw, recipient = claim.row_id, claim.raw, claim.recipient
     if claim.error or not raw:
         return _failed(sessions, clock, row_id, claim.error or "empty message", permanent=True)
     try:
@@ -473,9 +491,7 @@ async def _send_one(app: App, smtp: aiosmtplib.SMTP, claim: _Claim) -> str:
         # (RFC 1047), so it is as uncertain as a kill -9 mid-send and is not sent again.
         return _uncertain(sessions, row_id, f"the server did not confirm the message: {exc}")
     faults.crash_point("after-send")
-    _record_sent(sessions, clock, row_id, kind, recipient)
-    faults.crash_point("after-record")
-    return "sent"
+    return "sent"  # recorded by the caller, with the claim of the next message
 
 
 async def _reset(smtp: aiosmtplib.SMTP) -> None:
@@ -492,39 +508,55 @@ def _uncertain(sessions: sessionmaker[Session], row_id: int, error: str) -> str:
     return "failed"
 
 
-def _record_sent(
-    sessions: sessionmaker[Session], clock: Clock, row_id: int, kind: str, recipient: str
-) -> None:
-    """Mark a message sent. The server has it now, so a database that is briefly full or
-    locked is waited for; if it never recovers, the row stays 'sending' and is never
-    sent again (it turns 'uncertain' once its lease runs out)."""
-    for attempt in range(3):
-        try:
-            _mark_sent(sessions, clock, row_id, kind, recipient)
-            return
-        except OperationalError:
-            if attempt == 2:
-                log.critical("%s to %s was sent but could not be recorded", kind, recipient)
-                raise
-            time.sleep(1 + attempt)
+def _record_sent(app: App, sent: _Claim, more: bool) -> _Claim | None:
+    """Record a message as sent and claim the next one, in one transaction.
+
+    The server has the message now, so recording it comes first: if the database refuses
+    the pair (full, say: the next message is written into its row), the record is tried
+    alone, waiting out a briefly full or locked database. If it never recovers, the row
+    stays 'sending' and is never sent again (it turns 'uncertain' once its lease runs out).
+    """
+    try:
+        claim = _claim_next(app.sessions, app.clock, app, sent=sent, more=more)
+    except OperationalError:
+        for attempt in range(3):
+            try:
+                _claim_next(app.sessions, app.clock, app, sent=sent, more=False)
+                break
+            except OperationalError:
+                if attempt == 2:
+                    log.critical(
+                        "%s to %s was sent but could not be recorded", sent.kind, sent.recipient
+                    )
+                    raise
+                time.sleep(1 + attempt)
+        raise  # recorded; the rest waits until the database has room again
+    faults.crash_point("after-record")
+    return claim
 
 
-def _mark_sent(
-    sessions: sessionmaker[Session], clock: Clock, row_id: int, kind: str, recipient: str
-) -> None:
-    now = clock.now()
-    with sessions.begin() as session:
-        row = session.get(OutboxMessage, row_id)
-        assert row is not None
-        row.status, row.sent_at, row.last_error = "sent", now, ""
-        case = session.get(Case, row.case_id) if row.case_id else None
-        if case is not None:
-            if kind == "acknowledgement" and case.acknowledged_at is None:
-                case.acknowledged_at = now
-            add_event(
-                session, case, now, _EVENT_KIND.get(kind, "note"), f"{kind} sent to {recipient}"
+def _mark_sent(session: Session, now: datetime, sent: _Claim) -> None:
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == sent.row_id)
+        .values(status="sent", sent_at=now, last_error="")
+    )
+    if sent.case_id is not None:
+        if sent.kind == "acknowledgement":
+            session.execute(
+                update(Case)
+                .where(Case.id == sent.case_id, Case.acknowledged_at.is_(None))
+                .values(acknowledged_at=now)
             )
-        log.info("sent %s to %s", kind, recipient, extra={"case": case.ref if case else None})
+        session.execute(
+            insert(CaseEvent).values(
+                case_id=sent.case_id,
+                at=now,
+                kind=_EVENT_KIND.get(sent.kind, "note"),
+                detail=f"{sent.kind} sent to {sent.recipient}",
+            )
+        )
+    log.info("sent %s to %s", sent.kind, sent.recipient, extra={"case": sent.ref})
 
 
 _EVENT_KIND = {"acknowledgement": "acknowledged", "holding": "holding", "reminder": "reminder"}
