@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -124,3 +128,34 @@ def to_residents(smtp: SmtpCapture) -> list:
     """What residents received (auto-replies), leaving out staff mail such as the digest."""
     with smtp.lock:
         return [m for m in smtp.messages if m.message["Auto-Submitted"] == "auto-replied"]
+
+
+def mailbot(config: Path, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    """`mailbot --config CONFIG ARGS...` as its own process, as a sysadmin would run it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailbot", "--config", str(config), *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> tuple[int, str]:
+    """SIGTERM, as systemd stops the service; the exit status and what it logged."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, err.decode()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
@@ -19,41 +14,20 @@ from mailbot.faults import ENV as CRASH_ENV
 from mailbot.faults import POINTS
 from mailbot.migrations import upgrade
 from mailbot.store import InboundMessage, OutboxMessage
-from tests.conftest import COUNCIL, START_FROM, resident_mail, to_residents
+from tests.conftest import (
+    COUNCIL,
+    START_FROM,
+    mailbot,
+    resident_mail,
+    stop,
+    to_residents,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 ARRIVED = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
 NOW = "2026-11-03T10:00:00+00:00"
-
-
-def mailbot(config: Path, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mailbot", "--config", str(config), *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        **kw,
-    )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
-
-
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    return proc.returncode, err.decode()
 
 
 def test_run_acknowledges_new_mail_under_idle_and_stops_on_sigterm(config_path, dovecot, smtp):

@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -42,7 +41,14 @@ from mailbot.devservers import (
 )
 from mailbot.migrations import upgrade
 from mailbot.store import InboundMessage, OutboxMessage
-from tests.conftest import COUNCIL, START_FROM, resident_mail, to_residents
+from tests.conftest import (
+    COUNCIL,
+    START_FROM,
+    mailbot,
+    resident_mail,
+    to_residents,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -70,28 +76,10 @@ def deliver(account: Account | LocalDovecot, who: list[str], body_kb: int = 0) -
         account.append(raw, when=ARRIVED)
 
 
-def mailbot(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mailbot", "--config", str(config), *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
 def run_cli(config: Path, *args: str) -> tuple[int, str]:
     proc = mailbot(config, "run", "--once", *args)
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err.decode()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def inbound(app: App) -> list[InboundMessage]:

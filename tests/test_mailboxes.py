@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +19,15 @@ from mailbot.devservers import Account, LocalDovecot, SmtpCapture, local_config
 from mailbot.migrations import upgrade
 from mailbot.scheduler import run_due
 from mailbot.store import Case, FolderState, InboundMessage
-from tests.conftest import COUNCIL, START_FROM, resident_mail, to_residents
+from tests.conftest import (
+    COUNCIL,
+    START_FROM,
+    mailbot,
+    resident_mail,
+    stop,
+    to_residents,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -183,25 +187,12 @@ def test_an_unreachable_mailbox_does_not_hold_up_the_others(
         tmp_path, dovecot, foi, smtp, database_url, foi_password="not the password"
     )
     dovecot.append(resident_mail(), when=ARRIVED)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mailbot",
-            "--config",
-            str(path),
-            "run",
-            "--once",
-            "--now",
-            NOW.isoformat(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = mailbot(path, "run", "--once", "--now", NOW.isoformat())
+    _, err = proc.communicate(timeout=120)
+    stderr = err.decode()
     assert proc.returncode == 2  # cannot reach a server
-    assert proc.stderr.splitlines()[-1].startswith("mailbot: IMAP 127.0.0.1")
-    assert f"mailbox {foi.user}:" in proc.stderr  # which one, in the log
+    assert stderr.splitlines()[-1].startswith("mailbot: IMAP 127.0.0.1")
+    assert f"mailbox {foi.user}:" in stderr  # which one, in the log
     # The reachable mailbox was read and its resident acknowledged all the same.
     assert [m.rcpt_tos for m in to_residents(smtp)] == [["jane.doe@example.com"]]
 
@@ -209,34 +200,9 @@ def test_an_unreachable_mailbox_does_not_hold_up_the_others(
 # -- the daemon ---------------------------------------------------------------------------
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
-
-
-def start_daemon(path: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mailbot", "--config", str(path), "run"],
-        env=os.environ.copy(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def stop_daemon(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err.decode()
-    return err.decode()
-
-
 def test_run_idles_on_both_mailboxes_at_once(tmp_path, dovecot, foi, smtp):
     path = two_mailbox_config(tmp_path, dovecot, foi, smtp, f"sqlite:///{tmp_path / 'db'}")
-    proc = start_daemon(path)
+    proc = mailbot(path, "run")
     try:
         time.sleep(1.5)  # connected to both and idling
         foi.append(resident_mail(sender="bob@example.net", subject="Minutes", body=PLAIN))
@@ -244,7 +210,8 @@ def test_run_idles_on_both_mailboxes_at_once(tmp_path, dovecot, foi, smtp):
         dovecot.append(resident_mail(sender="ann@example.com", message_id="<ann@x>"))
         wait_for(lambda: len(to_residents(smtp)) == 2)
     finally:
-        err = stop_daemon(proc)
+        code, err = stop(proc, timeout=30)
+    assert code == 0, err
     senders = {m.rcpt_tos[0]: m.message["From"].addresses[0].addr_spec for m in to_residents(smtp)}
     assert senders == {"bob@example.net": foi.user, "ann@example.com": COUNCIL}
     assert f"watching INBOX for {foi.user}" in err
@@ -255,12 +222,13 @@ def test_run_keeps_serving_one_mailbox_while_the_other_cannot_sign_in(tmp_path, 
     path = two_mailbox_config(
         tmp_path, dovecot, foi, smtp, f"sqlite:///{tmp_path / 'db'}", foi_password="wrong"
     )
-    proc = start_daemon(path)
+    proc = mailbot(path, "run")
     try:
         time.sleep(1.5)
         dovecot.append(resident_mail(sender="ann@example.com", message_id="<ann@x>"))
         wait_for(lambda: len(to_residents(smtp)) == 1)
     finally:
-        err = stop_daemon(proc)
+        code, err = stop(proc, timeout=30)
+    assert code == 0, err
     assert f"mailbox {foi.user}: connection lost" in err
     assert "reconnecting in" in err
