@@ -137,7 +137,6 @@ class Daemon:
             for box in self.app.cfg.all_mailboxes
         ]
         self.sender = outbox.Sender(self.app)
-        outbox.recover_interrupted(self.app.sessions, self.app.clock)
         self.sender.start()
         timer.start()
         try:

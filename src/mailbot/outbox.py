@@ -289,6 +289,8 @@ class Sender:
                 break
             self._busy_since = time.monotonic()
             try:
+                # Another process on the same database may have died mid-send.
+                recover_interrupted(self.app.sessions, self.app.clock)
                 flush(self.app, self._stop)
                 failures = 0
             except Exception as exc:  # the database, say: try again, never let the thread die
