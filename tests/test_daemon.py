@@ -48,6 +48,19 @@ def test_run_acknowledges_new_mail_under_idle_and_stops_on_sigterm(config_path, 
     ]
 
 
+def test_run_keeps_one_smtp_connection_while_mail_keeps_coming(config_path, dovecot, smtp):
+    proc = mailbot(config_path, "run")
+    try:
+        time.sleep(1.5)
+        for n in range(3):  # each arrives on its own, a wake-up and a sending pass each
+            dovecot.append(resident_mail(sender=f"r{n}@example.com", message_id=f"<k{n}@x>"))
+            wait_for(lambda n=n: len(to_residents(smtp)) == n + 1)
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    assert smtp.greetings == 1  # one connection (and sign-in) for all three
+
+
 def test_run_reconnects_after_the_imap_server_restarts(tmp_path, smtp):
     server = LocalDovecot(user=COUNCIL).start()
     try:

@@ -216,7 +216,20 @@ class _CaptureHandler:
     def __init__(self, capture: SmtpCapture) -> None:
         self.capture = capture
 
-    async def handle_RCPT(  # aiosmtpd calls hooks by these names
+    async def handle_EHLO(  # aiosmtpd calls hooks by these names
+        self,
+        server: SMTPServer,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list,
+    ) -> list:
+        with self.capture.lock:
+            self.capture.greetings += 1  # one a connection (and again after STARTTLS)
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(
         self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
         if self.capture.refuse:
@@ -264,6 +277,7 @@ class SmtpCapture:
     port: int = field(default_factory=free_port)
     messages: list[CapturedMessage] = field(default_factory=list)
     refuse: str | None = None
+    greetings: int = 0  # EHLOs seen: how many connections mailbot opened
     lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 

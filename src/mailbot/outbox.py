@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
@@ -54,6 +55,7 @@ log = logging.getLogger("mailbot.outbox")
 
 MAX_ATTEMPTS = 30  # about three days of retries with the backoff below
 SENDING_LEASE = timedelta(minutes=10)
+KEEP_IDLE = 30.0  # seconds the sending thread keeps an idle SMTP connection open
 
 
 def queue(
@@ -281,17 +283,28 @@ class Sender:
         return busy is not None and time.monotonic() - busy > limit.total_seconds()
 
     def _run(self) -> None:
+        # One event loop for the thread's life, so the SMTP connection can outlive a pass.
+        with asyncio.Runner() as runner:
+            kept = _KeptConnection()
+            try:
+                self._serve(runner, kept)
+            finally:
+                runner.run(kept.close())
+
+    def _serve(self, runner: asyncio.Runner, kept: _KeptConnection) -> None:
         failures = 0
         while not self._stop.is_set():
-            self._wake.wait(self._seconds_to_next())
+            woken = self._wake.wait(self._seconds_to_next(KEEP_IDLE if kept.smtp else 60.0))
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if not woken:
+                runner.run(kept.close())  # nothing new for a while: let the server go
             self._busy_since = time.monotonic()
             try:
                 # Another process on the same database may have died mid-send.
                 recover_interrupted(self.app.sessions, self.app.clock)
-                flush(self.app, self._stop)
+                runner.run(_flush(self.app, self._stop, kept))
                 failures = 0
             except Exception as exc:  # the database, say: try again, never let the thread die
                 failures += 1
@@ -302,8 +315,8 @@ class Sender:
             finally:
                 self._busy_since = None
 
-    def _seconds_to_next(self) -> float:
-        """Until the earliest deferred message is due (at most a minute; 0 if one is due)."""
+    def _seconds_to_next(self, limit: float) -> float:
+        """Until the earliest deferred message is due (at most `limit`; 0 if one is due)."""
         try:
             with self.app.sessions() as session:
                 due = session.scalar(
@@ -314,8 +327,8 @@ class Sender:
         except OperationalError:
             return 5.0
         if due is None:
-            return 60.0
-        return max(0.0, min(60.0, (due - self.app.clock.now()).total_seconds()))
+            return limit
+        return max(0.0, min(limit, (due - self.app.clock.now()).total_seconds()))
 
 
 @dataclass(frozen=True)
@@ -345,15 +358,19 @@ def _claim_next(
     (one commit a message, not two); with `more` false nothing new is claimed.
     """
     now = clock.now()
+    table = OutboxMessage.__table__
     with sessions.begin() as session:
+        # Plain statements on the session's connection: this runs once a message, and the
+        # ORM's bookkeeping for bulk statements would cost more than the statements do.
+        conn = session.connection()
         if sent is not None:
-            _mark_sent(session, now, sent)
+            _mark_sent(conn, now, sent)
         if not more:
             return None
-        row_id = session.scalar(
-            select(OutboxMessage.id)
-            .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
-            .order_by(OutboxMessage.id)
+        row_id = conn.scalar(
+            select(table.c.id)
+            .where(table.c.status == "pending", table.c.next_attempt_at <= now)
+            .order_by(table.c.id)
             .limit(1)
             .with_for_update(skip_locked=True)  # PostgreSQL: other processes skip it
         )
@@ -362,12 +379,12 @@ def _claim_next(
         # Claimed before sending: if we die after the server accepts it, the row says
         # 'sending' and is never sent again. The status check makes the claim safe where
         # FOR UPDATE does nothing (SQLite).
-        claimed = session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == row_id, OutboxMessage.status == "pending")
+        claimed = conn.execute(
+            update(table)
+            .where(table.c.id == row_id, table.c.status == "pending")
             .values(
                 status="sending",
-                attempts=OutboxMessage.attempts + 1,
+                attempts=table.c.attempts + 1,
                 next_attempt_at=now + SENDING_LEASE,
             )
         )
@@ -375,11 +392,12 @@ def _claim_next(
             return None
         row = session.get(OutboxMessage, row_id)
         assert row is not None
-        error = ""
-        if app is not None and not row.raw:
+        raw, error = row.raw, ""
+        if app is not None and not raw:
             # Written now, from the case as it stands, and kept: the record of what was sent.
             try:
-                row.raw = render(app, session, row).as_bytes()
+                raw = render(app, session, row).as_bytes()
+                conn.execute(update(table).where(table.c.id == row_id).values(raw=raw))
             except OperationalError:
                 raise
             except Exception as exc:  # a bug in one letter must not block the rest
@@ -387,7 +405,7 @@ def _claim_next(
                 error = f"cannot write the message: {type(exc).__name__}: {exc}"
         case = session.get(Case, row.case_id) if row.case_id else None
         ref = case.ref if case else None
-        return _Claim(row.id, row.raw, row.recipient, row.kind, error, row.case_id, ref)
+        return _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref)
 
 
 def _has_due(sessions: sessionmaker[Session], clock: Clock) -> bool:
@@ -405,16 +423,54 @@ def _has_due(sessions: sessionmaker[Session], clock: Clock) -> bool:
         )
 
 
-async def _flush(app: App, stop: threading.Event | None = None) -> FlushResult:
+@dataclass
+class _KeptConnection:
+    """The sending thread's SMTP connection, kept between passes while mail keeps coming,
+    so a busy morning is not a new connection (and sign-in) for every batch."""
+
+    smtp: aiosmtplib.SMTP | None = None
+
+    async def take(self) -> aiosmtplib.SMTP | None:
+        """The kept connection if the server still answers on it, else None."""
+        smtp, self.smtp = self.smtp, None
+        if smtp is None:
+            return None
+        try:
+            await smtp.noop()  # servers drop idle connections; find out before a message
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()
+            return None
+        return smtp
+
+    async def close(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            await _quit(smtp)
+
+
+async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    try:
+        await smtp.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        smtp.close()
+
+
+async def _flush(
+    app: App, stop: threading.Event | None = None, kept: _KeptConnection | None = None
+) -> FlushResult:
+    """Send what is due over one SMTP connection: `kept`'s if it has one (and it is left
+    there afterwards), otherwise a new one, closed at the end."""
     sessions, cfg, clock = app.sessions, app.cfg, app.clock
     result = FlushResult()
     if not _has_due(sessions, clock):
         return result  # no SMTP connection when there is nothing to send
-    try:
-        smtp = await _connect(cfg.smtp, app.tokens)
-    except (aiosmtplib.SMTPException, OSError, ssl.SSLError, OAuthError) as exc:
-        result.deferred = _defer_all_due(sessions, clock, f"cannot reach SMTP server: {exc}")
-        return result
+    smtp = await kept.take() if kept is not None else None
+    if smtp is None:
+        try:
+            smtp = await _connect(cfg.smtp, app.tokens)
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, OAuthError) as exc:
+            result.deferred = _defer_all_due(sessions, clock, f"cannot reach SMTP server: {exc}")
+            return result
     try:
         seen: set[int] = set()
         claim = _claim_next(sessions, clock, app)
@@ -428,11 +484,13 @@ async def _flush(app: App, stop: threading.Event | None = None) -> FlushResult:
                 claim = _record_sent(app, claim, more)
             else:
                 claim = _claim_next(sessions, clock, app) if more else None
-    finally:
-        try:
-            await smtp.quit()
-        except (aiosmtplib.SMTPException, OSError):
-            smtp.close()
+    except BaseException:
+        smtp.close()  # in an unknown state: never reused
+        raise
+    if kept is not None and smtp.is_connected:
+        kept.smtp = smtp
+    else:
+        await _quit(smtp)
     return result
 
 
@@ -537,21 +595,22 @@ def _record_sent(app: App, sent: _Claim, more: bool) -> _Claim | None:
     return claim
 
 
-def _mark_sent(session: Session, now: datetime, sent: _Claim) -> None:
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == sent.row_id)
+def _mark_sent(conn: Connection, now: datetime, sent: _Claim) -> None:
+    outbox, cases = OutboxMessage.__table__, Case.__table__
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id == sent.row_id)
         .values(status="sent", sent_at=now, last_error="")
     )
     if sent.case_id is not None:
         if sent.kind == "acknowledgement":
-            session.execute(
-                update(Case)
-                .where(Case.id == sent.case_id, Case.acknowledged_at.is_(None))
+            conn.execute(
+                update(cases)
+                .where(cases.c.id == sent.case_id, cases.c.acknowledged_at.is_(None))
                 .values(acknowledged_at=now)
             )
-        session.execute(
-            insert(CaseEvent).values(
+        conn.execute(
+            insert(CaseEvent.__table__).values(
                 case_id=sent.case_id,
                 at=now,
                 kind=_EVENT_KIND.get(sent.kind, "note"),
