@@ -19,7 +19,7 @@ from mailbot.letters import Letter, subject_for
 from mailbot.outbox import json_rows, notify_role, queue, staff_send_time
 from mailbot.policy import Policy, StagePolicy
 from mailbot.route import holders
-from mailbot.store import Case, CaseEvent, UTCDateTime
+from mailbot.store import Case, CaseEvent, OutboxMessage, UTCDateTime
 from mailbot.templates import long_date
 
 log = logging.getLogger("mailbot.scheduler")
@@ -348,13 +348,6 @@ _CASE_COLUMNS = (
 )
 
 
-def holding_date(case: Case, stage: StagePolicy, calendar: WorkingCalendar) -> date:
-    """The new date a holding reply gives: the officer's, else the policy's extension."""
-    if case.holding_until:
-        return case.holding_until
-    return _policy_holding_date(case.respond_by, stage, calendar)
-
-
 def _policy_holding_date(respond_by: date, stage: StagePolicy, calendar: WorkingCalendar) -> date:
     if stage.extension is not None and stage.extension.unit == "working_days":
         return calendar.add_working_days(respond_by, stage.extension.amount)
@@ -383,7 +376,13 @@ def _digest(app: App, today: date, now: datetime, send_at: datetime) -> bool:
     at = policy.digest_at or policy.business_hours.opens
     if not council_calendar(policy).is_working_day(today) or local_now.time() < at:
         return False
+    key = f"digest:{today}"
     with app.sessions.begin() as session:
+        queued = session.scalar(
+            select(OutboxMessage.id).where(OutboxMessage.key.startswith(f"{key}:")).limit(1)
+        )
+        if queued is not None:
+            return False  # today's went already: no need to count every case again
         open_cases = session.scalar(
             select(func.count()).select_from(Case).where(Case.status == "open")
         )
@@ -401,7 +400,7 @@ def _digest(app: App, today: date, now: datetime, send_at: datetime) -> bool:
                 template="digest",
                 kind="digest",
                 subject=f"Open cases on {long_date(today)}: {open_cases} open, {overdue} overdue",
-                key=f"digest:{today}",
+                key=key,
                 now=now,
             )
         )
