@@ -73,3 +73,23 @@ def test_broken_or_hostile_templates_are_reported_with_file_and_line(tmp_path, s
     rendered, problem = templates.render_safe("acknowledgement-foi", CONTEXT)
     assert problem is not None
     assert "Friday 18 December 2026" in rendered.text
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("Bins not collected", "Re: Bins not collected"),
+        ("RE: Bins not collected", "RE: Bins not collected"),  # Outlook's reply
+        ("Re:Bins", "Re:Bins"),
+        ("AW: Mülltonne", "AW: Mülltonne"),  # a German client's reply
+        ("Return of my deposit", "Re: Return of my deposit"),  # "Re" inside a word
+        ("", "Your message to the council"),
+    ],
+)
+def test_acknowledgement_subject_adds_one_re(subject: str, expected: str) -> None:
+    from mailbot.letters import sample_case, subject_for
+
+    case = sample_case("enquiry")
+    case.subject = subject
+    assert subject_for("acknowledgement", case) == expected
+    assert subject_for("holding", case) == expected

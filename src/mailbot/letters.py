@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.message import EmailMessage
@@ -66,11 +67,18 @@ class Letter:
         return cls(**{**data, "references": tuple(data.get("references", ()))})
 
 
+# "Re:" and its translations that mail clients put before a reply's subject.
+_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw)\s*:", re.IGNORECASE)
+
+
 def subject_for(kind: str, case: Case) -> str:
     """The subject line of each kind of letter about a case (the reference is added later)."""
     about = case.subject or "your message"
     if kind in ("acknowledgement", "holding"):
-        return f"Re: {case.subject}" if case.subject else "Your message to the council"
+        if not case.subject:
+            return "Your message to the council"
+        # A reply to a reply keeps one "Re:", as mail clients do, not "Re: Re:".
+        return case.subject if _REPLY_PREFIX.match(case.subject) else f"Re: {case.subject}"
     if kind == "reminder":
         return f"Reminder: reply due {long_date(case.respond_by)}: {about}"
     if kind == "breach":
