@@ -343,6 +343,20 @@ def test_relative_password_file_comes_from_systemd_credentials(
     assert cfg.imap.password() == "from-systemd"
 
 
+def test_relative_password_file_outside_systemd_is_beside_the_config(
+    tmp_path: Path, good_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc-mailbot"
+    folder.mkdir()
+    (folder / "imap-password").write_text("beside-the-config\n")
+    text = edited(good_text, f'password_file = "{tmp_path / "imap-password"}"', "")
+    text = edited(text, 'security = "tls"', 'security = "tls"\npassword_file = "imap-password"')
+    cfg = load_config(write(folder, text))
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.chdir(tmp_path)  # not where the config is
+    assert cfg.imap.password() == "beside-the-config"
+
+
 def test_unreadable_or_empty_password_file_names_the_key(tmp_path: Path, good_text: str) -> None:
     secret = tmp_path / "imap-password"
     cfg = load_config(write(tmp_path, good_text))

@@ -55,6 +55,7 @@ def is_loopback(host: str) -> bool:
 class ServerConfig(_Strict):
     section: ClassVar[str] = "server"  # the table name, for error messages
     _label: str = PrivateAttr("")  # where it was written, e.g. "mailboxes.0", if not `section`
+    _folder: Path | None = PrivateAttr(None)  # the config file's folder
 
     host: str = Field(min_length=1)
     port: Annotated[int, Field(ge=1, le=65535)]
@@ -102,8 +103,11 @@ class ServerConfig(_Strict):
         if self.password_file:
             key = f"{where}.password_file"
             path = self.password_file
-            if not path.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
-                path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path  # systemd LoadCredential
+            if not path.is_absolute():
+                if os.environ.get("CREDENTIALS_DIRECTORY"):  # systemd's LoadCredential=
+                    path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
+                elif self._folder is not None:  # beside the config, wherever mailbot runs from
+                    path = self._folder / path
             try:
                 value = path.read_bytes().decode("utf-8").strip()
             except OSError as exc:
@@ -266,6 +270,9 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _distinct_mailboxes(self) -> Config:
+        if self.source is not None:
+            for server in (self.imap, self.smtp, *self.mailboxes):
+                server._folder = self.source.parent
         self.imap._label = "imap"
         seen_address = {self.address_of(self.imap): "[imap]"}
         seen_folder = {(self.imap.host, self.imap.username, self.imap.inbox): "[imap]"}
