@@ -144,8 +144,6 @@ def process_batch(
     Should one message trip over a bug, the batch is decided again one message at a time,
     so that only that one is recorded as failed.
     """
-    if len(batch) == 1:
-        return [process_message(app, batch[0], start_from, box, sent=sent)]
     now = app.clock.now()
     first, last = batch[0], batch[-1]
     try:
@@ -154,52 +152,38 @@ def process_batch(
             outcomes = [
                 "already-recorded"  # another pass (or process) got here first
                 if fetched.uid in recorded
-                else _decide(app, session, fetched, start_from, now, box, sent, recorded=False)
+                else _decide(app, session, fetched, start_from, now, box, sent)
                 for fetched in batch
             ]
             _advance(session, last.folder, last.uid)
             faults.crash_point("before-commit")
     except OperationalError:
+        # The database is locked, full or gone: nothing was written, and the messages are
+        # still waiting in the mailbox. Stop this pass; the next one reads them again.
         log.error(
             "database unavailable at uid=%s-%s in %s; will retry", first.uid, last.uid, last.folder
         )
         raise
-    except Exception:
-        log.warning(
-            "a message among uid=%s-%s in %s could not be processed; deciding them one by one",
-            first.uid,
-            last.uid,
-            last.folder,
-        )
-        return [process_message(app, fetched, start_from, box, sent=sent) for fetched in batch]
+    except Exception as exc:  # a bug or bad data must not stop the rest of the mailbox
+        if len(batch) > 1:
+            log.warning(
+                "a message among uid=%s-%s in %s could not be processed; deciding them one by one",
+                first.uid,
+                last.uid,
+                last.folder,
+            )
+            return [
+                outcome
+                for fetched in batch
+                for outcome in process_batch(app, [fetched], start_from, box, sent=sent)
+            ]
+        log.exception("message uid=%s in %s could not be processed", first.uid, first.folder)
+        with app.sessions.begin() as session:
+            _record(session, first, None, "failed", [f"{type(exc).__name__}: {exc}"[:500]], now)
+            _advance(session, first.folder, first.uid)
+        return ["failed"]
     faults.crash_point("after-commit")
     return outcomes
-
-
-def process_message(
-    app: App, fetched: FetchedMessage, start_from: datetime, box: ImapConfig, *, sent: bool = False
-) -> str:
-    """Decide about one message and commit the decision with the folder position, atomically."""
-    now = app.clock.now()
-    key = fetched.folder
-    try:
-        with app.sessions.begin() as session:
-            outcome = _decide(app, session, fetched, start_from, now, box, sent)
-            _advance(session, key, fetched.uid)
-            faults.crash_point("before-commit")
-    except OperationalError:
-        # The database is locked, full or gone: nothing was written, and the message is
-        # still waiting in the mailbox. Stop this pass; the next one reads it again.
-        log.error("database unavailable at uid=%s in %s; will retry", fetched.uid, fetched.folder)
-        raise
-    except Exception as exc:  # a bug or bad data must not stop the rest of the mailbox
-        log.exception("message uid=%s in %s could not be processed", fetched.uid, fetched.folder)
-        with app.sessions.begin() as session:
-            _record(session, fetched, None, "failed", [f"{type(exc).__name__}: {exc}"[:500]], now)
-            _advance(session, key, fetched.uid)
-        return "failed"
-    faults.crash_point("after-commit")
-    return outcome
 
 
 def _advance(session: Session, key: str, uid: int) -> None:
@@ -263,14 +247,8 @@ def _decide(
     now: datetime,
     box: ImapConfig,
     sent: bool,
-    *,
-    recorded: bool | None = None,
 ) -> str:
-    """What to do with one message; `recorded` when the caller has already looked."""
-    if recorded is None:
-        recorded = bool(_recorded_uids(session, [fetched]))
-    if recorded:
-        return "already-recorded"  # another pass (or process) got here first
+    """What to do with one message not yet recorded; its record is added to `session`."""
     msg = parse_message(fetched.raw, truncated=fetched.truncated)
     faults.crash_point("after-parse")
     if fetched.internal_date < start_from:
