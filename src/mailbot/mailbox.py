@@ -161,13 +161,6 @@ class Mailbox:
             if fetched:
                 yield fetched
 
-    def wait_for_mail(self, seconds: float, stop: threading.Event) -> bool:
-        """IDLE for up to `seconds` or until `stop` is set; True when new mail arrived."""
-        try:
-            return bool(wait_for_mail([self], seconds, stop))
-        except MailboxLost as exc:
-            raise MailboxError(str(exc)) from exc
-
     def noop(self) -> None:
         self.client.noop()
 
