@@ -48,19 +48,26 @@ class Letter:
     fallback: str | None = None  # the general template when no specific one exists
 
     def as_json(self) -> dict[str, Any]:
-        # By hand, not dataclasses.asdict: a busy scheduler pass writes thousands.
-        return {
+        # By hand, not dataclasses.asdict, and only what differs from the defaults:
+        # a busy scheduler pass writes thousands.
+        data: dict[str, Any] = {
             "kind": self.kind,
             "template": self.template,
             "recipient": self.recipient,
             "subject": self.subject,
             "audience": self.audience,
-            "to_name": self.to_name,
-            "in_reply_to": self.in_reply_to,
-            "references": list(self.references),
-            "extra": dict(self.extra),
-            "fallback": self.fallback,
         }
+        if self.to_name:
+            data["to_name"] = self.to_name
+        if self.in_reply_to:
+            data["in_reply_to"] = self.in_reply_to
+        if self.references:
+            data["references"] = list(self.references)
+        if self.extra:
+            data["extra"] = dict(self.extra)
+        if self.fallback:
+            data["fallback"] = self.fallback
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Letter:

@@ -340,6 +340,7 @@ class _Claim:
     error: str = ""
     case_id: int | None = None
     ref: str | None = None
+    said: str = ""  # for the case's history: the new date, the working days left
 
 
 def _claim_next(
@@ -405,7 +406,18 @@ def _claim_next(
                 error = f"cannot write the message: {type(exc).__name__}: {exc}"
         case = session.get(Case, row.case_id) if row.case_id else None
         ref = case.ref if case else None
-        return _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref)
+        said = _what_it_said(row.letter)
+        return _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref, said)
+
+
+def _what_it_said(letter: dict | None) -> str:
+    """The part of a letter worth a line in the case's history."""
+    extra = (letter or {}).get("extra") or {}
+    if extra.get("new_date"):
+        return f"; new date {extra['new_date']}"
+    if "working_days_left" in extra:
+        return f"; {extra['working_days_left']} working day(s) left"
+    return ""
 
 
 def _has_due(sessions: sessionmaker[Session], clock: Clock) -> bool:
@@ -614,7 +626,7 @@ def _mark_sent(conn: Connection, now: datetime, sent: _Claim) -> None:
                 case_id=sent.case_id,
                 at=now,
                 kind=_EVENT_KIND.get(sent.kind, "note"),
-                detail=f"{sent.kind} sent to {sent.recipient}",
+                detail=f"{sent.kind} sent to {sent.recipient}{sent.said}",
             )
         )
     log.info("sent %s to %s", sent.kind, sent.recipient, extra={"case": sent.ref})

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, cast, func, insert, literal, select, update
+from sqlalchemy import Integer, Row, cast, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
@@ -27,7 +29,7 @@ log = logging.getLogger("mailbot.scheduler")
 # Where the policy names no new date, a holding reply promises the reply this many
 # working days after the original date (an officer's `#holding DATE` overrides it).
 DEFAULT_HOLDING_DAYS = 10
-BATCH = 5000  # cases per transaction: few commits, bounded memory
+BATCH = 2500  # cases per transaction: few commits, bounded memory
 _ORDER = ("holding", "reminder", "breach")  # same-day actions, in the order they go
 
 
@@ -134,29 +136,12 @@ def run_due(app: App) -> int:
     now = app.clock.now()
     today = local_today(app.policy, now)
     staff_at = staff_send_time(app.policy, now)
-    mailbox = app.cfg.council.mailbox_address
     groups: dict[tuple, OwedToday] = {}
-    done = 0
     last_id = 0
-    while True:
-        with app.sessions.begin() as session:
-            # Only open cases whose next action is due: an index range, never a full scan.
-            # Plain rows, not ORM objects: a busy morning can hold thousands.
-            cases = (
-                session.connection()
-                .execute(
-                    select(*_CASE_COLUMNS)
-                    .where(
-                        Case.status == "open",
-                        Case.next_action_on <= today,
-                        Case.clock_stopped.is_(False),
-                        Case.id > last_id,
-                    )
-                    .order_by(Case.id)
-                    .limit(BATCH)
-                )
-                .all()
-            )
+    with _Writers(app, now, staff_at) as writers:
+        while True:
+            with app.sessions() as session:
+                cases = _due_cases(session, today, after_id=last_id)
             batch = _Batch(app)
             for case in cases:
                 # Thousands of cases share their dates: decide once for each group.
@@ -171,20 +156,79 @@ def run_due(app: App) -> int:
                 if owed is None:
                     owed = groups[group] = _owed_today(app, today, *group)
                 batch.add(case, owed)
-            queued = queue(session, batch.resident, mailbox_address=mailbox, now=now)
-            queued |= queue(
-                session, batch.staff, mailbox_address=mailbox, now=now, send_at=staff_at
-            )
-            _update_cases(session, batch.moves, now)
-            # An event for each message really queued, not for one queued before.
-            _add_events(session, [batch.events[key] for key in sorted(queued)], now)
-            done += len(queued)
-        if len(cases) < BATCH:
-            break
-        last_id = cases[-1].id
+            writers.write(batch)
+            if len(cases) < BATCH:
+                break
+            last_id = cases[-1].id
     if _digest(app, today, now, staff_at):
         log.info("daily digest queued for the clerk role")
-    return done
+    return writers.queued
+
+
+def _due_cases(session: Session, today: date, *, after_id: int) -> Sequence[Row]:
+    """The next batch of open cases whose next action is due: an index range, never a
+    full scan. Plain rows, not ORM objects: a busy morning can hold thousands."""
+    return (
+        session.connection()
+        .execute(
+            select(*_CASE_COLUMNS)
+            .where(
+                Case.status == "open",
+                Case.next_action_on <= today,
+                Case.clock_stopped.is_(False),
+                Case.id > after_id,
+            )
+            .order_by(Case.id)
+            .limit(BATCH)
+        )
+        .all()
+    )
+
+
+class _Writers:
+    """Stores each batch in its own transaction on a worker thread, so the next batch is
+    decided while the database writes this one. PostgreSQL writes two batches at once
+    (each on its own connection); SQLite has one writer at a time, so one thread."""
+
+    def __init__(self, app: App, now: datetime, staff_at: datetime) -> None:
+        self.app, self.now, self.staff_at = app, now, staff_at
+        self.threads = 2 if app.engine.dialect.name == "postgresql" else 1
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="mailbot-scheduler")
+        self.writing: list[Future[int]] = []
+        self.queued = 0
+
+    def write(self, batch: _Batch) -> None:
+        # At most one batch waiting for each thread: memory stays flat however many are due.
+        while len(self.writing) >= self.threads:
+            self.queued += self.writing.pop(0).result()
+        self.writing.append(self.pool.submit(self._store, batch))
+
+    def _store(self, batch: _Batch) -> int:
+        with self.app.sessions.begin() as session:
+            mailbox = self.app.cfg.council.mailbox_address
+            queued = queue(session, batch.resident, mailbox_address=mailbox, now=self.now)
+            queued |= queue(
+                session, batch.staff, mailbox_address=mailbox, now=self.now, send_at=self.staff_at
+            )
+            _update_cases(session, batch.moves, self.now)
+            # A breach goes in the case's history when found, once. Reminders and holding
+            # replies go in when they are sent (outbox), which is what the history means.
+            breaches = [batch.breaches[key] for key in sorted(queued) if key in batch.breaches]
+            _add_events(session, breaches, self.now)
+        return len(queued)
+
+    def __enter__(self) -> _Writers:
+        return self
+
+    def __exit__(self, error: type[BaseException] | None, *_: object) -> None:
+        try:
+            for future in self.writing:  # every batch finished (or failed) before we return
+                if error is None:
+                    self.queued += future.result()
+                else:
+                    future.exception()  # waited for; the error already raised is the one told
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
@@ -195,7 +239,6 @@ class OwedToday:
     due: tuple[Action, ...]  # each key is the part after the case reference
     next_on: date | None
     breached: bool
-    days_left: int  # what a reminder says
     reminder_extra: dict[str, int]  # shared by every reminder in the group
     new_date: date | None  # what a holding reply says
     breach_to: tuple[OfficerConfig, ...]
@@ -227,7 +270,6 @@ def _owed_today(
         due=due,
         next_on=next_action_date(actions, today),
         breached="breach" in kinds,
-        days_left=left,
         reminder_extra={"working_days_left": left},
         new_date=new_date,
         breach_to=tuple(breach_to),
@@ -236,15 +278,16 @@ def _owed_today(
 
 
 class _Batch:
-    """One batch's letters, the event each records if newly queued, and the cases' moves."""
+    """One batch's letters, the history line each breach records if newly queued, and
+    the cases' moves."""
 
     def __init__(self, app: App) -> None:
         self.cfg = app.cfg
         self.resident: list[tuple[str, Letter, int | None]] = []
         self.staff: list[tuple[str, Letter, int | None]] = []
-        self.events: dict[str, tuple[int, str, str]] = {}  # key -> (case id, kind, detail)
-        # Case ids by (next action date, breached today): one UPDATE for each.
-        self.moves: dict[tuple[date | None, bool], list[int]] = {}
+        self.breaches: dict[str, tuple[int, str, str]] = {}  # key -> (case id, kind, detail)
+        # Case ids by (next action date as read, new one, breached today): one UPDATE each.
+        self.moves: dict[tuple[date, date | None, bool], list[int]] = {}
         self._officers: dict[str, OfficerConfig | None] = {}
 
     def add(self, case: Any, owed: OwedToday) -> None:
@@ -257,7 +300,8 @@ class _Batch:
             else:
                 self._breach(case, owed, key)
         newly_breached = owed.breached and case.breached_at is None
-        self.moves.setdefault((owed.next_on, newly_breached), []).append(case.id)
+        move = (case.next_action_on, owed.next_on, newly_breached)
+        self.moves.setdefault(move, []).append(case.id)
 
     def _reminder(self, case: Any, owed: OwedToday, key: str) -> None:
         email = case.officer_email
@@ -276,14 +320,11 @@ class _Batch:
             extra=owed.reminder_extra,
         )
         self.staff.append((key, letter, case.id))
-        detail = f"{owed.days_left} working day(s) left; to {officer.email}"
-        self.events[key] = (case.id, "reminder", detail)
 
     def _holding(self, case: Any, owed: OwedToday, key: str) -> None:
         assert owed.new_date is not None
         letter = holding_letter(case, owed.new_date, case.holding_reason)
         self.resident.append((key, letter, case.id))
-        self.events[key] = (case.id, "holding", f"holding reply; new date {owed.new_date}")
 
     def _breach(self, case: Any, owed: OwedToday, key: str) -> None:
         subject = subject_for("breach", case)
@@ -297,22 +338,29 @@ class _Batch:
                 audience="staff",
             )
             self.staff.append((f"{key}:{officer.email}", letter, case.id))
-            self.events[f"{key}:{officer.email}"] = (case.id, "escalated", owed.breach_detail)
+            self.breaches[f"{key}:{officer.email}"] = (case.id, "escalated", owed.breach_detail)
 
 
 def _update_cases(
-    session: Session, moves: dict[tuple[date | None, bool], list[int]], now: datetime
+    session: Session, moves: dict[tuple[date, date | None, bool], list[int]], now: datetime
 ) -> None:
-    """Move each case on to its next action date, and mark today's breaches."""
+    """Move each case on to its next action date, and mark today's breaches.
+
+    Only a case whose date is still the one read: an officer's command (a new date, a
+    holding reply) that changed it meanwhile is not undone.
+    """
     table = Case.__table__
     dialect = session.get_bind().dialect.name
-    for (next_on, breached), ids in moves.items():
+    for (read_on, next_on, breached), ids in moves.items():
         values: dict[str, Any] = {"next_action_on": next_on}
         if breached:
             values["breached_at"] = now
         listed = select(cast(json_rows(dialect).c.value, Integer))
         session.execute(
-            update(table).where(table.c.id.in_(listed)).values(values), {"rows": json.dumps(ids)}
+            update(table)
+            .where(table.c.id.in_(listed), table.c.next_action_on == read_on)
+            .values(values),
+            {"rows": json.dumps(ids)},
         )
 
 
