@@ -30,7 +30,7 @@ from mailbot.calendar import calendar_for
 from mailbot.clock import FixedClock
 from mailbot.config import Config
 from mailbot.migrations import upgrade
-from mailbot.scheduler import run_due, schedule
+from mailbot.scheduler import due_today, run_due, schedule
 from mailbot.store import Case
 
 NOW = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)  # a Tuesday morning
@@ -107,27 +107,13 @@ def fill(app: App, count: int) -> None:
 
 
 def query_plan(app: App) -> list[str]:
+    """How the database finds today's due cases: the pass's own conditions, explained."""
+    query = select(Case.id).where(*due_today(app.policy, NOW.date()))
+    explain = "EXPLAIN" if app.engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN"
+    compiled = query.compile(app.engine, compile_kwargs={"literal_binds": True})
     with app.engine.connect() as conn:
-        if app.engine.dialect.name == "postgresql":
-            return list(
-                conn.execute(
-                    text(
-                        "EXPLAIN SELECT id FROM cases WHERE status='open' AND next_action_on <= :d "
-                        "AND NOT clock_stopped"
-                    ),
-                    {"d": NOW.date()},
-                ).scalars()
-            )
-        return [
-            " ".join(map(str, r))
-            for r in conn.execute(
-                text(
-                    "EXPLAIN QUERY PLAN SELECT id FROM cases WHERE status='open' AND "
-                    "next_action_on <= :d AND clock_stopped = 0"
-                ),
-                {"d": NOW.date()},
-            )
-        ]
+        rows = conn.exec_driver_sql(f"{explain} {compiled}").all()
+    return [" ".join(str(value) for value in row) for row in rows]
 
 
 def one_pass(url: str) -> dict:
@@ -139,13 +125,7 @@ def one_pass(url: str) -> dict:
     plan = query_plan(app)
     start = time.perf_counter()
     with app.sessions() as session:
-        due = session.scalars(
-            select(Case.id).where(
-                Case.status == "open",
-                Case.next_action_on <= NOW.date(),
-                Case.clock_stopped.is_(False),
-            )
-        ).all()
+        due = session.scalars(select(Case.id).where(*due_today(app.policy, NOW.date()))).all()
     baseline = time.perf_counter() - start
     start = time.perf_counter()
     actions = run_due(app)

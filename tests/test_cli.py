@@ -37,9 +37,17 @@ def test_db_upgrade_creates_the_schema(tmp_path, dovecot, smtp, database_url, ca
     assert main(["--config", str(config), "db", "upgrade"]) == 0  # twice is harmless
     engine = create_engine(database_url)
     tables = set(inspect(engine).get_table_names())
+    named = [index["name"] for index in inspect(engine).get_indexes("cases")]
+    indexes = {name for name in named if name.startswith("ix_")}
     engine.dispose()
     assert {"cases", "case_events", "messages", "outbox", "folder_state", "counters"} <= tables
     assert {"alembic_version"} <= tables
+    # The scheduler's search: by next action date on SQLite; by response date alone on
+    # PostgreSQL, where moving a case on must touch no index.
+    expected = {"ix_cases_status_respond_by"}
+    if engine.dialect.name == "sqlite":
+        expected.add("ix_cases_status_next_action")
+    assert indexes == expected
 
     # The migrations build exactly what the models describe (no forgotten migration).
     from alembic import command

@@ -77,7 +77,7 @@ def queue(
             case_id,
             letter.kind,
             letter.recipient,
-            json.dumps(letter.as_json()),
+            letter.as_json(),
         )
         for key, letter, case_id in items
     ]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, Row, cast, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Integer, cast, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
@@ -137,11 +136,13 @@ def run_due(app: App) -> int:
     today = local_today(app.policy, now)
     staff_at = staff_send_time(app.policy, now)
     groups: dict[tuple, OwedToday] = {}
-    last_id = 0
-    with _Writers(app, now, staff_at) as writers:
-        while True:
-            with app.sessions() as session:
-                cases = _due_cases(session, today, after_id=last_id)
+    due = select(*_CASE_COLUMNS).where(*due_today(app.policy, today)).order_by(Case.id)
+    with _Writers(app, now, staff_at) as writers, app.sessions() as session:
+        # One query, read a batch at a time (a server-side cursor on PostgreSQL): each
+        # batch is stored in its own transaction while the next is decided. Plain rows,
+        # not ORM objects: a busy morning can hold thousands.
+        found = session.connection().execution_options(yield_per=BATCH).execute(due)
+        for cases in found.partitions():
             batch = _Batch(app)
             for case in cases:
                 # Thousands of cases share their dates: decide once for each group.
@@ -149,7 +150,7 @@ def run_due(app: App) -> int:
                     case.category,
                     case.stage,
                     case.respond_by,
-                    case.holding_until is None,
+                    case.no_holding_date,
                     case.next_action_on,
                 )
                 owed = groups.get(group)
@@ -157,32 +158,36 @@ def run_due(app: App) -> int:
                     owed = groups[group] = _owed_today(app, today, *group)
                 batch.add(case, owed)
             writers.write(batch)
-            if len(cases) < BATCH:
-                break
-            last_id = cases[-1].id
     if _digest(app, today, now, staff_at):
         log.info("daily digest queued for the clerk role")
     return writers.queued
 
 
-def _due_cases(session: Session, today: date, *, after_id: int) -> Sequence[Row]:
-    """The next batch of open cases whose next action is due: an index range, never a
-    full scan. Plain rows, not ORM objects: a busy morning can hold thousands."""
-    return (
-        session.connection()
-        .execute(
-            select(*_CASE_COLUMNS)
-            .where(
-                Case.status == "open",
-                Case.next_action_on <= today,
-                Case.clock_stopped.is_(False),
-                Case.id > after_id,
-            )
-            .order_by(Case.id)
-            .limit(BATCH)
-        )
-        .all()
-    )
+def due_today(policy: Policy, today: date) -> list[ColumnElement[bool]]:
+    """Which cases have something due by today, as conditions on an index range.
+
+    The range is over response dates, not next action dates: a case's earliest action is
+    its furthest reminder or holding reply before its response date, so nothing later
+    than that many working days from today can be due. Moving a case on to its next
+    action date then rewrites no index.
+    """
+    latest = today
+    for name, category in policy.categories.items():
+        points = [
+            point
+            for stage in category.stages.values()
+            for point in (*stage.reminders, stage.holding_reply)
+            if point is not None
+        ]
+        lead = max((-point.working_days for point in points), default=0)
+        if lead > 0:
+            latest = max(latest, calendar_for(policy, name).add_working_days(today, lead))
+    return [
+        Case.status == "open",
+        Case.respond_by <= latest,
+        Case.next_action_on <= today,
+        Case.clock_stopped.is_(False),
+    ]
 
 
 class _Writers:
@@ -299,7 +304,7 @@ class _Batch:
                 self._holding(case, owed, key)
             else:
                 self._breach(case, owed, key)
-        newly_breached = owed.breached and case.breached_at is None
+        newly_breached = owed.breached and case.not_breached
         move = (case.next_action_on, owed.next_on, newly_breached)
         self.moves.setdefault(move, []).append(case.id)
 
@@ -384,10 +389,11 @@ _CASE_COLUMNS = (
     Case.category,
     Case.stage,
     Case.respond_by,
-    Case.holding_until,
+    # Whether, not when: a busy morning's rows are read faster without the dates.
+    Case.holding_until.is_(None).label("no_holding_date"),
     Case.holding_reason,
     Case.next_action_on,
-    Case.breached_at,
+    Case.breached_at.is_(None).label("not_breached"),
     Case.officer_email,
     Case.resident_email,
     Case.resident_name,
