@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -137,7 +140,7 @@ def run_due(app: App) -> int:
     staff_at = staff_send_time(app.policy, now)
     groups: dict[tuple, OwedToday] = {}
     due = select(*_CASE_COLUMNS).where(*due_today(app.policy, today)).order_by(Case.id)
-    with _Writers(app, now, staff_at) as writers, app.sessions() as session:
+    with _no_collector(), _Writers(app, now, staff_at) as writers, app.sessions() as session:
         # One query, read a batch at a time (a server-side cursor on PostgreSQL): each
         # batch is stored in its own transaction while the next is decided. Plain rows,
         # not ORM objects: a busy morning can hold thousands.
@@ -161,6 +164,20 @@ def run_due(app: App) -> int:
     if _digest(app, today, now, staff_at):
         log.info("daily digest queued for the clerk role")
     return writers.queued
+
+
+@contextmanager
+def _no_collector() -> Iterator[None]:
+    """Pause Python's cycle collector for the pass: a busy morning makes some 100,000
+    small objects that all live until the pass ends, and the collector would walk them
+    again and again for nothing (a tenth of the pass). Memory is freed as usual."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def due_today(policy: Policy, today: date) -> list[ColumnElement[bool]]:
