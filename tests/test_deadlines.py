@@ -19,6 +19,7 @@ from mailbot.policy import (
     load_policy,
     parse_policy,
 )
+from mailbot.scheduler import _actions, latest_response_date
 
 D = date
 
@@ -400,3 +401,31 @@ def test_fast_enough_for_a_scheduler() -> None:
         )
     # 100,000 cases in well under a minute.
     assert time.perf_counter() - start < 12.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    policy=st.sampled_from(POLICIES),
+    category=st.sampled_from(["enquiry", "complaint", "foi", "eir", "sar", "compliment"]),
+    stage_no=st.integers(1, 3),
+    today=st.dates(D(2026, 1, 1), D(2029, 12, 31)),
+    days_away=st.integers(-40, 80),
+    with_holding=st.booleans(),
+)
+def test_no_case_with_something_due_lies_beyond_the_scheduler_search(
+    policy: Policy,
+    category: str,
+    stage_no: int,
+    today: date,
+    days_away: int,
+    with_holding: bool,
+) -> None:
+    # The scheduler finds due cases by response date (PostgreSQL): any case with a
+    # reminder, holding reply or breach on or before today must fall inside its range.
+    stages = policy.categories[category].stages
+    stage = stages[min(stage_no, max(stages))]
+    respond_by = today + timedelta(days=days_away)
+    calendar = calendar_for(policy, category)
+    actions = _actions(stage, calendar, stage.number, respond_by, with_holding)
+    if any(action.on <= today for action in actions):
+        assert respond_by <= latest_response_date(policy, today)

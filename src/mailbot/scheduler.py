@@ -181,12 +181,22 @@ def _no_collector() -> Iterator[None]:
 
 
 def due_today(policy: Policy, today: date) -> list[ColumnElement[bool]]:
-    """Which cases have something due by today, as conditions on an index range.
+    """Which cases have something due by today, as conditions the database can answer
+    from an index (on PostgreSQL the response date's: see latest_response_date)."""
+    return [
+        Case.status == "open",
+        Case.respond_by <= latest_response_date(policy, today),
+        Case.next_action_on <= today,
+        Case.clock_stopped.is_(False),
+    ]
 
-    The range is over response dates, not next action dates: a case's earliest action is
-    its furthest reminder or holding reply before its response date, so nothing later
-    than that many working days from today can be due. Moving a case on to its next
-    action date then rewrites no index.
+
+def latest_response_date(policy: Policy, today: date) -> date:
+    """The latest response date that can have anything due by today (pure).
+
+    A case's earliest action is its furthest reminder or holding reply before its
+    response date, so no case with a later date than that many working days from today
+    can be due.
     """
     latest = today
     for name, category in policy.categories.items():
@@ -199,12 +209,7 @@ def due_today(policy: Policy, today: date) -> list[ColumnElement[bool]]:
         lead = max((-point.working_days for point in points), default=0)
         if lead > 0:
             latest = max(latest, calendar_for(policy, name).add_working_days(today, lead))
-    return [
-        Case.status == "open",
-        Case.respond_by <= latest,
-        Case.next_action_on <= today,
-        Case.clock_stopped.is_(False),
-    ]
+    return latest
 
 
 class _Writers:
