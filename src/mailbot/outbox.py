@@ -91,8 +91,8 @@ def _queue_statement(dialect: str) -> ReturningInsert[tuple[str]]:
     """INSERT … SELECT from the rows sent as one JSON array, skipping keys already queued."""
     table = OutboxMessage.__table__
     row = json_rows(dialect).c.value
-    # Each letter goes as its own JSON text, stored as it is: PostgreSQL would otherwise
-    # parse it into the array's jsonb and write it out again.
+    # Each letter is an object inside the array; read as text (->> on PostgreSQL,
+    # json_extract on SQLite) it is stored as that object's JSON.
     letter = row[5].as_string()
     if dialect == "postgresql":
         letter = cast(letter, JSON)

@@ -28,7 +28,7 @@ with engine.connect() as connection:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",  # SQLite can't ALTER most things
+        render_as_batch=_dialect == "sqlite",  # SQLite can't ALTER most things
         render_item=_render_item,
         include_object=_include_object,
     )
