@@ -208,7 +208,7 @@ def acknowledgement_for(msg: ParsedMessage) -> bytes:
         in_reply_to=msg.message_id,
         references=msg.references,
     )
-    return letter.as_bytes()
+    return letter
 
 
 def assert_headers_are_ours(raw: bytes, msg: ParsedMessage) -> None:

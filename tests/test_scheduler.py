@@ -56,7 +56,7 @@ def outbox(app, kind: str | None = None) -> list[OutboxMessage]:
 def written(app, row: OutboxMessage) -> EmailMessage:
     """The message as the outbox will write it, with headers unfolded as a client shows them."""
     with app.sessions() as session:
-        raw = render(app, session, session.get(OutboxMessage, row.id)).as_bytes()
+        raw = render(app, session, session.get(OutboxMessage, row.id))
     return _parse(raw, policy=modern)
 
 

@@ -7,8 +7,13 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
+from email import message_from_bytes
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.policy import default as default_policy
 from email.utils import format_datetime, formataddr, make_msgid
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
@@ -24,8 +29,14 @@ from mailbot.store import Case
 from mailbot.templates import Rendered, TemplateProblem, case_context, long_date
 
 if TYPE_CHECKING:
+    from sqlalchemy import Row
+
     from mailbot.app import App
     from mailbot.store import OutboxMessage
+
+    # The sending thread reads rows with plain statements; tests pass ORM objects.
+    QueuedLetter = OutboxMessage | Row[Any]
+    CaseLike = Case | Row[Any]
 
 log = logging.getLogger("mailbot.letters")
 
@@ -121,19 +132,25 @@ def compose(
     references: tuple[str, ...] = (),
     message_id: str | None = None,
     sender: str | None = None,
-) -> EmailMessage:
-    """A complete message from `sender` (by default the council's mailbox). Anything taken
-    from inbound mail is cleaned before it is a header."""
+) -> bytes:
+    """A complete message from `sender` (by default the council's mailbox), as the SMTP
+    server gets it. Anything taken from inbound mail is cleaned before it is a header.
+
+    Built with the email package's classic (compat32) classes: the modern API parses
+    every header we set back into a token tree and refolds it when written, four times
+    the cost, for headers that are ours and already clean. Header() still refuses a
+    line break, so nothing injected gets through either way.
+    """
     council = cfg.council
     sender = sender or council.mailbox_address
-    msg = EmailMessage(policy=SMTP_POLICY)
-    msg["From"] = formataddr((header_text(council.name, 100), sender))
+    msg = MIMEMultipart("alternative")
+    msg["From"] = formataddr((header_text(council.name, 100), sender), charset="utf-8")
     msg["Reply-To"] = sender
-    msg["To"] = formataddr((header_text(to_name, 100), to))
+    msg["To"] = formataddr((header_text(to_name, 100), to), charset="utf-8")
     subject = header_text(subject, 150) or "Your message"
     if ref and ref not in subject:
         subject = f"{subject} [Ref: {ref}]"
-    msg["Subject"] = subject
+    msg["Subject"] = Header(subject, "utf-8")
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id or new_message_id(sender)
     msg[LOOP_HEADER] = sender
@@ -145,16 +162,26 @@ def compose(
             msg["References"] = " ".join((*references[-10:], in_reply_to))
     else:
         msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(rendered.text, charset="utf-8")
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
-    return msg
+    msg.attach(MIMEText(rendered.text, "plain", _UTF8))
+    msg.attach(MIMEText(rendered.html, "html", _UTF8))
+    return msg.as_bytes(policy=_WIRE)
 
 
-def render(app: App, session: Session, row: OutboxMessage) -> EmailMessage:
-    """Compose a queued letter from the case as it stands now, with its recorded Message-ID."""
+# Quoted-printable: text a person can still read in the raw message, unlike base64.
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP
+_WIRE = compat32.clone(linesep="\r\n", max_line_length=78)
+
+
+def render(app: App, session: Session, row: QueuedLetter, case: CaseLike | None = None) -> bytes:
+    """Compose a queued letter from the case as it stands now, with its recorded Message-ID.
+
+    `case` is the row's case when the caller has read it already.
+    """
     letter = Letter.from_json(row.letter or {})
     now = app.clock.now()
-    case = session.get(Case, row.case_id) if row.case_id else None
+    if case is None and row.case_id:
+        case = session.get(Case, row.case_id)
     if letter.template == "digest":
         today = now.astimezone(ZoneInfo(app.policy.timezone)).date()
         context = digest_context(app, session, today)
@@ -378,7 +405,7 @@ def preview(app: App, name: str, ref: str | None = None) -> str:
     officer = context.get("officer") or {}
     clerk = next(iter(app.cfg.officers_with("clerk")), None)
     staff_to = officer.get("email") or (clerk.email if clerk else app.cfg.council.mailbox_address)
-    message = compose(
+    raw = compose(
         app.cfg,
         to=staff_to if staff else case.resident_email,
         subject=subject_for(general, case) if general != "digest" else "Open cases",
@@ -388,6 +415,7 @@ def preview(app: App, name: str, ref: str | None = None) -> str:
         now=app.clock.now(),
         sender=case.mailbox,
     )
+    message = message_from_bytes(raw, policy=default_policy)  # headers shown decoded
     text = message.get_body(("plain",))
     headers = "".join(f"{k}: {v}\n" for k, v in message.items() if k != "Content-Type")
     return headers + "\n" + (text.get_content() if text is not None else "")

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
-from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.sql.selectable import Select, TableValuedAlias
 
 from mailbot import faults
 from mailbot.calendar import next_opening
@@ -359,55 +359,74 @@ def _claim_next(
     (one commit a message, not two); with `more` false nothing new is claimed.
     """
     now = clock.now()
-    table = OutboxMessage.__table__
+    outbox, cases = OutboxMessage.__table__, Case.__table__
     with sessions.begin() as session:
         # Plain statements on the session's connection: this runs once a message, and the
-        # ORM's bookkeeping for bulk statements would cost more than the statements do.
+        # ORM's bookkeeping would cost more than the statements do.
         conn = session.connection()
         if sent is not None:
             _mark_sent(conn, now, sent)
         if not more:
             return None
-        row_id = conn.scalar(
-            select(table.c.id)
-            .where(table.c.status == "pending", table.c.next_attempt_at <= now)
-            .order_by(table.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)  # PostgreSQL: other processes skip it
-        )
-        if row_id is None:
+        row = conn.execute(_next_due(), {"now": now}).first()
+        if row is None:
             return None
-        # Claimed before sending: if we die after the server accepts it, the row says
-        # 'sending' and is never sent again. The status check makes the claim safe where
-        # FOR UPDATE does nothing (SQLite).
-        claimed = conn.execute(
-            update(table)
-            .where(table.c.id == row_id, table.c.status == "pending")
-            .values(
-                status="sending",
-                attempts=table.c.attempts + 1,
-                next_attempt_at=now + SENDING_LEASE,
-            )
-        )
-        if claimed.rowcount != 1:
-            return None
-        row = session.get(OutboxMessage, row_id)
-        assert row is not None
+        case = None
+        if row.case_id is not None:
+            case = conn.execute(select(cases).where(cases.c.id == row.case_id)).first()
         raw, error = row.raw, ""
         if app is not None and not raw:
             # Written now, from the case as it stands, and kept: the record of what was sent.
             try:
-                raw = render(app, session, row).as_bytes()
-                conn.execute(update(table).where(table.c.id == row_id).values(raw=raw))
+                raw = render(app, session, row, case)
             except OperationalError:
                 raise
             except Exception as exc:  # a bug in one letter must not block the rest
                 log.exception("cannot write %s %s", row.kind, row.key)
                 error = f"cannot write the message: {type(exc).__name__}: {exc}"
-        case = session.get(Case, row.case_id) if row.case_id else None
-        ref = case.ref if case else None
+        # Claimed before sending: if we die after the server accepts it, the row says
+        # 'sending' and is never sent again. The status check makes the claim safe where
+        # FOR UPDATE does nothing (SQLite).
+        claimed = conn.execute(
+            update(outbox)
+            .where(outbox.c.id == row.id, outbox.c.status == "pending")
+            .values(
+                status="sending",
+                attempts=outbox.c.attempts + 1,
+                next_attempt_at=now + SENDING_LEASE,
+                raw=raw,
+            )
+        )
+        if claimed.rowcount != 1:
+            return None
+        ref = case.ref if case is not None else None
         said = _what_it_said(row.letter)
         return _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref, said)
+
+
+@functools.cache
+def _next_due() -> Select:
+    """The oldest message due to go, locked against other processes (PostgreSQL)."""
+    table = OutboxMessage.__table__
+    return (
+        select(
+            table.c.id,
+            table.c.key,
+            table.c.kind,
+            table.c.recipient,
+            table.c.message_id,
+            table.c.case_id,
+            table.c.letter,
+            table.c.raw,
+        )
+        .where(
+            table.c.status == "pending",
+            table.c.next_attempt_at <= bindparam("now", type_=UTCDateTime),
+        )
+        .order_by(table.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)  # other processes skip it
+    )
 
 
 def _what_it_said(letter: dict | None) -> str:

@@ -17,6 +17,8 @@ from mailbot.calendar import reopening_phrase
 from mailbot.resources import builtin_dir
 
 if TYPE_CHECKING:
+    from sqlalchemy import Row
+
     from mailbot.config import Config
     from mailbot.policy import Policy
     from mailbot.store import Case
@@ -117,7 +119,7 @@ CATEGORY_NAMES = {
 
 
 def case_context(
-    cfg: Config, policy: Policy, case: Case, now: datetime, **extra: Any
+    cfg: Config, policy: Policy, case: Case | Row[Any], now: datetime, **extra: Any
 ) -> dict[str, Any]:
     """Everything a template may use about a case; the names are the clerk's vocabulary."""
     stage = policy.stage(case.category, case.stage)
