@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from email import message_from_bytes
 from email.charset import QP, Charset
-from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
@@ -138,8 +137,8 @@ def compose(
 
     Built with the email package's classic (compat32) classes: the modern API parses
     every header we set back into a token tree and refolds it when written, four times
-    the cost, for headers that are ours and already clean. Header() still refuses a
-    line break, so nothing injected gets through either way.
+    the cost, for headers that are ours and already clean. Writing them still refuses a
+    line break (email.header.Header), so nothing injected gets through either way.
     """
     council = cfg.council
     sender = sender or council.mailbox_address
@@ -150,7 +149,7 @@ def compose(
     subject = header_text(subject, 150) or "Your message"
     if ref and ref not in subject:
         subject = f"{subject} [Ref: {ref}]"
-    msg["Subject"] = Header(subject, "utf-8")
+    msg["Subject"] = subject  # encoded (RFC 2047) only if it is not plain ASCII
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id or new_message_id(sender)
     msg[LOOP_HEADER] = sender

@@ -35,7 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.dml import Insert, ReturningInsert, Update
 from sqlalchemy.sql.selectable import Select, TableValuedAlias
 
 from mailbot import faults
@@ -627,28 +627,42 @@ def _record_sent(app: App, sent: _Claim, more: bool) -> _Claim | None:
 
 
 def _mark_sent(conn: Connection, now: datetime, sent: _Claim) -> None:
-    outbox, cases = OutboxMessage.__table__, Case.__table__
-    conn.execute(
-        update(outbox)
-        .where(outbox.c.id == sent.row_id)
-        .values(status="sent", sent_at=now, last_error="")
-    )
+    mark, acknowledged, history = _sent_statements()
+    conn.execute(mark, {"row_id": sent.row_id, "now": now})
     if sent.case_id is not None:
         if sent.kind == "acknowledgement":
-            conn.execute(
-                update(cases)
-                .where(cases.c.id == sent.case_id, cases.c.acknowledged_at.is_(None))
-                .values(acknowledged_at=now)
-            )
+            conn.execute(acknowledged, {"case": sent.case_id, "now": now})
         conn.execute(
-            insert(CaseEvent.__table__).values(
-                case_id=sent.case_id,
-                at=now,
-                kind=_EVENT_KIND.get(sent.kind, "note"),
-                detail=f"{sent.kind} sent to {sent.recipient}{sent.said}",
-            )
+            history,
+            {
+                "case": sent.case_id,
+                "now": now,
+                "kind": _EVENT_KIND.get(sent.kind, "note"),
+                "detail": f"{sent.kind} sent to {sent.recipient}{sent.said}",
+            },
         )
     log.info("sent %s to %s", sent.kind, sent.recipient, extra={"case": sent.ref})
+
+
+@functools.cache
+def _sent_statements() -> tuple[Update, Update, Insert]:
+    """Built once: the sending thread runs them for every message it sends."""
+    outbox, cases, events = OutboxMessage.__table__, Case.__table__, CaseEvent.__table__
+    now = bindparam("now", type_=UTCDateTime)
+    mark = (
+        update(outbox)
+        .where(outbox.c.id == bindparam("row_id"))
+        .values(status="sent", sent_at=now, last_error="")
+    )
+    acknowledged = (
+        update(cases)
+        .where(cases.c.id == bindparam("case"), cases.c.acknowledged_at.is_(None))
+        .values(acknowledged_at=now)
+    )
+    history = insert(events).values(
+        case_id=bindparam("case"), at=now, kind=bindparam("kind"), detail=bindparam("detail")
+    )
+    return mark, acknowledged, history
 
 
 _EVENT_KIND = {"acknowledgement": "acknowledged", "holding": "holding", "reminder": "reminder"}

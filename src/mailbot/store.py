@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -21,11 +23,16 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
+    exists,
     func,
+    insert,
+    literal,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import (
@@ -36,6 +43,8 @@ from sqlalchemy.orm import (
     relationship,
     sessionmaker,
 )
+from sqlalchemy.sql.dml import Insert, ReturningUpdate
+from sqlalchemy.sql.selectable import Select
 
 PREFIXES = {
     "enquiry": "ENQ",
@@ -240,14 +249,37 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def bump_counter(session: Session, name: str) -> int:
-    """Increment and return a counter inside the caller's transaction."""
-    row = session.get(Counter, name, with_for_update=True)
-    if row is None:
-        row = Counter(name=name, value=0)
-        session.add(row)
-    row.value += 1
-    session.flush()
-    return row.value
+    """Increment and return a counter inside the caller's transaction.
+
+    One UPDATE … RETURNING: it takes the row's lock (other processes wait their turn) and
+    reads the new value in the same step. A counter's first use inserts it.
+    """
+    bump, first = _counter_statements()
+    value = session.execute(bump, {"counter": name}).scalar()
+    if value is None:
+        session.execute(first, {"counter": name})
+        value = session.execute(bump, {"counter": name}).scalar()
+    assert value is not None
+    return value
+
+
+@lru_cache(maxsize=1)
+def _counter_statements() -> tuple[ReturningUpdate[tuple[int]], Insert]:
+    counters = Counter.__table__
+    bump = (
+        update(counters)
+        .where(counters.c.name == bindparam("counter"))
+        .values(value=counters.c.value + 1)
+        .returning(counters.c.value)
+    )
+    # Two processes may both find it missing: the second insert is then skipped.
+    first = insert(counters).from_select(
+        ["name", "value"],
+        select(bindparam("counter", type_=String), literal(0)).where(
+            ~exists().where(counters.c.name == bindparam("counter"))
+        ),
+    )
+    return bump, first
 
 
 def next_reference(session: Session, category: str, year: int) -> str:
@@ -257,7 +289,22 @@ def next_reference(session: Session, category: str, year: int) -> str:
 
 
 def add_event(session: Session, case: Case, at: datetime, kind: str, detail: str = "") -> None:
-    session.add(CaseEvent(case=case, at=at, kind=kind, detail=detail))
+    """A line in the case's history, written at once (the case must have its id).
+
+    A plain INSERT, not an ORM object: every message adds several, and the unit of work
+    would cost more than the row. A `case.events` already loaded does not show it.
+    """
+    session.execute(_add_event(), {"case": case.id, "at": at, "kind": kind, "detail": detail})
+
+
+@lru_cache(maxsize=1)
+def _add_event() -> Insert:
+    return insert(CaseEvent.__table__).values(
+        case_id=bindparam("case"),
+        at=bindparam("at", type_=UTCDateTime),
+        kind=bindparam("kind"),
+        detail=bindparam("detail"),
+    )
 
 
 def case_by_ref(session: Session, ref: str) -> Case | None:
@@ -269,38 +316,82 @@ def case_by_message_ids(session: Session, ids: Iterable[str]) -> Case | None:
     ids = list(ids)[:100]
     if not ids:
         return None
-    case_id = session.scalar(
-        select(InboundMessage.case_id)
-        .where(InboundMessage.message_id.in_(ids), InboundMessage.case_id.is_not(None))
-        .limit(1)
-    )
+    inbound, ours = _lookups().case_by_message_ids
+    case_id = session.scalar(inbound, {"ids": ids})
     if case_id is None:
-        case_id = session.scalar(
-            select(OutboxMessage.case_id)
-            .where(OutboxMessage.message_id.in_(ids), OutboxMessage.case_id.is_not(None))
-            .limit(1)
-        )
+        case_id = session.scalar(ours, {"ids": ids})
     return session.get(Case, case_id) if case_id is not None else None
 
 
 def seen_before(session: Session, message_id: str | None, content_hash: str) -> bool:
     """True when this message was already processed (dedupe on Message-ID, else content)."""
+    lookups = _lookups()
     if message_id:
-        where = InboundMessage.message_id == message_id
-    else:
-        where = InboundMessage.content_hash == content_hash
-    return session.scalar(select(func.count()).select_from(InboundMessage).where(where)) > 0
+        return session.scalar(lookups.seen_message_id, {"message_id": message_id}) is not None
+    return session.scalar(lookups.seen_content, {"content_hash": content_hash}) is not None
+
+
+def sent_by_us(session: Session, message_id: str) -> bool:
+    """True when this Message-ID is one of the outbox's."""
+    return session.scalar(_lookups().sent_by_us, {"message_id": message_id}) is not None
 
 
 def acknowledgements_since(session: Session, recipient: str, since: datetime) -> int:
     return session.scalar(
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(
-            OutboxMessage.recipient == recipient,
-            OutboxMessage.kind == "acknowledgement",
-            OutboxMessage.created_at >= since,
-        )
+        _lookups().acknowledgements_since, {"recipient": recipient, "since": since}
+    )
+
+
+def last_acknowledgement_since(session: Session, recipient: str, since: datetime) -> int | None:
+    """The case whose acknowledgement most recently went to `recipient`, if one went since."""
+    return session.scalar(
+        _lookups().last_acknowledgement_since, {"recipient": recipient, "since": since}
+    )
+
+
+@dataclass(frozen=True)
+class _Lookups:
+    """The questions asked of every message, built once: building a statement costs more
+    than running one of these."""
+
+    seen_message_id: Select[tuple[int]]
+    seen_content: Select[tuple[int]]
+    sent_by_us: Select[tuple[int]]
+    case_by_message_ids: tuple[Select[tuple[int]], Select[tuple[int]]]
+    acknowledgements_since: Select[tuple[int]]
+    last_acknowledgement_since: Select[tuple[int]]
+
+
+@lru_cache(maxsize=1)
+def _lookups() -> _Lookups:
+    messages, outbox = InboundMessage.__table__, OutboxMessage.__table__
+    ids = bindparam("ids", expanding=True)
+    to_sender_since = (
+        outbox.c.recipient == bindparam("recipient"),
+        outbox.c.kind == "acknowledgement",
+        outbox.c.created_at >= bindparam("since", type_=UTCDateTime),
+    )
+    return _Lookups(
+        seen_message_id=select(messages.c.id)
+        .where(messages.c.message_id == bindparam("message_id"))
+        .limit(1),
+        seen_content=select(messages.c.id)
+        .where(messages.c.content_hash == bindparam("content_hash"))
+        .limit(1),
+        sent_by_us=select(outbox.c.id).where(outbox.c.message_id == bindparam("message_id")),
+        case_by_message_ids=(
+            select(messages.c.case_id)
+            .where(messages.c.message_id.in_(ids), messages.c.case_id.is_not(None))
+            .limit(1),
+            select(outbox.c.case_id)
+            .where(outbox.c.message_id.in_(ids), outbox.c.case_id.is_not(None))
+            .limit(1),
+        ),
+        acknowledgements_since=select(func.count()).select_from(outbox).where(*to_sender_since),
+        last_acknowledgement_since=select(outbox.c.case_id)
+        .where(*to_sender_since)
+        .order_by(outbox.c.id.desc())
+        .limit(1),
     )
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailbot.parse import ParsedMessage
-from mailbot.store import PREFIXES, Case, OutboxMessage, case_by_message_ids, case_by_ref
+from mailbot.store import (
+    PREFIXES,
+    Case,
+    case_by_message_ids,
+    case_by_ref,
+    last_acknowledgement_since,
+)
 
 REFERENCE = re.compile(rf"\b(?:{'|'.join(PREFIXES.values())})-\d{{4}}-\d{{5}}\b", re.IGNORECASE)
 
@@ -47,14 +52,5 @@ def _recently_acknowledged(session: Session, sender: str | None, since: datetime
     """The case whose acknowledgement most recently went to `sender`, if one went since."""
     if not sender:
         return None
-    case_id = session.scalar(
-        select(OutboxMessage.case_id)
-        .where(
-            OutboxMessage.recipient == sender,
-            OutboxMessage.kind == "acknowledgement",
-            OutboxMessage.created_at >= since,
-        )
-        .order_by(OutboxMessage.id.desc())
-        .limit(1)
-    )
+    case_id = last_acknowledgement_since(session, sender, since)
     return session.get(Case, case_id) if case_id is not None else None
