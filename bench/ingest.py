@@ -32,11 +32,11 @@ from bench.support import (
     NOW,
     ROOT,
     SmtpSink,
+    daemon_memory_mb,
     fill,
     mailbot_command,
     mailbot_config,
     mixed_corpus,
-    rss_mb,
     save_json,
     servers,
 )
@@ -118,7 +118,7 @@ def run_mailbot(config: Path, url: str, sink: SmtpSink, count: int, timeout: flo
         arrivals = sink.arrivals()
         end = max(arrivals.values()) if arrivals else time.monotonic()
         time.sleep(1)  # settled: what it holds after the backlog, not mid-transaction
-        rss, hwm = rss_mb(proc.pid)
+        rss, hwm = daemon_memory_mb(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -207,8 +207,9 @@ def report(r: dict) -> str:
         f"Ratio mailbot/floor throughput: **{r['ratio']:.2f}** (target >= {TARGET_RATIO}: {met}).",
         f"Acknowledgements: {acks:,} sent, {r['expected_acknowledgements']:,} expected. "
         f"Outcomes: {r['mailbot_outcomes']}.",
-        f"Daemon resident memory after the backlog: {r['mailbot_rss_mb']:.0f} MB "
-        f"(peak {r['mailbot_hwm_mb']:.0f} MB).",
+        f"Daemon resident memory after the backlog, with its sending process: "
+        f"{r['mailbot_rss_mb']:.0f} MB proportional set size "
+        f"(peaks {r['mailbot_hwm_mb']:.0f} MB, the two processes' high-water marks added).",
     ]
     return "\n".join(lines)
 

@@ -291,6 +291,26 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def daemon_memory_mb(pid: int) -> tuple[float, float]:
+    """(resident, peak) of the daemon and its sending process, in MB. Resident is the
+    proportional set size, so pages the two still share since the fork count once; the
+    peak is the sum of each one's VmHWM (an upper bound)."""
+    resident = peak = 0.0
+    for each in (pid, *_children(pid)):
+        for line in Path(f"/proc/{each}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                resident += int(line.split()[1]) / 1024
+        peak += rss_mb(each)[1]
+    return resident, peak
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100), nearest-rank, as service-level targets are read."""
     ordered = sorted(values)

@@ -158,6 +158,7 @@ def app_from(args: argparse.Namespace) -> App:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mailbot.daemon import Daemon, run_once
+    from mailbot.outbox import SendingStopped
 
     app = app_from(args)
     if args.once:
@@ -166,7 +167,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     daemon = Daemon(app)
     daemon.install_signal_handlers()
-    daemon.run()
+    try:
+        daemon.run()
+    except SendingStopped as exc:
+        return _fail(EXIT_INTERNAL, str(exc))
     return EXIT_OK
 
 

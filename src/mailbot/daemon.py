@@ -87,7 +87,7 @@ class Daemon:
     """`mailbot run`: keeps going until SIGTERM/SIGINT; SIGHUP reloads policy and templates.
 
     One thread decides (reads every mailbox, keeps the promises), so a reminder pass never
-    races an acknowledgement; a second one sends what it queues.
+    races an acknowledgement; a second process sends what it queues (outbox.Sender).
     """
 
     app: App
@@ -177,6 +177,11 @@ class Daemon:
             self.purge_due.clear()
             self._purge()
         assert self.sender is not None
+        code = self.sender.ended()
+        if code is not None:  # systemd restarts us (exit 3); stranded mail turns 'uncertain'
+            raise outbox.SendingStopped(
+                f"the sending process ended unexpectedly (exit code {code})"
+            )
         new = sum(self._read(watched) for watched in self.watched)
         scheduler.run_due(self.app)
         self.sender.wake()
@@ -243,6 +248,8 @@ class Daemon:
         systemd.reloading()
         try:
             self.app.reload()
+            if self.sender is not None:
+                self.sender.reload()
             log.info("reloaded policy and templates")
         except Exception as exc:  # keep serving with what we had
             log.error("reload failed, keeping the previous policy: %s", exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email import message_from_bytes
@@ -142,7 +143,8 @@ def compose(
     """
     council = cfg.council
     sender = sender or council.mailbox_address
-    msg = MIMEMultipart("alternative")
+    # "=_" cannot occur in a quoted-printable body, so the boundary needs no search of it.
+    msg = MIMEMultipart("alternative", boundary=f"=_{secrets.token_hex(16)}")
     msg["From"] = formataddr((header_text(council.name, 100), sender), charset="utf-8")
     msg["Reply-To"] = sender
     msg["To"] = formataddr((header_text(to_name, 100), to), charset="utf-8")
@@ -161,8 +163,10 @@ def compose(
             msg["References"] = " ".join((*references[-10:], in_reply_to))
     else:
         msg["Auto-Submitted"] = "auto-generated"
-    msg.attach(MIMEText(rendered.text, "plain", _UTF8))
-    msg.attach(MIMEText(rendered.html, "html", _UTF8))
+    for body, subtype in ((rendered.text, "plain"), (rendered.html, "html")):
+        part = MIMEText(body, subtype, _UTF8)
+        del part["MIME-Version"]  # said once, at the top
+        msg.attach(part)
     return msg.as_bytes(policy=_WIRE)
 
 

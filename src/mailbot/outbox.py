@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import json
 import logging
+import multiprocessing
+import multiprocessing.synchronize
+import os
+import signal
 import ssl
 import threading
 import time
@@ -246,44 +252,82 @@ def recover_interrupted(sessions: sessionmaker[Session], clock: Clock) -> int:
     return len(rows)
 
 
-def flush(app: App, stop: threading.Event | None = None) -> FlushResult:
+def flush(app: App, stop: StopFlag | None = None) -> FlushResult:
     """Send everything due in the outbox over one SMTP connection; with `stop`, end after
     the message in hand once it is set (a message is never abandoned half-sent)."""
     return asyncio.run(_flush(app, stop))
 
 
+class SendingStopped(Exception):
+    """The daemon's sending process ended by itself (killed, or a crash)."""
+
+
+# Set by another thread or process to end sending after the message in hand.
+StopFlag = threading.Event | multiprocessing.synchronize.Event
+
+
 class Sender:
-    """The daemon's sending thread: mail goes out as soon as it is queued, while the main
-    loop reads the next message, and again when a deferred message's retry is due."""
+    """The daemon's sending process: mail goes out as soon as it is queued, while the
+    main process reads the next message, and again when a deferred message's retry is due.
+
+    A process, not a thread: Python runs one thread at a time, and composing and sending
+    a busy morning's acknowledgements would otherwise take turns with reading the mail.
+    It is forked when the daemon starts, before any other thread, so it has the loaded
+    config, policy, templates and clock; it opens its own database connections. It
+    leaves signals to the daemon, which stops it (after the message in hand) and tells
+    it to reload; it dies with the daemon if that is killed.
+    """
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
-        self._busy_since: float | None = None  # monotonic, while a flush is under way
+        ctx = multiprocessing.get_context("fork")
+        self._wake = ctx.Event()
+        self._stop = ctx.Event()
+        self._reload = ctx.Event()
+        # time.monotonic() (one clock for every process) while a pass is under way, else 0
+        self._busy_since = ctx.Value("d", 0.0, lock=False)
+        self._parent = os.getpid()
+        self._process = ctx.Process(target=self._main, name="mailbot-outbox", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        self._process.start()
 
     def wake(self) -> None:
         """Something was queued: send it now."""
         self._wake.set()
 
+    def reload(self) -> None:
+        """SIGHUP reached the daemon: read the policy and templates again."""
+        self._reload.set()
+        self._wake.set()
+
     def stop(self, timeout: float = 60.0) -> None:
-        """Finish the message in hand, then end the thread."""
+        """Finish the message in hand, then end the process."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout)
+        self._process.join(timeout)
+        if self._process.is_alive():
+            log.error("outbox: the sending process did not stop in %.0f s; killed", timeout)
+            self._process.kill()
+            self._process.join()
+
+    def ended(self) -> int | None:
+        """The sending process's exit code if it has ended (it should not, until stopped)."""
+        return None if self._process.is_alive() else self._process.exitcode
 
     def stuck(self, limit: timedelta = SENDING_LEASE) -> bool:
         """One pass of sending has run longer than `limit` (each step times out sooner):
         the daemon then stops feeding systemd's watchdog, which restarts it."""
-        busy = self._busy_since
-        return busy is not None and time.monotonic() - busy > limit.total_seconds()
+        busy = self._busy_since.value
+        return busy > 0 and time.monotonic() - busy > limit.total_seconds()
 
-    def _run(self) -> None:
-        # One event loop for the thread's life, so the SMTP connection can outlive a pass.
+    def _main(self) -> None:
+        """The sending process."""
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # the daemon decides when we stop
+        _die_with_parent(self._parent)
+        self.app.engine.dispose(close=False)  # the daemon's connections stay the daemon's
+        # One event loop for the process's life, so the SMTP connection can outlive a pass.
         with asyncio.Runner() as runner:
             kept = _KeptConnection()
             try:
@@ -298,22 +342,31 @@ class Sender:
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if self._reload.is_set():
+                self._reload.clear()
+                self._reload_app()
             if not woken:
                 runner.run(kept.close())  # nothing new for a while: let the server go
-            self._busy_since = time.monotonic()
+            self._busy_since.value = time.monotonic()
             try:
                 # Another process on the same database may have died mid-send.
                 recover_interrupted(self.app.sessions, self.app.clock)
                 runner.run(_flush(self.app, self._stop, kept))
                 failures = 0
-            except Exception as exc:  # the database, say: try again, never let the thread die
+            except Exception as exc:  # the database, say: try again, never let it die
                 failures += 1
                 delay = min(2.0**failures, 300.0)
                 log.error("outbox: cannot send now (%s); trying again in %.0f s", exc, delay)
                 self._stop.wait(delay)
                 self._wake.set()
             finally:
-                self._busy_since = None
+                self._busy_since.value = 0.0
+
+    def _reload_app(self) -> None:
+        try:
+            self.app.reload()
+        except Exception as exc:  # the daemon logs the same problem; keep what we had
+            log.debug("outbox: reload failed, keeping the previous policy: %s", exc)
 
     def _seconds_to_next(self, limit: float) -> float:
         """Until the earliest deferred message is due (at most `limit`; 0 if one is due)."""
@@ -329,6 +382,18 @@ class Sender:
         if due is None:
             return limit
         return max(0.0, min(limit, (due - self.app.clock.now()).total_seconds()))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when the daemon dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before we asked
+        os._exit(0)
+
+
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -487,7 +552,7 @@ async def _quit(smtp: aiosmtplib.SMTP) -> None:
 
 
 async def _flush(
-    app: App, stop: threading.Event | None = None, kept: _KeptConnection | None = None
+    app: App, stop: StopFlag | None = None, kept: _KeptConnection | None = None
 ) -> FlushResult:
     """Send what is due over one SMTP connection: `kept`'s if it has one (and it is left
     there afterwards), otherwise a new one, closed at the end."""
