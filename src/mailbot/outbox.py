@@ -429,26 +429,29 @@ def _claim_next(
         # Plain statements on the session's connection: this runs once a message, and the
         # ORM's bookkeeping would cost more than the statements do.
         conn = session.connection()
+        # Read and write the next message first, then do every write together at the end:
+        # SQLite holds its one write lock from a transaction's first write to its commit,
+        # and the daemon's reading process waits for it meanwhile.
+        row = conn.execute(_next_due(), {"now": now}).first() if more else None
+        case, raw, error = None, b"", ""
+        if row is not None:
+            if row.case_id is not None:
+                case = conn.execute(select(cases).where(cases.c.id == row.case_id)).first()
+            raw = row.raw
+            if app is not None and not raw:
+                # Written now, from the case as it stands, and kept: the record of what
+                # was sent.
+                try:
+                    raw = render(app, session, row, case)
+                except OperationalError:
+                    raise
+                except Exception as exc:  # a bug in one letter must not block the rest
+                    log.exception("cannot write %s %s", row.kind, row.key)
+                    error = f"cannot write the message: {type(exc).__name__}: {exc}"
         if sent is not None:
             _mark_sent(conn, now, sent)
-        if not more:
-            return None
-        row = conn.execute(_next_due(), {"now": now}).first()
         if row is None:
             return None
-        case = None
-        if row.case_id is not None:
-            case = conn.execute(select(cases).where(cases.c.id == row.case_id)).first()
-        raw, error = row.raw, ""
-        if app is not None and not raw:
-            # Written now, from the case as it stands, and kept: the record of what was sent.
-            try:
-                raw = render(app, session, row, case)
-            except OperationalError:
-                raise
-            except Exception as exc:  # a bug in one letter must not block the rest
-                log.exception("cannot write %s %s", row.kind, row.key)
-                error = f"cannot write the message: {type(exc).__name__}: {exc}"
         # Claimed before sending: if we die after the server accepts it, the row says
         # 'sending' and is never sent again. The status check makes the claim safe where
         # FOR UPDATE does nothing (SQLite).

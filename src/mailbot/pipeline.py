@@ -147,13 +147,16 @@ def process_batch(
     now = app.clock.now()
     first, last = batch[0], batch[-1]
     try:
+        # Parsed before the transaction: SQLite holds its one write lock from the first
+        # write to the commit, and the sending process waits for it meanwhile.
+        parsed = [_parse(fetched) for fetched in batch]
         with app.sessions.begin() as session:
             recorded = _recorded_uids(session, batch)
             outcomes = [
                 "already-recorded"  # another pass (or process) got here first
                 if fetched.uid in recorded
-                else _decide(app, session, fetched, start_from, now, box, sent)
-                for fetched in batch
+                else _decide(app, session, fetched, msg, start_from, now, box, sent)
+                for fetched, msg in zip(batch, parsed, strict=True)
             ]
             _advance(session, last.folder, last.uid)
             faults.crash_point("before-commit")
@@ -241,18 +244,23 @@ def _record(
     )
 
 
+def _parse(fetched: FetchedMessage) -> ParsedMessage:
+    msg = parse_message(fetched.raw, truncated=fetched.truncated)
+    faults.crash_point("after-parse")
+    return msg
+
+
 def _decide(
     app: App,
     session: Session,
     fetched: FetchedMessage,
+    msg: ParsedMessage,
     start_from: datetime,
     now: datetime,
     box: ImapConfig,
     sent: bool,
 ) -> str:
     """What to do with one message not yet recorded; its record is added to `session`."""
-    msg = parse_message(fetched.raw, truncated=fetched.truncated)
-    faults.crash_point("after-parse")
     if fetched.internal_date < start_from:
         _record(session, fetched, msg, "historic", ["arrived before start_from"], now)
         return "historic"
