@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
@@ -31,6 +33,10 @@ class App:
     rules: ClassificationRules
     templates: Templates
     tokens: OAuthTokens | None = None  # Microsoft 365 / Google sign-in, when configured
+    # Held around the busiest write transactions. The daemon makes it a lock shared with
+    # its sending process on SQLite, whose own wait for its one write lock is a sleep
+    # that lengthens each try: a process waiting on this lock gets its turn at once.
+    write_turn: AbstractContextManager[Any] = field(default_factory=nullcontext)
 
     @classmethod
     def load(cls, cfg: Config, clock: Clock) -> App:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import signal
 import threading
 import time
@@ -136,6 +137,8 @@ class Daemon:
             )
             for box in self.app.cfg.all_mailboxes
         ]
+        if self.app.engine.dialect.name == "sqlite":
+            self.app.write_turn = multiprocessing.get_context("fork").Lock()
         self.sender = outbox.Sender(self.app)
         self.sender.start()
         timer.start()

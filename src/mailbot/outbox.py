@@ -16,6 +16,7 @@ import signal
 import ssl
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -424,8 +425,7 @@ def _claim_next(
     (one commit a message, not two); with `more` false nothing new is claimed.
     """
     now = clock.now()
-    outbox, cases = OutboxMessage.__table__, Case.__table__
-    with sessions.begin() as session:
+    with app.write_turn if app else nullcontext(), sessions.begin() as session:
         # Plain statements on the session's connection: this runs once a message, and the
         # ORM's bookkeeping would cost more than the statements do.
         conn = session.connection()
@@ -436,7 +436,7 @@ def _claim_next(
         case, raw, error = None, b"", ""
         if row is not None:
             if row.case_id is not None:
-                case = conn.execute(select(cases).where(cases.c.id == row.case_id)).first()
+                case = conn.execute(_case_of(), {"case": row.case_id}).first()
             raw = row.raw
             if app is not None and not raw:
                 # Written now, from the case as it stands, and kept: the record of what
@@ -456,20 +456,34 @@ def _claim_next(
         # 'sending' and is never sent again. The status check makes the claim safe where
         # FOR UPDATE does nothing (SQLite).
         claimed = conn.execute(
-            update(outbox)
-            .where(outbox.c.id == row.id, outbox.c.status == "pending")
-            .values(
-                status="sending",
-                attempts=outbox.c.attempts + 1,
-                next_attempt_at=now + SENDING_LEASE,
-                raw=raw,
-            )
+            _claim(), {"row_id": row.id, "lease": now + SENDING_LEASE, "raw": raw}
         )
         if claimed.rowcount != 1:
             return None
         ref = case.ref if case is not None else None
         said = _what_it_said(row.letter)
         return _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref, said)
+
+
+@functools.cache
+def _claim() -> Update:
+    outbox = OutboxMessage.__table__
+    return (
+        update(outbox)
+        .where(outbox.c.id == bindparam("row_id"), outbox.c.status == "pending")
+        .values(
+            status="sending",
+            attempts=outbox.c.attempts + 1,
+            next_attempt_at=bindparam("lease", type_=UTCDateTime),
+            raw=bindparam("raw", type_=LargeBinary),
+        )
+    )
+
+
+@functools.cache
+def _case_of() -> Select:
+    cases = Case.__table__
+    return select(cases).where(cases.c.id == bindparam("case"))
 
 
 @functools.cache

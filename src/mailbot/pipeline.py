@@ -45,6 +45,8 @@ from mailbot.thread import find_case
 
 log = logging.getLogger("mailbot.pipeline")
 
+COMMIT_EVERY = 10  # messages decided in one transaction
+
 
 def ingest_mailbox(app: App, mailbox: Mailbox, progress: Callable[[], None] | None = None) -> int:
     """Read one mailbox: its sent folder for officers' replies, then its inbox (left
@@ -103,12 +105,15 @@ def _ingest(
     # Ask again until nothing is new: mail that arrives while we work is read now, not
     # left for an IDLE that may never mention it.
     while uids := mailbox.uids_after(last_uid):
-        for batch in mailbox.fetch(uidvalidity, uids, max_bytes):
+        for fetched in mailbox.fetch(uidvalidity, uids, max_bytes):
             faults.crash_point("after-fetch")
-            process_batch(app, batch, start_from, box, sent=sent)
+            # Committed a few at a time: SQLite has one writer, and the sending process
+            # records each message it sends, so it needs a turn between our commits.
+            for at in range(0, len(fetched), COMMIT_EVERY):
+                process_batch(app, fetched[at : at + COMMIT_EVERY], start_from, box, sent=sent)
+                if progress is not None:
+                    progress()
             systemd.keepalive()  # a long backlog after an outage is work, not a hang
-            if progress is not None:
-                progress()
         last_uid, count = max(uids), count + len(uids)
     return count
 
@@ -150,7 +155,7 @@ def process_batch(
         # Parsed before the transaction: SQLite holds its one write lock from the first
         # write to the commit, and the sending process waits for it meanwhile.
         parsed = [_parse(fetched) for fetched in batch]
-        with app.sessions.begin() as session:
+        with app.write_turn, app.sessions.begin() as session:
             recorded = _recorded_uids(session, batch)
             outcomes = [
                 "already-recorded"  # another pass (or process) got here first
