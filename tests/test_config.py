@@ -593,3 +593,24 @@ def test_follow_up_window_must_be_minutes(
         "[database]", f"[screening]\nfollow_up_minutes = {value}\n\n[database]"
     )
     assert error_for(tmp_path, text) == f"line {line_of(text, 'follow_up_minutes')}: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "smtp.connections: must be at least 1 (got 0)"),
+        ("11", "smtp.connections: must be at most 10 (got 11)"),
+        ('"three"', "smtp.connections: must be a whole number (got 'three')"),
+    ],
+)
+def test_smtp_connections_must_be_a_small_count(
+    tmp_path: Path, good_text: str, value: str, expected: str
+) -> None:
+    text = good_text.replace("port = 587", f"port = 587\nconnections = {value}")
+    assert error_for(tmp_path, text) == f"line {line_of(text, 'connections = ')}: {expected}"
+
+
+def test_smtp_connections_default_to_one(tmp_path: Path, good_text: str) -> None:
+    path = tmp_path / "mailbot.toml"
+    path.write_text(good_text)
+    assert load_config(path).smtp.connections == 1

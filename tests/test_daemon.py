@@ -152,6 +152,69 @@ def test_kill_9_at_every_stage_never_loses_or_repeats(crash_at, app, config_path
         assert [status for _, status in acks] == ["sent", "sending", "sent"]
 
 
+def several_connections(tmp_path, dovecot, smtp, database_url, residents):
+    """A config sending over three SMTP connections, and a mailbox with `residents`' mail."""
+    config = local_config(
+        tmp_path,
+        dovecot,
+        smtp,
+        mailbox_address=COUNCIL,
+        database_url=database_url,
+        start_from=START_FROM,
+        smtp_extra="connections = 3\n",
+    )
+    upgrade(database_url)
+    for n, who in enumerate(residents):
+        dovecot.append(resident_mail(sender=who, message_id=f"<c{n}@x>"), when=ARRIVED)
+    return config
+
+
+def ack_statuses(database_url: str) -> list[tuple[str, str]]:
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(OutboxMessage.recipient, OutboxMessage.status)
+            .where(OutboxMessage.kind == "acknowledgement")
+            .order_by(OutboxMessage.recipient)
+        ).all()
+    engine.dispose()
+    return [tuple(row) for row in rows]
+
+
+def test_three_smtp_connections_send_each_message_once(tmp_path, dovecot, smtp, database_url):
+    residents = [f"r{n}@example.com" for n in range(7)]
+    config = several_connections(tmp_path, dovecot, smtp, database_url, residents)
+
+    done = mailbot(config, "run", "--once", "--now", NOW)
+    _, err = done.communicate(timeout=60)
+
+    assert done.returncode == 0, err.decode()
+    assert sorted(m.rcpt_tos[0] for m in to_residents(smtp)) == residents
+    assert smtp.greetings == 3  # three connections, each carrying several messages
+    assert ack_statuses(database_url) == [(who, "sent") for who in residents]
+
+
+def test_a_kill_strands_at_most_one_message_a_connection(tmp_path, dovecot, smtp, database_url):
+    residents = [f"r{n}@example.com" for n in range(5)]
+    config = several_connections(tmp_path, dovecot, smtp, database_url, residents)
+
+    crashed = mailbot(config, "run", "--once", "--now", NOW, env={CRASH_ENV: "after-claim"})
+    crashed.communicate(timeout=60)
+    assert crashed.returncode == -signal.SIGKILL
+    for _ in range(2):
+        again = mailbot(config, "run", "--once", "--now", NOW)
+        _, err = again.communicate(timeout=60)
+        assert again.returncode == 0, err.decode()
+
+    # The first three were claimed, one for each connection, when it was killed: they
+    # wait as 'sending', never repeated; the other two went once each.
+    assert sorted(m.rcpt_tos[0] for m in to_residents(smtp)) == residents[3:]
+    assert ack_statuses(database_url) == [
+        *((who, "sending") for who in residents[:3]),
+        *((who, "sent") for who in residents[3:]),
+    ]
+
+
 def test_interrupted_send_is_marked_uncertain_after_its_lease(app, config_path, dovecot, smtp):
     dovecot.append(resident_mail(), when=ARRIVED)
     crashed = mailbot(config_path, "run", "--once", "--now", NOW, env={CRASH_ENV: "after-send"})

@@ -160,6 +160,9 @@ class SmtpConfig(ServerConfig):
 
     port: Annotated[int, Field(ge=1, le=65535)] = 587
     security: Literal["tls", "starttls", "none"] = "starttls"
+    # Messages handed to the server at once, one a connection. More clear a backlog
+    # sooner; a crash can leave as many 'uncertain' (Microsoft 365 allows 3 per mailbox).
+    connections: Annotated[int, Field(ge=1, le=10)] = 1
 
 
 class CouncilConfig(_Strict):

@@ -334,6 +334,7 @@ def local_config(
     start_from: datetime | None = None,
     extra: str = "",
     imap_extra: str = "",
+    smtp_extra: str = "",
     officers: str = SAMPLE_OFFICERS,
 ) -> Path:
     """Write a mailbot.toml for the local servers (password in a file beside it)."""
@@ -360,7 +361,7 @@ password_file = "{secret}"
 host = "127.0.0.1"
 port = {smtp.port}
 security = "none"
-
+{smtp_extra}
 [database]
 url = "{database_url}"
 {extra}

@@ -17,9 +17,9 @@ import ssl
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 from sqlalchemy import (
@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert, ReturningInsert, Update
@@ -330,16 +330,16 @@ class Sender:
         self.app.engine.dispose(close=False)  # the daemon's connections stay the daemon's
         # One event loop for the process's life, so the SMTP connection can outlive a pass.
         with asyncio.Runner() as runner:
-            kept = _KeptConnection()
+            kept = _KeptConnections()
             try:
                 self._serve(runner, kept)
             finally:
                 runner.run(kept.close())
 
-    def _serve(self, runner: asyncio.Runner, kept: _KeptConnection) -> None:
+    def _serve(self, runner: asyncio.Runner, kept: _KeptConnections) -> None:
         failures = 0
         while not self._stop.is_set():
-            woken = self._wake.wait(self._seconds_to_next(KEEP_IDLE if kept.smtp else 60.0))
+            woken = self._wake.wait(self._seconds_to_next(KEEP_IDLE if kept else 60.0))
             self._wake.clear()
             if self._stop.is_set():
                 break
@@ -409,60 +409,67 @@ class _Claim:
     said: str = ""  # for the case's history: the new date, the working days left
 
 
-def _claim_next(
+def _claim_round(
     sessions: sessionmaker[Session],
     clock: Clock,
     app: App | None = None,
     *,
-    sent: _Claim | None = None,
-    more: bool = True,
-) -> _Claim | None:
-    """Take the oldest due message, one at a time, so a crash strands at most one.
+    sent: list[_Claim] = [],  # noqa: B006 (never changed)
+    want: int = 1,
+) -> list[_Claim]:
+    """Take the oldest `want` due messages, one for each SMTP connection, so a crash
+    strands at most one a connection.
 
-    With `app`, the message is also written (composed from its letter) in the same
+    With `app`, each message is also written (composed from its letter) in the same
     transaction: if the database cannot store it, nothing is claimed and it stays due.
-    `sent`, the message just handed over, is recorded as sent in that same transaction
-    (one commit a message, not two); with `more` false nothing new is claimed.
+    `sent`, the messages just handed over, are recorded as sent in that same transaction
+    (one commit a round, not two); with `want` 0 nothing new is claimed.
     """
     now = clock.now()
     with app.write_turn if app else nullcontext(), sessions.begin() as session:
-        # Plain statements on the session's connection: this runs once a message, and the
-        # ORM's bookkeeping would cost more than the statements do.
+        # Plain statements on the session's connection: this runs for every message, and
+        # the ORM's bookkeeping would cost more than the statements do.
         conn = session.connection()
-        # Read and write the next message first, then do every write together at the end:
-        # SQLite holds its one write lock from a transaction's first write to its commit,
-        # and the daemon's reading process waits for it meanwhile.
-        row = conn.execute(_next_due(), {"now": now}).first() if more else None
-        case, raw, error = None, b"", ""
-        if row is not None:
-            if row.case_id is not None:
-                case = conn.execute(_case_of(), {"case": row.case_id}).first()
-            raw = row.raw
-            if app is not None and not raw:
-                # Written now, from the case as it stands, and kept: the record of what
-                # was sent.
-                try:
-                    raw = render(app, session, row, case)
-                except OperationalError:
-                    raise
-                except Exception as exc:  # a bug in one letter must not block the rest
-                    log.exception("cannot write %s %s", row.kind, row.key)
-                    error = f"cannot write the message: {type(exc).__name__}: {exc}"
-        if sent is not None:
-            _mark_sent(conn, now, sent)
-        if row is None:
-            return None
-        # Claimed before sending: if we die after the server accepts it, the row says
-        # 'sending' and is never sent again. The status check makes the claim safe where
-        # FOR UPDATE does nothing (SQLite).
-        claimed = conn.execute(
-            _claim(), {"row_id": row.id, "lease": now + SENDING_LEASE, "raw": raw}
-        )
-        if claimed.rowcount != 1:
-            return None
-        ref = case.ref if case is not None else None
-        said = _what_it_said(row.letter)
-        return _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref, said)
+        # Read and write the next messages first, then do every write together at the
+        # end: SQLite holds its one write lock from a transaction's first write to its
+        # commit, and the daemon's reading process waits for it meanwhile.
+        rows = conn.execute(_next_due(), {"now": now, "want": want}).all() if want else []
+        ready = [_write(app, conn, session, row) for row in rows]
+        for each in sent:
+            _mark_sent(conn, now, each)
+        claims = []
+        for row, case, raw, error in ready:
+            # Claimed before sending: if we die after the server accepts it, the row says
+            # 'sending' and is never sent again. The status check makes the claim safe
+            # where FOR UPDATE does nothing (SQLite).
+            claimed = conn.execute(
+                _claim(), {"row_id": row.id, "lease": now + SENDING_LEASE, "raw": raw}
+            )
+            if claimed.rowcount == 1:
+                ref = case.ref if case is not None else None
+                said = _what_it_said(row.letter)
+                claims.append(
+                    _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref, said)
+                )
+        return claims
+
+
+def _write(
+    app: App | None, conn: Connection, session: Session, row: Row[Any]
+) -> tuple[Row[Any], Row[Any] | None, bytes, str]:
+    """A due message's bytes, composed from its letter and its case as it stands now
+    (kept, as the record of what was sent), or the error that stopped it."""
+    case = conn.execute(_case_of(), {"case": row.case_id}).first() if row.case_id else None
+    raw, error = row.raw, ""
+    if app is not None and not raw:
+        try:
+            raw = render(app, session, row, case)
+        except OperationalError:
+            raise
+        except Exception as exc:  # a bug in one letter must not block the rest
+            log.exception("cannot write %s %s", row.kind, row.key)
+            error = f"cannot write the message: {type(exc).__name__}: {exc}"
+    return row, case, raw, error
 
 
 @functools.cache
@@ -488,7 +495,7 @@ def _case_of() -> Select:
 
 @functools.cache
 def _next_due() -> Select:
-    """The oldest message due to go, locked against other processes (PostgreSQL)."""
+    """The oldest messages due to go, locked against other processes (PostgreSQL)."""
     table = OutboxMessage.__table__
     return (
         select(
@@ -506,8 +513,8 @@ def _next_due() -> Select:
             table.c.next_attempt_at <= bindparam("now", type_=UTCDateTime),
         )
         .order_by(table.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)  # other processes skip it
+        .limit(bindparam("want"))
+        .with_for_update(skip_locked=True)  # other processes skip them
     )
 
 
@@ -521,44 +528,49 @@ def _what_it_said(letter: dict | None) -> str:
     return ""
 
 
-def _has_due(sessions: sessionmaker[Session], clock: Clock) -> bool:
+def _count_due(sessions: sessionmaker[Session], clock: Clock, *, limit: int) -> int:
+    """How many messages are due to go, counting no further than `limit`."""
+    table = OutboxMessage.__table__
     with sessions() as session:
-        return (
-            session.scalar(
-                select(OutboxMessage.id)
-                .where(
-                    OutboxMessage.status == "pending",
-                    OutboxMessage.next_attempt_at <= clock.now(),
-                )
-                .limit(1)
-            )
-            is not None
+        due = (
+            select(table.c.id)
+            .where(table.c.status == "pending", table.c.next_attempt_at <= clock.now())
+            .limit(limit)
+            .subquery()
         )
+        return session.scalar(select(func.count()).select_from(due)) or 0
 
 
 @dataclass
-class _KeptConnection:
-    """The sending thread's SMTP connection, kept between passes while mail keeps coming,
-    so a busy morning is not a new connection (and sign-in) for every batch."""
+class _KeptConnections:
+    """The sending process's SMTP connections, kept between passes while mail keeps
+    coming, so a busy morning is not a new connection (and sign-in) for every batch."""
 
-    smtp: aiosmtplib.SMTP | None = None
+    lanes: list[aiosmtplib.SMTP] = field(default_factory=list)
 
-    async def take(self) -> aiosmtplib.SMTP | None:
-        """The kept connection if the server still answers on it, else None."""
-        smtp, self.smtp = self.smtp, None
-        if smtp is None:
-            return None
-        try:
-            await smtp.noop()  # servers drop idle connections; find out before a message
-        except (aiosmtplib.SMTPException, OSError):
-            smtp.close()
-            return None
-        return smtp
+    async def take(self) -> list[aiosmtplib.SMTP]:
+        """The kept connections the server still answers on."""
+        lanes, self.lanes = self.lanes, []
+        alive = []
+        for smtp in lanes:
+            try:
+                await smtp.noop()  # servers drop idle connections; find out first
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+                continue
+            alive.append(smtp)
+        return alive
+
+    def keep(self, lanes: list[aiosmtplib.SMTP]) -> None:
+        self.lanes = lanes
 
     async def close(self) -> None:
-        smtp, self.smtp = self.smtp, None
-        if smtp is not None:
+        lanes, self.lanes = self.lanes, []
+        for smtp in lanes:
             await _quit(smtp)
+
+    def __bool__(self) -> bool:
+        return bool(self.lanes)
 
 
 async def _quit(smtp: aiosmtplib.SMTP) -> None:
@@ -569,41 +581,50 @@ async def _quit(smtp: aiosmtplib.SMTP) -> None:
 
 
 async def _flush(
-    app: App, stop: StopFlag | None = None, kept: _KeptConnection | None = None
+    app: App, stop: StopFlag | None = None, kept: _KeptConnections | None = None
 ) -> FlushResult:
-    """Send what is due over one SMTP connection: `kept`'s if it has one (and it is left
-    there afterwards), otherwise a new one, closed at the end."""
+    """Send what is due over up to `[smtp] connections` SMTP connections at once: `kept`'s
+    while they still answer (left there afterwards), new ones otherwise, closed at the end.
+
+    Each connection carries one message at a time; the messages of one round are claimed
+    together, and recorded as sent together with the next round's claims.
+    """
     sessions, cfg, clock = app.sessions, app.cfg, app.clock
     result = FlushResult()
-    if not _has_due(sessions, clock):
+    due = _count_due(sessions, clock, limit=cfg.smtp.connections)
+    if not due:
         return result  # no SMTP connection when there is nothing to send
-    smtp = await kept.take() if kept is not None else None
-    if smtp is None:
-        try:
-            smtp = await _connect(cfg.smtp, app.tokens)
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, OAuthError) as exc:
+    lanes = await kept.take() if kept is not None else []
+    try:
+        while len(lanes) < due:
+            lanes.append(await _connect(cfg.smtp, app.tokens))
+    except (aiosmtplib.SMTPException, OSError, ssl.SSLError, OAuthError) as exc:
+        if not lanes:
             result.deferred = _defer_all_due(sessions, clock, f"cannot reach SMTP server: {exc}")
             return result
+        log.warning("outbox: sending over %d connection(s) for now: %s", len(lanes), exc)
     try:
         seen: set[int] = set()
-        claim = _claim_next(sessions, clock, app)
-        while claim is not None and claim.row_id not in seen:
-            seen.add(claim.row_id)
+        claims = _claim_round(sessions, clock, app, want=len(lanes))
+        while claims := [c for c in claims if c.row_id not in seen]:
+            seen.update(c.row_id for c in claims)
             faults.crash_point("after-claim")
-            outcome = await _send_one(app, smtp, claim)
-            setattr(result, outcome, getattr(result, outcome) + 1)
+            handed = zip(lanes, claims, strict=False)  # at times fewer due than connections
+            outcomes = await asyncio.gather(*(_send_one(app, lane, c) for lane, c in handed))
+            for outcome in outcomes:
+                setattr(result, outcome, getattr(result, outcome) + 1)
+            sent = [c for c, outcome in zip(claims, outcomes, strict=True) if outcome == "sent"]
             more = not (stop and stop.is_set())
-            if outcome == "sent":
-                claim = _record_sent(app, claim, more)
-            else:
-                claim = _claim_next(sessions, clock, app) if more else None
+            claims = _record_sent(app, sent, len(lanes) if more else 0)
     except BaseException:
-        smtp.close()  # in an unknown state: never reused
+        for lane in lanes:
+            lane.close()  # in an unknown state: never reused
         raise
-    if kept is not None and smtp.is_connected:
-        kept.smtp = smtp
-    else:
-        await _quit(smtp)
+    if kept is not None:
+        kept.keep([lane for lane in lanes if lane.is_connected])
+    for lane in lanes:
+        if kept is None or not lane.is_connected:
+            await _quit(lane)
     return result
 
 
@@ -681,31 +702,35 @@ def _uncertain(sessions: sessionmaker[Session], row_id: int, error: str) -> str:
     return "failed"
 
 
-def _record_sent(app: App, sent: _Claim, more: bool) -> _Claim | None:
-    """Record a message as sent and claim the next one, in one transaction.
+def _record_sent(app: App, sent: list[_Claim], want: int) -> list[_Claim]:
+    """Record messages as sent and claim the next ones, in one transaction.
 
-    The server has the message now, so recording it comes first: if the database refuses
-    the pair (full, say: the next message is written into its row), the record is tried
-    alone, waiting out a briefly full or locked database. If it never recovers, the row
-    stays 'sending' and is never sent again (it turns 'uncertain' once its lease runs out).
+    The server has the messages now, so recording them comes first: if the database
+    refuses the pair (full, say: the next messages are written into their rows), the
+    record is tried alone, waiting out a briefly full or locked database. If it never
+    recovers, the rows stay 'sending' and are never sent again (they turn 'uncertain'
+    once their lease runs out).
     """
     try:
-        claim = _claim_next(app.sessions, app.clock, app, sent=sent, more=more)
+        claims = _claim_round(app.sessions, app.clock, app, sent=sent, want=want)
     except OperationalError:
         for attempt in range(3):
             try:
-                _claim_next(app.sessions, app.clock, app, sent=sent, more=False)
+                _claim_round(app.sessions, app.clock, app, sent=sent, want=0)
                 break
             except OperationalError:
                 if attempt == 2:
-                    log.critical(
-                        "%s to %s was sent but could not be recorded", sent.kind, sent.recipient
-                    )
+                    for each in sent:
+                        log.critical(
+                            "%s to %s was sent but could not be recorded",
+                            each.kind,
+                            each.recipient,
+                        )
                     raise
                 time.sleep(1 + attempt)
         raise  # recorded; the rest waits until the database has room again
     faults.crash_point("after-record")
-    return claim
+    return claims
 
 
 def _mark_sent(conn: Connection, now: datetime, sent: _Claim) -> None:
@@ -771,7 +796,8 @@ def _failed(
 def _defer_all_due(sessions: sessionmaker[Session], clock: Clock, error: str) -> int:
     """The server is unreachable: count an attempt on everything due and back off."""
     count = 0
-    while (claim := _claim_next(sessions, clock)) is not None:
-        _failed(sessions, clock, claim.row_id, error, permanent=False)
-        count += 1
+    while claims := _claim_round(sessions, clock):
+        for claim in claims:
+            _failed(sessions, clock, claim.row_id, error, permanent=False)
+        count += len(claims)
     return count
