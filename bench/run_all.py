@@ -69,6 +69,13 @@ def summary(ingest: dict | None, latency: dict | None, memory: dict | None, case
             f"floor {n / ingest['floor_s']:,.0f} msg/s ({ingest['floor_s']:.1f} s) | "
             f"{ingest['ratio']:.2f} | >= 0.5 | {yes(ingest['ratio'] >= 0.5)} |"
         )
+        for connections, more in ingest.get("more_connections", {}).items():
+            lines.append(
+                f"| backlog ingest, the same, `[smtp] connections = {connections}` | "
+                f"{n / more['seconds']:,.0f} msg/s ({more['seconds']:.1f} s) | "
+                f"floor {n / ingest['floor_s']:,.0f} msg/s ({ingest['floor_s']:.1f} s) | "
+                f"{more['ratio']:.2f} | >= 0.5 | {yes(more['ratio'] >= 0.5)} |"
+            )
     if latency:
         lines.append(
             f"| acknowledgement latency under IDLE, {latency['messages']} messages | "
@@ -94,8 +101,9 @@ def summary(ingest: dict | None, latency: dict | None, memory: dict | None, case
         )
     if ingest:
         lines.append(
-            f"| daemon resident memory after {ingest['messages']:,} messages | "
-            f"{ingest['mailbot_rss_mb']:.0f} MB (peak {ingest['mailbot_hwm_mb']:.0f} MB) | "
+            f"| daemon resident memory after {ingest['messages']:,} messages, with its "
+            f"sending process | {ingest['mailbot_rss_mb']:.0f} MB proportional (peaks "
+            f"{ingest['mailbot_hwm_mb']:.0f} MB added) | "
             "| | — | — |"
         )
     return "\n".join(lines)
