@@ -14,6 +14,7 @@ from mailbot import scheduler
 from mailbot.calendar import calendar_for
 from mailbot.daemon import run_once
 from mailbot.letters import Letter, render, subject_for
+from mailbot.officers import mark_responded
 from mailbot.outbox import flush, queue
 from mailbot.parse import parse_message
 from mailbot.pipeline import open_case
@@ -219,6 +220,35 @@ def test_nothing_fires_for_a_responded_closed_or_stopped_case(app, change):
     for day in range(1, 12):
         at(app, datetime(2026, 4, day, 10, 0, tzinfo=UTC))
     assert [r.kind for r in outbox(app) if r.kind != "digest"] == []
+
+
+@pytest.mark.parametrize("change", ["responded", "closed"])
+def test_a_letter_queued_before_the_case_was_answered_is_withdrawn(app, smtp, change):
+    ref = new_case(app, datetime(2026, 3, 30, 9, 0, tzinfo=UTC))
+    # Tue 7 Apr, 02:00 BST: the holding reply and a reminder are queued for opening time.
+    assert at(app, datetime(2026, 4, 7, 1, 0, tzinfo=UTC)) == 2
+    # 07:30 BST, before either went: the officer answers (or closes) the case.
+    app.clock.instant = datetime(2026, 4, 7, 6, 30, tzinfo=UTC)
+    with app.sessions.begin() as s:
+        case = s.scalar(select(Case).where(Case.ref == ref))
+        if change == "responded":
+            mark_responded(s, case, app.clock.now(), "reply sent by Alex")
+        else:
+            case.status = "closed"
+
+    app.clock.instant = datetime(2026, 4, 7, 8, 0, tzinfo=UTC)  # opening time
+    flush(app)
+
+    assert smtp.messages == []  # neither the resident nor the officer hears of a due date
+    rows = [(r.kind, r.status) for r in outbox(app) if r.kind != "digest"]
+    assert sorted(rows) == [("holding", "withdrawn"), ("reminder", "withdrawn")]
+    with app.sessions() as s:
+        case = s.scalar(select(Case).where(Case.ref == ref))
+        notes = sorted(e.detail for e in case.events if "not sent" in e.detail)
+    assert notes == [
+        f"holding to jane.doe@example.com not sent: the case was {change} first",
+        f"reminder to {ALEX} not sent: the case was {change} first",
+    ]
 
 
 def test_digest_on_working_days_at_opening_overdue_first(app, smtp):

@@ -433,8 +433,19 @@ def _claim_round(
         # Read and write the next messages first, then do every write together at the
         # end: SQLite holds its one write lock from a transaction's first write to its
         # commit, and the daemon's reading process waits for it meanwhile.
-        rows = conn.execute(_next_due(), {"now": now, "want": want}).all() if want else []
-        ready = [_write(app, conn, session, row) for row in rows]
+        ready: list[tuple[Row[Any], Row[Any] | None, bytes, str]] = []
+        while want and not ready:
+            rows = conn.execute(_next_due(), {"now": now, "want": want}).all()
+            if not rows:
+                break
+            for row in rows:
+                case = (
+                    conn.execute(_case_of(), {"case": row.case_id}).first() if row.case_id else None
+                )
+                if row.kind in ONLY_WHILE_OPEN and case is not None and case.status != "open":
+                    _withdraw(conn, now, row, case)  # and look further if that was all
+                else:
+                    ready.append(_write(app, session, row, case))
         for each in sent:
             _mark_sent(conn, now, each)
         claims = []
@@ -455,11 +466,10 @@ def _claim_round(
 
 
 def _write(
-    app: App | None, conn: Connection, session: Session, row: Row[Any]
+    app: App | None, session: Session, row: Row[Any], case: Row[Any] | None
 ) -> tuple[Row[Any], Row[Any] | None, bytes, str]:
     """A due message's bytes, composed from its letter and its case as it stands now
     (kept, as the record of what was sent), or the error that stopped it."""
-    case = conn.execute(_case_of(), {"case": row.case_id}).first() if row.case_id else None
     raw, error = row.raw, ""
     if app is not None and not raw:
         try:
@@ -731,6 +741,26 @@ def _record_sent(app: App, sent: list[_Claim], want: int) -> list[_Claim]:
         raise  # recorded; the rest waits until the database has room again
     faults.crash_point("after-record")
     return claims
+
+
+# Letters about a case still waiting for its answer. One queued before the officer
+# answered or closed the case (a reminder queued at night for opening time, say) would
+# tell the resident or the officer something no longer true, so it is withdrawn unsent.
+ONLY_WHILE_OPEN = frozenset({"reminder", "holding", "breach"})
+
+
+def _withdraw(conn: Connection, now: datetime, row: Row[Any], case: Row[Any]) -> None:
+    outbox = OutboxMessage.__table__
+    why = f"not sent: the case was {case.status} first"
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id == row.id, outbox.c.status == "pending")
+        .values(status="withdrawn", last_error=why)
+    )
+    _, _, history = _sent_statements()
+    detail = f"{row.kind} to {row.recipient} {why}"
+    conn.execute(history, {"case": case.id, "now": now, "kind": "note", "detail": detail})
+    log.info("%s to %s %s", row.kind, row.recipient, why, extra={"case": case.ref})
 
 
 def _mark_sent(conn: Connection, now: datetime, sent: _Claim) -> None:

@@ -189,7 +189,8 @@ class OutboxMessage(Base):
     # What to write (template, subject, extra wording): composed into `raw` when sent.
     letter: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    # pending -> sending -> sent; failed after too many attempts; uncertain if we died mid-send
+    # pending -> sending -> sent; failed after too many attempts; uncertain if we died mid-send;
+    # withdrawn if the case was answered before it went (outbox.ONLY_WHILE_OPEN)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
