@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from mailbot.app import App
     from mailbot.store import OutboxMessage
 
-    # The sending thread reads rows with plain statements; tests pass ORM objects.
+    # The sending process reads rows with plain statements; tests pass ORM objects.
     QueuedLetter = OutboxMessage | Row[Any]
     CaseLike = Case | Row[Any]
 

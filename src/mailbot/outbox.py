@@ -62,7 +62,7 @@ log = logging.getLogger("mailbot.outbox")
 
 MAX_ATTEMPTS = 30  # about three days of retries with the backoff below
 SENDING_LEASE = timedelta(minutes=10)
-KEEP_IDLE = 30.0  # seconds the sending thread keeps an idle SMTP connection open
+KEEP_IDLE = 30.0  # seconds the sending process keeps idle SMTP connections open
 
 
 def queue(
@@ -783,7 +783,7 @@ def _mark_sent(conn: Connection, now: datetime, sent: _Claim) -> None:
 
 @functools.cache
 def _sent_statements() -> tuple[Update, Update, Insert]:
-    """Built once: the sending thread runs them for every message it sends."""
+    """Built once: the sending process runs them for every message it sends."""
     outbox, cases, events = OutboxMessage.__table__, Case.__table__, CaseEvent.__table__
     now = bindparam("now", type_=UTCDateTime)
     mark = (

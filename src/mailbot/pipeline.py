@@ -68,7 +68,7 @@ def ingest_folder(
 
     `sent` marks the mailbox's sent folder: read for officers' replies and commands only,
     it never opens a case or sends an acknowledgement. `progress` is called after each
-    message is recorded (the daemon wakes its sending thread with it).
+    batch is recorded (the daemon wakes its sending process with it).
     """
     key = folder_key(mailbox.cfg, folder)
     uidvalidity = mailbox.select(folder)  # selected either way: the daemon IDLEs on it
