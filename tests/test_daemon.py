@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
@@ -150,6 +152,44 @@ def test_kill_9_at_every_stage_never_loses_or_repeats(crash_at, app, config_path
         # the second, which then waits as 'sending' like any other interrupted hand-over.
         assert sent == ["ann@example.com", "cat@example.com"]
         assert [status for _, status in acks] == ["sent", "sending", "sent"]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_the_sending_process_goes_when_the_daemon_stops(config_path, dovecot, smtp):
+    proc = mailbot(config_path, "run")
+    try:
+        wait_for(lambda: len(children(proc.pid)) == 1)
+        [sender] = children(proc.pid)
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    assert not Path(f"/proc/{sender}").exists()  # stopped with it, not left behind
+
+
+def test_a_sending_process_that_dies_stops_the_daemon_for_a_restart(config_path, dovecot, smtp):
+    proc = mailbot(config_path, "run")
+    try:
+        wait_for(lambda: len(children(proc.pid)) == 1)
+        [sender] = children(proc.pid)
+        os.kill(sender, signal.SIGKILL)
+        time.sleep(0.5)
+        dovecot.append(resident_mail(message_id="<after@x>"))  # wakes the daemon
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # Exit 3, which systemd's Restart=on-failure restarts; never a silent half-daemon
+    # that reads mail and sends none.
+    assert proc.returncode == 3
+    assert err.decode().splitlines()[-1] == (
+        "mailbot: the sending process ended unexpectedly (exit code -9)"
+    )
 
 
 def several_connections(tmp_path, dovecot, smtp, database_url, residents):
