@@ -33,9 +33,8 @@ class App:
     rules: ClassificationRules
     templates: Templates
     tokens: OAuthTokens | None = None  # Microsoft 365 / Google sign-in, when configured
-    # Held around the busiest write transactions. The daemon makes it a lock shared with
-    # its sending process on SQLite, whose own wait for its one write lock is a sleep
-    # that lengthens each try: a process waiting on this lock gets its turn at once.
+    # Held around the busiest write transactions: the daemon and its sending process take
+    # turns through it on SQLite (store.WriteTurn); nothing to take elsewhere.
     write_turn: AbstractContextManager[Any] = field(default_factory=nullcontext)
 
     @classmethod

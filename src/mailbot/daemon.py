@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import signal
 import threading
 import time
@@ -24,7 +23,7 @@ from mailbot.health import Alert, HealthWatch
 from mailbot.mailbox import Mailbox, MailboxError, MailboxLost, backoff_delays, wait_for_mail
 from mailbot.oauth import OAuthError
 from mailbot.pipeline import ingest_mailbox
-from mailbot.store import Case, OutboxMessage
+from mailbot.store import Case, OutboxMessage, WriteTurn
 
 log = logging.getLogger("mailbot.daemon")
 
@@ -137,8 +136,9 @@ class Daemon:
             )
             for box in self.app.cfg.all_mailboxes
         ]
-        if self.app.engine.dialect.name == "sqlite":
-            self.app.write_turn = multiprocessing.get_context("fork").Lock()
+        turn = WriteTurn.for_database(self.app.engine)
+        if turn is not None:
+            self.app.write_turn = turn
         self.sender = outbox.Sender(self.app)
         self.sender.start()
         timer.start()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -243,6 +246,41 @@ def folder_lock(engine: Engine, key: str) -> Iterator[bool]:
             if got:
                 conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
             conn.commit()
+
+
+class WriteTurn:
+    """Turns at SQLite's one write lock for the daemon's two processes, through an flock
+    on a file beside the database.
+
+    SQLite's own wait for its write lock is a sleep that lengthens with each try, so a
+    busy reader of mail could keep the sending process out for long stretches; a process
+    waiting on this lock gets its turn as soon as the other lets go. The kernel lets go
+    of a process's flock when it dies, so a killed process never leaves the other stuck.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        if self._pid != os.getpid():  # each process its own open file: flock is per file
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        assert self._fd is not None
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._fd is not None
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    @classmethod
+    def for_database(cls, engine: Engine) -> WriteTurn | None:
+        """One for a SQLite database file; None for PostgreSQL, whose locks are per row."""
+        database = engine.url.database
+        if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            return None
+        return cls(Path(f"{database}.lock"))
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
