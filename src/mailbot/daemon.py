@@ -141,6 +141,7 @@ class Daemon:
             self.app.write_turn = turn
         self.sender = outbox.Sender(self.app)
         self.sender.start()
+        self.sender.on_end(self.wake.set)  # a turn at once, which sees it has gone
         timer.start()
         try:
             self._run()

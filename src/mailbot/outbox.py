@@ -10,16 +10,17 @@ import functools
 import json
 import logging
 import multiprocessing
-import multiprocessing.synchronize
+import multiprocessing.connection
 import os
 import signal
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosmtplib
 from sqlalchemy import (
@@ -263,8 +264,50 @@ class SendingStopped(Exception):
     """The daemon's sending process ended by itself (killed, or a crash)."""
 
 
-# Set by another thread or process to end sending after the message in hand.
-StopFlag = threading.Event | multiprocessing.synchronize.Event
+class StopFlag(Protocol):
+    """Set by another thread or process to end sending after the message in hand."""
+
+    def is_set(self) -> bool: ...
+
+
+class _Flag:
+    """A yes/no shared with the sending process: a byte of shared memory, no lock."""
+
+    def __init__(self) -> None:
+        self._value = multiprocessing.get_context("fork").Value("b", 0, lock=False)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def clear(self) -> None:
+        self._value.value = 0
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
+class _Doorbell:
+    """Wakes the sending process: a byte down a pipe. A process killed while waiting
+    cannot leave the daemon stuck ringing, as it can with a multiprocessing.Event, whose
+    set() waits for every waiter to wake."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def ring(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # full of rings already: it will wake
+            os.write(self._write, b"!")
+
+    def wait(self, seconds: float) -> bool:
+        """Up to `seconds` for a ring; True if there was one (all are answered at once)."""
+        ready = multiprocessing.connection.wait([self._read], max(0.0, seconds))
+        if ready:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._read, 4096):
+                    pass
+        return bool(ready)
 
 
 class Sender:
@@ -281,11 +324,11 @@ class Sender:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        ctx = multiprocessing.get_context("fork")
-        self._wake = ctx.Event()
-        self._stop = ctx.Event()
-        self._reload = ctx.Event()
+        self._doorbell = _Doorbell()
+        self._stopping = _Flag()
+        self._reloading = _Flag()
         # time.monotonic() (one clock for every process) while a pass is under way, else 0
+        ctx = multiprocessing.get_context("fork")
         self._busy_since = ctx.Value("d", 0.0, lock=False)
         self._parent = os.getpid()
         self._process = ctx.Process(target=self._main, name="mailbot-outbox", daemon=True)
@@ -295,22 +338,32 @@ class Sender:
 
     def wake(self) -> None:
         """Something was queued: send it now."""
-        self._wake.set()
+        self._doorbell.ring()
 
     def reload(self) -> None:
         """SIGHUP reached the daemon: read the policy and templates again."""
-        self._reload.set()
-        self._wake.set()
+        self._reloading.set()
+        self._doorbell.ring()
 
     def stop(self, timeout: float = 60.0) -> None:
         """Finish the message in hand, then end the process."""
-        self._stop.set()
-        self._wake.set()
+        self._stopping.set()
+        self._doorbell.ring()
         self._process.join(timeout)
         if self._process.is_alive():
             log.error("outbox: the sending process did not stop in %.0f s; killed", timeout)
             self._process.kill()
             self._process.join()
+
+    def on_end(self, call: Callable[[], None]) -> None:
+        """Have a watching thread call `call` when the sending process ends, however it
+        ends (its sentinel: nothing is reaped here, so ended() still reads the code)."""
+
+        def watch() -> None:
+            multiprocessing.connection.wait([self._process.sentinel])
+            call()
+
+        threading.Thread(target=watch, name="outbox-watch", daemon=True).start()
 
     def ended(self) -> int | None:
         """The sending process's exit code if it has ended (it should not, until stopped)."""
@@ -338,13 +391,14 @@ class Sender:
 
     def _serve(self, runner: asyncio.Runner, kept: _KeptConnections) -> None:
         failures = 0
-        while not self._stop.is_set():
-            woken = self._wake.wait(self._seconds_to_next(KEEP_IDLE if kept else 60.0))
-            self._wake.clear()
-            if self._stop.is_set():
+        again = False  # straight round again, without waiting for a ring
+        while not self._stopping.is_set():
+            woken = again or self._doorbell.wait(self._seconds_to_next(KEEP_IDLE if kept else 60.0))
+            again = False
+            if self._stopping.is_set():
                 break
-            if self._reload.is_set():
-                self._reload.clear()
+            if self._reloading.is_set():
+                self._reloading.clear()
                 self._reload_app()
             if not woken:
                 runner.run(kept.close())  # nothing new for a while: let the server go
@@ -352,14 +406,14 @@ class Sender:
             try:
                 # Another process on the same database may have died mid-send.
                 recover_interrupted(self.app.sessions, self.app.clock)
-                runner.run(_flush(self.app, self._stop, kept))
+                runner.run(_flush(self.app, self._stopping, kept))
                 failures = 0
             except Exception as exc:  # the database, say: try again, never let it die
                 failures += 1
                 delay = min(2.0**failures, 300.0)
                 log.error("outbox: cannot send now (%s); trying again in %.0f s", exc, delay)
-                self._stop.wait(delay)
-                self._wake.set()
+                self._doorbell.wait(delay)  # a stop rings too
+                again = True
             finally:
                 self._busy_since.value = 0.0
 
