@@ -2,12 +2,13 @@
 
 Run (as root, from the checkout; Dovecot and PostgreSQL as for the tests):
 
-    .venv/bin/python -m bench.run_all            # about 10 minutes on 2 cores
+    .venv/bin/python -m bench.run_all            # about 5 minutes on 2 cores
     .venv/bin/python -m bench.run_all --quick    # about 3 minutes: smaller backlog and runs
 
-Runs bench.ingest (5,000 messages; --quick 1,000), bench.latency (200; --quick 50),
-bench.memory and bench.scheduler_pass (100,000 cases; --quick 20,000). Each writes its
-own section of bench/results.md; this adds a summary of every figure against its target.
+Runs bench.ingest (5,000 messages, as installed and with three SMTP connections;
+--quick 1,000), bench.latency (200; --quick 50), bench.memory and bench.scheduler_pass
+(100,000 cases; --quick 20,000). Each writes its own section of bench/results.md; this
+adds a summary of every figure against its target.
 """
 
 from __future__ import annotations
