@@ -16,7 +16,7 @@ import signal
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -468,7 +468,7 @@ def _claim_round(
     clock: Clock,
     app: App | None = None,
     *,
-    sent: list[_Claim] = [],  # noqa: B006 (never changed)
+    sent: Sequence[_Claim] = (),
     want: int = 1,
 ) -> list[_Claim]:
     """Take the oldest `want` due messages, one for each SMTP connection, so a crash
@@ -766,7 +766,7 @@ def _uncertain(sessions: sessionmaker[Session], row_id: int, error: str) -> str:
     return "failed"
 
 
-def _record_sent(app: App, sent: list[_Claim], want: int) -> list[_Claim]:
+def _record_sent(app: App, sent: Sequence[_Claim], want: int) -> list[_Claim]:
     """Record messages as sent and claim the next ones, in one transaction.
 
     The server has the messages now, so recording them comes first: if the database

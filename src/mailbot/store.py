@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -302,7 +302,7 @@ def bump_counter(session: Session, name: str) -> int:
     return value
 
 
-@lru_cache(maxsize=1)
+@cache
 def _counter_statements() -> tuple[ReturningUpdate[tuple[int]], Insert]:
     counters = Counter.__table__
     bump = (
@@ -336,7 +336,7 @@ def add_event(session: Session, case: Case, at: datetime, kind: str, detail: str
     session.execute(_add_event(), {"case": case.id, "at": at, "kind": kind, "detail": detail})
 
 
-@lru_cache(maxsize=1)
+@cache
 def _add_event() -> Insert:
     return insert(CaseEvent.__table__).values(
         case_id=bindparam("case"),
@@ -401,7 +401,7 @@ class _Lookups:
     last_acknowledgement_since: Select[tuple[int]]
 
 
-@lru_cache(maxsize=1)
+@cache
 def _lookups() -> _Lookups:
     messages, outbox = InboundMessage.__table__, OutboxMessage.__table__
     ids = bindparam("ids", expanding=True)
