@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import csv
+import re
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailbot.classify import (
     CATEGORIES,
+    MAX_MATCHES,
     Classification,
     ClassificationRules,
+    _longer_phrases,
+    _phrase,
+    _phrase_hits,
+    _Text,
     base_rules_path,
     classify,
     load_rules,
@@ -498,3 +506,62 @@ def test_one_megabyte_body_is_quick(rules, body):
     elapsed = time.perf_counter() - started
     assert result.category in CATEGORIES
     assert elapsed < 2.0, f"{elapsed:.2f}s"
+
+
+def _every_phrase_list(rules: ClassificationRules) -> list[list[str]]:
+    lists = [rules.escalation, rules.welfare]
+    for evidence in rules.categories.values():
+        lists += [evidence.phrases, evidence.subject_tags]
+    return lists
+
+
+def _hits_by_regex_alone(phrases: list[str], subject: str, body: str) -> list[tuple[str, str]]:
+    """What _phrase_hits must find, with every phrase's regex run on every text."""
+    key = tuple(phrases)
+    longer = _longer_phrases(key)
+    hits = []
+    for where, text in (("subject", subject), ("body", body)):
+        spans = {}
+        for phrase in phrases:
+            if found := [m.span() for m in _phrase(phrase).finditer(text)][:MAX_MATCHES]:
+                spans[phrase] = found
+        for phrase, found in spans.items():
+            outer = [span for q in longer[phrase] for span in spans.get(q, ())]
+            if not all(any(a <= x and y <= b for a, b in outer) for x, y in found):
+                hits.append((phrase, where))
+    return hits
+
+
+_RULES = load_rules()
+_PHRASE_WORDS = sorted(
+    {w for lst in _every_phrase_list(_RULES) for p in lst for w in re.findall(r"\w+", p)}
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(_PHRASE_WORDS),
+            st.sampled_from([" ", "  ", "-", "'", "’", "\n", ".", ", ", "x", "É", "_"]),
+            st.text(max_size=3),
+        ),
+        max_size=40,
+    ),
+    st.integers(min_value=0, max_value=2 * len(_every_phrase_list(_RULES)) - 1),
+)
+def test_the_word_index_finds_exactly_what_the_regexes_find(pieces, which):
+    """The index only skips phrases that cannot match: running every regex finds the same."""
+    text = "".join(pieces)
+    phrases = _every_phrase_list(_RULES)[which // 2]
+    subject, body = (text, text.upper()) if which % 2 else (text.title(), text)
+    assert _phrase_hits(phrases, _Text.of(subject), _Text.of(body)) == _hits_by_regex_alone(
+        phrases, subject, body
+    )
+
+
+def test_the_word_index_finds_words_joined_by_a_hyphen_or_apostrophe(rules):
+    """ "fly-tipping" is also written "flytipping"; "don't" is written "dont"."""
+    phrases = ["fly-tipping", "don't care", "bins"]
+    found = _phrase_hits(phrases, _Text.of(""), _Text.of("Flytipping again; I dont care"))
+    assert found == [("fly-tipping", "body"), ("don't care", "body")]

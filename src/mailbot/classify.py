@@ -183,20 +183,71 @@ def _phrase(phrase: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + "".join(out) + r"(?!\w)", re.IGNORECASE)
 
 
-@lru_cache(maxsize=8192)
-def _telling_word(phrase: str) -> str:
-    """Letters every match of the phrase must contain: a cheap test before the regex.
+@dataclass(frozen=True)
+class _PhraseList:
+    """One list of phrases, indexed by the letters every match of each must contain.
 
     Each run of letters in a phrase appears as it is in every match (only the spaces,
     hyphens and apostrophes between them vary), so the longest run, the rarest in
-    ordinary mail, rules out most messages without running the regex at all."""
-    return max(re.findall(r"\w+", phrase.lower()), key=len, default="")
+    ordinary mail, rules out most messages without running the regex at all. Where that
+    run stands between spaces or at an end of the phrase, a match holds it as a whole
+    word, so one set lookup per word of the message finds every candidate; where a hyphen
+    or apostrophe joins it to the next ("flytipping", "dont") it may be part of a word,
+    and a substring test is needed.
+    """
+
+    phrases: tuple[tuple[str, re.Pattern[str]], ...]  # in the list's order
+    by_word: dict[str, tuple[int, ...]]  # whole word -> phrases (positions) that need it
+    within_words: tuple[tuple[int, str], ...]  # (position, letters) tested as substrings
+
+    def candidates(self, text: _Text) -> list[tuple[str, re.Pattern[str]]]:
+        """The phrases that may occur in `text`, in the list's order."""
+        found = [at for word in text.words.intersection(self.by_word) for at in self.by_word[word]]
+        found += [at for at, letters in self.within_words if letters in text.lowered]
+        return [self.phrases[at] for at in sorted(found)]
 
 
 @lru_cache(maxsize=256)
-def _compiled(phrases: tuple[str, ...]) -> tuple[tuple[str, str, re.Pattern[str]], ...]:
-    """Each phrase with its telling word and its regex, worked out once per list."""
-    return tuple((p, _telling_word(p), _phrase(p)) for p in phrases)
+def _compiled(phrases: tuple[str, ...]) -> _PhraseList:
+    """A list of phrases made ready to search, once per list."""
+    by_word: dict[str, list[int]] = {}
+    within_words = []
+    for at, phrase in enumerate(phrases):
+        lowered = phrase.strip().lower()
+        runs = list(_WORD.finditer(lowered))
+        if not runs:
+            within_words.append((at, ""))  # no letters to go on: always tried
+            continue
+        run = max(runs, key=lambda m: len(m.group(0)))
+        joined = lowered[run.start() - 1 : run.start()] + lowered[run.end() : run.end() + 1]
+        if any(mark in joined for mark in _JOINERS):
+            within_words.append((at, run.group(0)))
+        else:
+            by_word.setdefault(run.group(0), []).append(at)
+    return _PhraseList(
+        phrases=tuple((p, _phrase(p)) for p in phrases),
+        by_word={word: tuple(ats) for word, ats in by_word.items()},
+        within_words=tuple(within_words),
+    )
+
+
+_WORD = re.compile(r"\w+")
+_JOINERS = "-'’"  # optional in a match (see _phrase), so they can join two runs of letters
+
+
+@dataclass(frozen=True)
+class _Text:
+    """A subject or body as the phrase search reads it: as written, lower-cased, and its
+    words (worked out once per message, not once per phrase list)."""
+
+    text: str
+    lowered: str
+    words: frozenset[str]
+
+    @classmethod
+    def of(cls, text: str) -> _Text:
+        lowered = text.lower()
+        return cls(text, lowered, frozenset(_WORD.findall(lowered)))
 
 
 # Where the resident's own words end and the quoted conversation starts.
@@ -312,7 +363,7 @@ def _longer_phrases(phrases: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     }
 
 
-def _phrase_hits(phrases: list[str], subject: str, body: str) -> list[tuple[str, str]]:
+def _phrase_hits(phrases: list[str], subject: _Text, body: _Text) -> list[tuple[str, str]]:
     """(phrase, "subject"|"body") for each phrase found, each place counted once.
 
     A phrase found only inside a longer phrase that also matched is not counted again:
@@ -323,13 +374,9 @@ def _phrase_hits(phrases: list[str], subject: str, body: str) -> list[tuple[str,
     compiled = _compiled(key)
     hits = []
     for where, text in (("subject", subject), ("body", body)):
-        lowered = text.lower()
         spans: dict[str, list[tuple[int, int]]] = {}
-        for phrase, word, pattern in compiled:
-            # Most phrases are absent from most emails: `in` is far cheaper than a regex.
-            if word in lowered and (
-                found := [m.span() for m in islice(pattern.finditer(text), MAX_MATCHES)]
-            ):
+        for phrase, pattern in compiled.candidates(text):
+            if found := [m.span() for m in islice(pattern.finditer(text.text), MAX_MATCHES)]:
                 spans[phrase] = found
         for phrase, found in spans.items():
             outer = [span for q in longer[phrase] for span in spans.get(q, ())]
@@ -351,6 +398,8 @@ def classify(
     """
     subject = _normalise(_clean_subject(message.subject or ""))
     body = _normalise(resident_text(message.text or "", message.from_addr))
+    # Read once for the phrase search, which looks through them for every phrase list.
+    subject_words, body_words, nothing = _Text.of(subject), _Text.of(body), _Text.of("")
     recipients = [a.lower() for a in (*message.to_addrs, *message.cc_addrs)]
 
     tallies = {category: _Tally() for category in CATEGORIES}
@@ -364,7 +413,7 @@ def classify(
                 if recipient == wanted or local == wanted:
                     tally.add(ADDRESS_POINTS, f'{category}: sent to "{recipient}"', strong=True)
                     break
-        for tag, _ in _phrase_hits(evidence.subject_tags, subject, ""):
+        for tag, _ in _phrase_hits(evidence.subject_tags, subject_words, nothing):
             tally.add(SUBJECT_TAG_POINTS, f'{category}: subject tag "{tag}"', strong=True)
         for source in evidence.patterns:
             pattern = _pattern(source)
@@ -374,7 +423,7 @@ def classify(
                     words = " ".join(found.group(0).split())[:60]
                     tally.add(PATTERN_POINTS, f'{category}: "{words}" in {where}', strong=True)
                     break
-        for phrase, where in _phrase_hits(evidence.phrases, subject, body):
+        for phrase, where in _phrase_hits(evidence.phrases, subject_words, body_words):
             if category == "eir":
                 # Environmental subject matter alone (a tree, a flood) is not a request;
                 # it decides FOI versus EIR once the message asks for information.
@@ -383,7 +432,7 @@ def classify(
             points = SUBJECT_PHRASE_POINTS if where == "subject" else BODY_PHRASE_POINTS
             tally.add(points, f'{category}: phrase "{phrase}" in {where}')
 
-    escalation_hits = _phrase_hits(rules.escalation, subject, body)
+    escalation_hits = _phrase_hits(rules.escalation, subject_words, body_words)
     for phrase, where in escalation_hits:
         reason = f'complaint: escalation wording "{phrase}" in {where}'
         tallies["complaint"].add(ESCALATION_POINTS, reason)
@@ -393,7 +442,7 @@ def classify(
 
     welfare = tuple(
         f'welfare: phrase "{phrase}" in {where}'
-        for phrase, where in _phrase_hits(rules.welfare, subject, body)
+        for phrase, where in _phrase_hits(rules.welfare, subject_words, body_words)
     )
     return Classification(
         category=category,

@@ -474,49 +474,62 @@ def _claim_round(
     """Take the oldest `want` due messages, one for each SMTP connection, so a crash
     strands at most one a connection.
 
-    With `app`, each message is also written (composed from its letter) in the same
-    transaction: if the database cannot store it, nothing is claimed and it stays due.
-    `sent`, the messages just handed over, are recorded as sent in that same transaction
-    (one commit a round, not two); with `want` 0 nothing new is claimed.
+    With `app`, each message is also written (composed from its letter) first: if the
+    database cannot store it, nothing is claimed and it stays due. `sent`, the messages
+    just handed over, are recorded as sent in the claims' transaction (one commit a
+    round, not two); with `want` 0 nothing new is claimed.
     """
     now = clock.now()
-    with app.write_turn if app else nullcontext(), sessions.begin() as session:
-        # Plain statements on the session's connection: this runs for every message, and
-        # the ORM's bookkeeping would cost more than the statements do.
+    turn = app.write_turn if app else nullcontext()
+    while True:
+        # Read and compose with no lock held, then write everything in one short turn:
+        # SQLite has one write lock, and the daemon's reading process needs it too.
+        ready, overtaken = _next_letters(sessions, app, now, want)
+        with turn, sessions.begin() as session:
+            # Plain statements: this runs for every message, and the ORM's bookkeeping
+            # would cost more than the statements do.
+            conn = session.connection()
+            for each in sent:
+                _mark_sent(conn, now, each)
+            for row, case in overtaken:
+                _withdraw(conn, now, row, case)
+            claims = [claim for each in ready if (claim := _take(conn, now, *each))]
+        sent = ()  # recorded
+        # Go again only when everything read was withdrawn or taken by another process.
+        if claims or not (ready or overtaken):
+            return claims
+
+
+def _next_letters(
+    sessions: sessionmaker[Session], app: App | None, now: datetime, want: int
+) -> tuple[list[tuple[Row[Any], Row[Any] | None, bytes, str]], list[tuple[Row[Any], Row[Any]]]]:
+    """The next `want` due messages, written; and those a closed case has overtaken."""
+    ready, overtaken = [], []
+    if not want:
+        return ready, overtaken
+    with sessions() as session:
         conn = session.connection()
-        # Read and write the next messages first, then do every write together at the
-        # end: SQLite holds its one write lock from a transaction's first write to its
-        # commit, and the daemon's reading process waits for it meanwhile.
-        ready: list[tuple[Row[Any], Row[Any] | None, bytes, str]] = []
-        while want and not ready:
-            rows = conn.execute(_next_due(), {"now": now, "want": want}).all()
-            if not rows:
-                break
-            for row in rows:
-                case = (
-                    conn.execute(_case_of(), {"case": row.case_id}).first() if row.case_id else None
-                )
-                if row.kind in ONLY_WHILE_OPEN and case is not None and case.status != "open":
-                    _withdraw(conn, now, row, case)  # and look further if that was all
-                else:
-                    ready.append(_write(app, session, row, case))
-        for each in sent:
-            _mark_sent(conn, now, each)
-        claims = []
-        for row, case, raw, error in ready:
-            # Claimed before sending: if we die after the server accepts it, the row says
-            # 'sending' and is never sent again. The status check makes the claim safe
-            # where FOR UPDATE does nothing (SQLite).
-            claimed = conn.execute(
-                _claim(), {"row_id": row.id, "lease": now + SENDING_LEASE, "raw": raw}
-            )
-            if claimed.rowcount == 1:
-                ref = case.ref if case is not None else None
-                said = _what_it_said(row.letter)
-                claims.append(
-                    _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref, said)
-                )
-        return claims
+        for row in conn.execute(_next_due(), {"now": now, "want": want}).all():
+            case = conn.execute(_case_of(), {"case": row.case_id}).first() if row.case_id else None
+            if row.kind in ONLY_WHILE_OPEN and case is not None and case.status != "open":
+                overtaken.append((row, case))
+            else:
+                ready.append(_write(app, session, row, case))
+    return ready, overtaken
+
+
+def _take(
+    conn: Connection, now: datetime, row: Row[Any], case: Row[Any] | None, raw: bytes, error: str
+) -> _Claim | None:
+    """Claim a message before sending it: if we die after the server accepts it, the row
+    says 'sending' and it is never sent again. None if another process claimed it first
+    (the status check makes the claim safe where FOR UPDATE does nothing: SQLite)."""
+    claimed = conn.execute(_claim(), {"row_id": row.id, "lease": now + SENDING_LEASE, "raw": raw})
+    if claimed.rowcount != 1:
+        return None
+    ref = case.ref if case is not None else None
+    said = _what_it_said(row.letter)
+    return _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref, said)
 
 
 def _write(
@@ -806,11 +819,13 @@ ONLY_WHILE_OPEN = frozenset({"reminder", "holding", "breach"})
 def _withdraw(conn: Connection, now: datetime, row: Row[Any], case: Row[Any]) -> None:
     outbox = OutboxMessage.__table__
     why = f"not sent: the case was {case.status} first"
-    conn.execute(
+    withdrawn = conn.execute(
         update(outbox)
         .where(outbox.c.id == row.id, outbox.c.status == "pending")
         .values(status="withdrawn", last_error=why)
     )
+    if withdrawn.rowcount != 1:
+        return  # another process got to it first
     _, _, history = _sent_statements()
     detail = f"{row.kind} to {row.recipient} {why}"
     conn.execute(history, {"case": case.id, "now": now, "kind": "note", "detail": detail})
