@@ -7,13 +7,16 @@ import email
 import quopri
 from collections import Counter
 from datetime import UTC, datetime
+from email.errors import HeaderParseError
 from email.header import decode_header, make_header
+from email.policy import compat32
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mailbot.config import Config
-from mailbot.letters import compose
+from mailbot.letters import _WIRE, compose
 from mailbot.parse import ParsedMessage, parse_message
 from mailbot.screen import ScreenContext, screen
 from mailbot.templates import Rendered
@@ -284,3 +287,24 @@ def test_a_mime_bomb_and_deep_nesting_parse_and_screen() -> None:
         assert msg.from_addr == "a@example.com"
         assert screen(msg, ScreenContext(own_addresses=frozenset({COUNCIL}))) == []
         assert_headers_are_ours(acknowledgement_for(msg), msg)
+
+
+_HEADER_TEXT = st.text(
+    st.characters(codec="ascii", exclude_categories=["Cs"]) | st.sampled_from(" \t\r\n=?é"),
+    max_size=90,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(name=st.sampled_from(["Subject", "To", "X-Mailbot-Loop", "In-Reply-To"]), value=_HEADER_TEXT)
+def test_the_wire_writes_a_header_exactly_as_the_email_package_does(name: str, value: str) -> None:
+    """Short plain headers skip the Header class; what goes out is the same either way,
+    and a line break is refused either way."""
+    wire, standard = _WIRE, compat32.clone(linesep="\r\n", max_line_length=78)
+    try:
+        expected = standard.fold_binary(name, value)
+    except HeaderParseError:
+        with pytest.raises(HeaderParseError):
+            wire.fold_binary(name, value)
+        return
+    assert wire.fold_binary(name, value) == expected

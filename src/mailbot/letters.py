@@ -12,7 +12,7 @@ from email import message_from_bytes
 from email.charset import QP, Charset
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.policy import compat32
+from email.policy import Compat32
 from email.policy import default as default_policy
 from email.utils import format_datetime, formataddr, make_msgid
 from typing import TYPE_CHECKING, Any, Literal
@@ -173,7 +173,29 @@ def compose(
 # Quoted-printable: text a person can still read in the raw message, unlike base64.
 _UTF8 = Charset("utf-8")
 _UTF8.body_encoding = QP
-_WIRE = compat32.clone(linesep="\r\n", max_line_length=78)
+
+
+class _Wire(Compat32):
+    """compat32 on the wire, writing a short one-line plain-ASCII header as it stands.
+
+    The Header class would fold such a header back to itself, at a cost ten times the
+    rest of writing it; anything longer, non-ASCII or holding a line break still goes
+    through it (and a line break is still refused there).
+    """
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and len(name) + len(value) + 2 <= (self.max_line_length or 78)
+            and value.splitlines() == [value]  # no line break, as str.splitlines sees one
+            and value == value.strip()
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+
+_WIRE = _Wire(linesep="\r\n", max_line_length=78)
 
 
 def render(app: App, session: Session, row: QueuedLetter, case: CaseLike | None = None) -> bytes:

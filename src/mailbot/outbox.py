@@ -16,7 +16,7 @@ import signal
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -470,6 +470,7 @@ def _claim_round(
     *,
     sent: Sequence[_Claim] = (),
     want: int = 1,
+    read: _Letters | None = None,
 ) -> list[_Claim]:
     """Take the oldest `want` due messages, one for each SMTP connection, so a crash
     strands at most one a connection.
@@ -477,14 +478,18 @@ def _claim_round(
     With `app`, each message is also written (composed from its letter) first: if the
     database cannot store it, nothing is claimed and it stays due. `sent`, the messages
     just handed over, are recorded as sent in the claims' transaction (one commit a
-    round, not two); with `want` 0 nothing new is claimed.
+    round, not two); with `want` 0 nothing new is claimed. `read` are the next messages
+    when the caller has read and written them already.
     """
     now = clock.now()
     turn = app.write_turn if app else nullcontext()
     while True:
         # Read and compose with no lock held, then write everything in one short turn:
         # SQLite has one write lock, and the daemon's reading process needs it too.
-        ready, overtaken = _next_letters(sessions, app, now, want)
+        if read is None or not want:
+            read = _run(_next_letters(sessions, app, now, want))
+        ready, overtaken = read
+        read = None
         with turn, sessions.begin() as session:
             # Plain statements: this runs for every message, and the ORM's bookkeeping
             # would cost more than the statements do.
@@ -500,22 +505,63 @@ def _claim_round(
             return claims
 
 
+# The next messages, written, each with its case, bytes and any error; and those a
+# closed case has overtaken.
+_Letters = tuple[
+    list[tuple[Row[Any], Row[Any] | None, bytes, str]], list[tuple[Row[Any], Row[Any]]]
+]
+
+
 def _next_letters(
     sessions: sessionmaker[Session], app: App | None, now: datetime, want: int
-) -> tuple[list[tuple[Row[Any], Row[Any] | None, bytes, str]], list[tuple[Row[Any], Row[Any]]]]:
-    """The next `want` due messages, written; and those a closed case has overtaken."""
-    ready, overtaken = [], []
+) -> Generator[None, None, _Letters]:
+    """The next `want` due messages, written; and those a closed case has overtaken.
+
+    A generator that pauses between its steps (reading, then writing each message), so
+    the sending loop can hand the server its next command in between (_read_meanwhile);
+    _run() runs it straight through.
+    """
+    ready: list[tuple[Row[Any], Row[Any] | None, bytes, str]] = []
+    overtaken: list[tuple[Row[Any], Row[Any]]] = []
     if not want:
         return ready, overtaken
-    with sessions() as session:
+    # A transaction of its own, committed: writing a letter may queue one to the clerk
+    # about a broken template. It writes nothing otherwise, so takes no write lock.
+    with sessions.begin() as session:
         conn = session.connection()
-        for row in conn.execute(_next_due(), {"now": now, "want": want}).all():
+        rows = conn.execute(_next_due(), {"now": now, "want": want}).all()
+        for row in rows:
+            yield
             case = conn.execute(_case_of(), {"case": row.case_id}).first() if row.case_id else None
             if row.kind in ONLY_WHILE_OPEN and case is not None and case.status != "open":
                 overtaken.append((row, case))
             else:
                 ready.append(_write(app, session, row, case))
     return ready, overtaken
+
+
+def _run(steps: Generator[None, None, _Letters]) -> _Letters:
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+async def _read_meanwhile(app: App, want: int) -> _Letters | None:
+    """The next messages, read and written while the server takes the current ones: the
+    event loop carries their SMTP conversation on between the steps, so our work and the
+    server's overlap. None if the database could not be read (the claim reads again)."""
+    steps = _next_letters(app.sessions, app, app.clock.now(), want)
+    try:
+        while True:
+            await asyncio.sleep(0)
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+    except OperationalError:
+        return None
 
 
 def _take(
@@ -687,12 +733,18 @@ async def _flush(
             seen.update(c.row_id for c in claims)
             faults.crash_point("after-claim")
             handed = zip(lanes, claims, strict=False)  # at times fewer due than connections
-            outcomes = await asyncio.gather(*(_send_one(app, lane, c) for lane, c in handed))
+            sending = asyncio.gather(*(_send_one(app, lane, c) for lane, c in handed))
+            more = not (stop and stop.is_set())
+            try:
+                # Nothing is claimed until these are recorded, so reading the next ones
+                # now still strands at most one message a connection.
+                upcoming = await _read_meanwhile(app, len(lanes) if more else 0)
+            finally:
+                outcomes = await sending
             for outcome in outcomes:
                 setattr(result, outcome, getattr(result, outcome) + 1)
             sent = [c for c, outcome in zip(claims, outcomes, strict=True) if outcome == "sent"]
-            more = not (stop and stop.is_set())
-            claims = _record_sent(app, sent, len(lanes) if more else 0)
+            claims = _record_sent(app, sent, len(lanes) if more else 0, upcoming)
     except BaseException:
         for lane in lanes:
             lane.close()  # in an unknown state: never reused
@@ -779,7 +831,9 @@ def _uncertain(sessions: sessionmaker[Session], row_id: int, error: str) -> str:
     return "failed"
 
 
-def _record_sent(app: App, sent: Sequence[_Claim], want: int) -> list[_Claim]:
+def _record_sent(
+    app: App, sent: Sequence[_Claim], want: int, read: _Letters | None = None
+) -> list[_Claim]:
     """Record messages as sent and claim the next ones, in one transaction.
 
     The server has the messages now, so recording them comes first: if the database
@@ -789,7 +843,7 @@ def _record_sent(app: App, sent: Sequence[_Claim], want: int) -> list[_Claim]:
     once their lease runs out).
     """
     try:
-        claims = _claim_round(app.sessions, app.clock, app, sent=sent, want=want)
+        claims = _claim_round(app.sessions, app.clock, app, sent=sent, want=want, read=read)
     except OperationalError:
         for attempt in range(3):
             try:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert, Update
+from sqlalchemy.sql.selectable import Select
 
 from mailbot import faults, systemd
 from mailbot.app import App
@@ -34,10 +38,11 @@ from mailbot.store import (
     Case,
     FolderState,
     InboundMessage,
-    acknowledgements_since,
     add_event,
+    add_events,
     folder_lock,
     next_reference,
+    recent_acknowledgements,
     seen_before,
     sent_by_us,
 )
@@ -195,23 +200,42 @@ def process_batch(
 
 
 def _advance(session: Session, key: str, uid: int) -> None:
-    session.execute(
-        update(FolderState)
-        .where(FolderState.folder == key, FolderState.last_uid < uid)
-        .values(last_uid=uid)
-    )
+    session.execute(_statements().advance, {"key": key, "up_to": uid})
 
 
 def _recorded_uids(session: Session, batch: list[FetchedMessage]) -> set[int]:
     """Which of these messages (one folder, one UIDVALIDITY) are recorded already."""
-    return set(
-        session.scalars(
-            select(InboundMessage.uid).where(
-                InboundMessage.folder == batch[0].folder,
-                InboundMessage.uidvalidity == batch[0].uidvalidity,
-                InboundMessage.uid.in_([fetched.uid for fetched in batch]),
-            )
-        )
+    first = batch[0]
+    params = {
+        "folder": first.folder,
+        "uidvalidity": first.uidvalidity,
+        "uids": [fetched.uid for fetched in batch],
+    }
+    return set(session.scalars(_statements().recorded, params))
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """Run for every batch or new case, built once: building costs more than running them."""
+
+    recorded: Select[tuple[int]]
+    advance: Update
+    open_case: ReturningInsert[tuple[int]]
+
+
+@functools.cache
+def _statements() -> _Statements:
+    messages, folders = InboundMessage.__table__, FolderState.__table__
+    return _Statements(
+        recorded=select(messages.c.uid).where(
+            messages.c.folder == bindparam("folder"),
+            messages.c.uidvalidity == bindparam("uidvalidity"),
+            messages.c.uid.in_(bindparam("uids", expanding=True)),
+        ),
+        advance=update(folders)
+        .where(folders.c.folder == bindparam("key"), folders.c.last_uid < bindparam("up_to"))
+        .values(last_uid=bindparam("up_to")),
+        open_case=insert(Case.__table__).returning(Case.__table__.c.id),
     )
 
 
@@ -278,14 +302,22 @@ def _decide(
         return "own-mail"
 
     sender = staff_sender(msg, app.cfg)
+    recipient = msg.reply_to or msg.from_addr
+    # Acknowledgements this sender had in the last day: the cap counts them, and one
+    # within the follow-up window makes this a follow-up. Staff mail joins cases only by
+    # reference or thread.
+    recent = (
+        recent_acknowledgements(session, recipient, now - timedelta(days=1))
+        if recipient and sender is None and not sent
+        else None
+    )
     window = app.cfg.screening.follow_up_minutes
     case = find_case(
         session,
         msg,
         frozenset(o.email for o in app.cfg.officers),
-        # Staff mail joins cases only by reference or thread.
-        acknowledged_since=now - timedelta(minutes=window)
-        if window and sender is None and not sent
+        recently_acknowledged=recent.case_since(now - timedelta(minutes=window))
+        if recent and window
         else None,
     )
     faults.crash_point("after-thread")
@@ -306,12 +338,9 @@ def _decide(
     if sent:
         _record(session, fetched, msg, "staff-mail", ["sent folder: not from staff"], now)
         return "staff-mail"
-    recipient = msg.reply_to or msg.from_addr
     ctx = ScreenContext(
         own_addresses=app.cfg.own_addresses,
-        sent_to_sender_last_day=acknowledgements_since(session, recipient, now - timedelta(days=1))
-        if recipient
-        else 0,
+        sent_to_sender_last_day=len(recent) if recent else 0,
         cap_per_day=app.cfg.screening.acknowledgements_per_sender_per_day,
     )
     reasons = screen(msg, ctx)
@@ -401,18 +430,18 @@ def open_case(
         clock_stopped=False,
     )
     schedule(case, app.policy, local_today(app.policy, now))
-    session.add(case)
-    session.flush()
-    add_event(session, case, received_at, "received", f"from {case.resident_email}")
-    add_event(
-        session,
-        case,
-        now,
-        "note",
-        f"classified as {category}: " + ("; ".join(decision.reasons) or "no rule matched"),
-    )
+    # A plain INSERT of the values set above (the columns' defaults fill the rest): the
+    # ORM's unit of work costs more than the row. The case is returned unattached.
+    values = {key: value for key, value in vars(case).items() if not key.startswith("_")}
+    case.id = session.execute(_statements().open_case, values).scalar_one()
+    why = "; ".join(decision.reasons) or "no rule matched"
+    history = [
+        (received_at, "received", f"from {case.resident_email}"),
+        (now, "note", f"classified as {category}: {why}"),
+    ]
     if officer:
-        add_event(session, case, now, "reassigned", f"assigned to {officer.name} ({stage.role})")
+        history.append((now, "reassigned", f"assigned to {officer.name} ({stage.role})"))
+    add_events(session, case, history)
     return case
 
 

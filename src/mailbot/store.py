@@ -30,7 +30,6 @@ from sqlalchemy import (
     create_engine,
     event,
     exists,
-    func,
     insert,
     literal,
     select,
@@ -336,6 +335,14 @@ def add_event(session: Session, case: Case, at: datetime, kind: str, detail: str
     session.execute(_add_event(), {"case": case.id, "at": at, "kind": kind, "detail": detail})
 
 
+def add_events(session: Session, case: Case, events: list[tuple[datetime, str, str]]) -> None:
+    """Several lines in the case's history, (at, kind, detail) each, in one statement."""
+    rows = [
+        {"case": case.id, "at": at, "kind": kind, "detail": detail} for at, kind, detail in events
+    ]
+    session.execute(_add_event(), rows)
+
+
 @cache
 def _add_event() -> Insert:
     return insert(CaseEvent.__table__).values(
@@ -375,17 +382,30 @@ def sent_by_us(session: Session, message_id: str) -> bool:
     return session.scalar(_lookups().sent_by_us, {"message_id": message_id}) is not None
 
 
-def acknowledgements_since(session: Session, recipient: str, since: datetime) -> int:
-    return session.scalar(
+@dataclass(frozen=True)
+class RecentAcknowledgements:
+    """The acknowledgements one address was sent since a moment, newest first: the daily
+    cap counts them, and the follow-up window looks at the newest (one query for both)."""
+
+    sent: list[tuple[int | None, datetime]]  # (case id, queued at)
+
+    def __len__(self) -> int:
+        return len(self.sent)
+
+    def case_since(self, since: datetime) -> int | None:
+        """The case whose acknowledgement most recently went, if it went since `since`."""
+        if self.sent and self.sent[0][1] >= since:
+            return self.sent[0][0]
+        return None
+
+
+def recent_acknowledgements(
+    session: Session, recipient: str, since: datetime
+) -> RecentAcknowledgements:
+    rows = session.execute(
         _lookups().acknowledgements_since, {"recipient": recipient, "since": since}
     )
-
-
-def last_acknowledgement_since(session: Session, recipient: str, since: datetime) -> int | None:
-    """The case whose acknowledgement most recently went to `recipient`, if one went since."""
-    return session.scalar(
-        _lookups().last_acknowledgement_since, {"recipient": recipient, "since": since}
-    )
+    return RecentAcknowledgements([(case_id, at) for case_id, at in rows])
 
 
 @dataclass(frozen=True)
@@ -397,8 +417,7 @@ class _Lookups:
     seen_content: Select[tuple[int]]
     sent_by_us: Select[tuple[int]]
     case_by_message_ids: tuple[Select[tuple[int]], Select[tuple[int]]]
-    acknowledgements_since: Select[tuple[int]]
-    last_acknowledgement_since: Select[tuple[int]]
+    acknowledgements_since: Select[tuple[int, datetime]]
 
 
 @cache
@@ -426,11 +445,9 @@ def _lookups() -> _Lookups:
             .where(outbox.c.message_id.in_(ids), outbox.c.case_id.is_not(None))
             .limit(1),
         ),
-        acknowledgements_since=select(func.count()).select_from(outbox).where(*to_sender_since),
-        last_acknowledgement_since=select(outbox.c.case_id)
+        acknowledgements_since=select(outbox.c.case_id, outbox.c.created_at)
         .where(*to_sender_since)
-        .order_by(outbox.c.id.desc())
-        .limit(1),
+        .order_by(outbox.c.id.desc()),
     )
 
 
