@@ -6,6 +6,7 @@ import contextlib
 import email
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -302,6 +303,18 @@ def daemon_memory_mb(pid: int) -> tuple[float, float]:
                 resident += int(line.split()[1]) / 1024
         peak += rss_mb(each)[1]
     return resident, peak
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a live process has used so far."""
+    # Fields after the command name, which is in brackets and may hold spaces.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def daemon_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(deciding, sending): CPU time of the daemon and of its sending process."""
+    return cpu_seconds(pid), sum(cpu_seconds(child) for child in _children(pid))
 
 
 def _children(pid: int) -> list[int]:
