@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import time
@@ -15,7 +16,7 @@ from mailbot.devservers import LocalDovecot, local_config
 from mailbot.faults import ENV as CRASH_ENV
 from mailbot.faults import POINTS
 from mailbot.migrations import upgrade
-from mailbot.store import InboundMessage, OutboxMessage
+from mailbot.store import InboundMessage, OutboxMessage, WriteTurn
 from tests.conftest import (
     COUNCIL,
     START_FROM,
@@ -312,3 +313,22 @@ def test_three_processes_on_one_postgresql_database_never_repeat(tmp_path, dovec
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _take_the_turn(turn: WriteTurn) -> None:
+    with turn:
+        pass
+
+
+def test_a_process_waiting_for_its_write_turn_is_seen_by_the_one_holding_it(tmp_path):
+    """The deciding process pauses a long run of work when the sending process waits."""
+    turn = WriteTurn(tmp_path / "mailbot.db.lock")
+    with turn:
+        assert not turn.wanted()
+        other = multiprocessing.get_context("fork").Process(target=_take_the_turn, args=(turn,))
+        other.start()
+        wait_for(turn.wanted, timeout=10)
+        assert other.is_alive()  # still waiting: the turn is ours until we let go
+    other.join(10)
+    assert other.exitcode == 0
+    assert not turn.wanted()

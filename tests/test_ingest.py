@@ -10,7 +10,9 @@ from sqlalchemy import select, update
 
 from mailbot.cli import main
 from mailbot.daemon import run_once
-from mailbot.store import Case, FolderState, InboundMessage, OutboxMessage
+from mailbot.mailbox import FetchedMessage
+from mailbot.pipeline import DECIDED_BEFORE_A_TURN, process_batch
+from mailbot.store import Case, FolderState, InboundMessage, NoTurn, OutboxMessage
 from tests.conftest import COUNCIL, START_FROM, resident_mail, to_residents
 
 pytestmark = pytest.mark.integration
@@ -404,3 +406,78 @@ def test_cases_and_case_json_shapes(app, config_path, dovecot, smtp, capsys):
 
     assert main(["--config", str(config_path), "case", "ENQ-2026-99999"]) == 1
     assert "no case ENQ-2026-99999" in capsys.readouterr().err
+
+
+class _SendingProcessWaiting(NoTurn):
+    def wanted(self) -> bool:
+        return True
+
+
+def _fetched(uids: range) -> list[FetchedMessage]:
+    return [
+        FetchedMessage(
+            "test/INBOX",
+            1,
+            uid,
+            ARRIVED,
+            0,
+            resident_mail(sender=f"r{uid}@example.com", message_id=f"<{uid}@example.com>"),
+            False,
+        )
+        for uid in uids
+    ]
+
+
+def _position(app) -> int:
+    with app.sessions() as s:
+        return s.scalar(select(FolderState.last_uid).where(FolderState.folder == "test/INBOX"))
+
+
+@pytest.mark.parametrize("waiting", [False, True])
+def test_deciding_pauses_for_the_sending_process_and_commits_what_it_decided(app, waiting):
+    """SQLite has one writer: while the sending process waits to record a message, the
+    deciding process commits after a few messages, and the caller passes the rest again."""
+    with app.sessions.begin() as s:
+        s.add(FolderState(folder="test/INBOX", uidvalidity=1, last_uid=0, start_from=START_FROM))
+    if waiting:
+        app.write_turn = _SendingProcessWaiting()
+    batch = _fetched(range(1, 9))
+
+    outcomes = process_batch(app, batch, START_FROM, app.cfg.imap)
+
+    decided = DECIDED_BEFORE_A_TURN if waiting else len(batch)
+    assert outcomes == ["case-opened"] * decided
+    assert _position(app) == decided  # the folder position moves with what was committed
+    assert [m.uid for m in inbound(app)] == list(range(1, decided + 1))
+    if waiting:  # the rest, fewer than DECIDED_BEFORE_A_TURN, go in one
+        rest = process_batch(app, batch[decided:], START_FROM, app.cfg.imap)
+        assert rest == ["case-opened"] * (len(batch) - decided)
+        assert _position(app) == len(batch)
+    assert [c.ref for c in cases(app)][-1] == "ENQ-2026-00008"
+
+
+def test_a_message_that_breaks_the_parser_is_recorded_as_failed(app, dovecot, smtp, monkeypatch):
+    import mailbot.pipeline as pipeline
+
+    real = pipeline.parse_message
+
+    def explode_on_one(raw, *args, **kwargs):
+        if b"bob@example.com" in raw:
+            raise RuntimeError("parser fell over")
+        return real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "parse_message", explode_on_one)
+    for who in ("ann@example.com", "bob@example.com", "cat@example.com"):
+        dovecot.append(resident_mail(sender=who, message_id=f"<{who}>"), when=ARRIVED)
+    run_once(app)
+
+    assert [(m.uid, m.outcome) for m in inbound(app)] == [
+        (1, "case-opened"),
+        (2, "failed"),
+        (3, "case-opened"),
+    ]
+    assert inbound(app)[1].reasons == ["RuntimeError: parser fell over"]
+    assert sorted(m.rcpt_tos[0] for m in to_residents(smtp)) == [
+        "ann@example.com",
+        "cat@example.com",
+    ]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
@@ -15,7 +13,7 @@ from mailbot.clock import Clock
 from mailbot.config import Config
 from mailbot.oauth import OAuthTokens
 from mailbot.policy import Policy, load_policy
-from mailbot.store import make_engine, session_factory
+from mailbot.store import NoTurn, make_engine, session_factory
 from mailbot.templates import Templates
 
 
@@ -35,7 +33,7 @@ class App:
     tokens: OAuthTokens | None = None  # Microsoft 365 / Google sign-in, when configured
     # Held around the busiest write transactions: the daemon and its sending process take
     # turns through it on SQLite (store.WriteTurn); nothing to take elsewhere.
-    write_turn: AbstractContextManager[Any] = field(default_factory=nullcontext)
+    write_turn: NoTurn = field(default_factory=NoTurn)
 
     @classmethod
     def load(cls, cfg: Config, clock: Clock) -> App:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -247,7 +248,21 @@ def folder_lock(engine: Engine, key: str) -> Iterator[bool]:
             conn.commit()
 
 
-class WriteTurn:
+class NoTurn:
+    """No turns to take: PostgreSQL locks rows, not the database, and a lone process
+    (a command, a test) has no one to take turns with."""
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def wanted(self) -> bool:
+        return False
+
+
+class WriteTurn(NoTurn):
     """Turns at SQLite's one write lock for the daemon's two processes, through an flock
     on a file beside the database.
 
@@ -255,23 +270,45 @@ class WriteTurn:
     busy reader of mail could keep the sending process out for long stretches; a process
     waiting on this lock gets its turn as soon as the other lets go. The kernel lets go
     of a process's flock when it dies, so a killed process never leaves the other stuck.
+
+    A process that has to wait says so in memory shared with the other (made before the
+    daemon forks its sending process), so a holder with a long run of work can pause it
+    for the other's turn: see `wanted`.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
         self._pid = 0
+        self._creator = os.getpid()
+        # One byte each: the creating process's, and the other's (its forked child).
+        self._waiting = multiprocessing.get_context("fork").Array("b", 2, lock=False)
 
     def __enter__(self) -> None:
         if self._pid != os.getpid():  # each process its own open file: flock is per file
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             self._pid = os.getpid()
         assert self._fd is not None
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            mine = self._mine()
+            self._waiting[mine] = 1
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            finally:
+                self._waiting[mine] = 0
 
     def __exit__(self, *exc: object) -> None:
         assert self._fd is not None
         fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def wanted(self) -> bool:
+        """The other process is waiting for its turn."""
+        return bool(self._waiting[1 - self._mine()])
+
+    def _mine(self) -> int:
+        return 0 if os.getpid() == self._creator else 1
 
     @classmethod
     def for_database(cls, engine: Engine) -> WriteTurn | None:
