@@ -239,11 +239,11 @@ def _mailbot_run(
 
 
 def _cpu(run: dict) -> str:
-    cpu = run["cpu_s"]
+    cpu, cores = run["cpu_s"], os.cpu_count() or 1
     return (
         f"{cpu['deciding']:.1f} s deciding, {cpu['sending']:.1f} s sending, "
-        f"{cpu['smtp_sink']:.1f} s in the SMTP server (of {(os.cpu_count() or 1) * run['seconds']:.1f} s on "
-        f"{os.cpu_count()} cores)"
+        f"{cpu['smtp_sink']:.1f} s in the SMTP server (of {cores * run['seconds']:.1f} s on "
+        f"{cores} cores)"
     )
 
 
