@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiosmtplib
 import psycopg
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import Engine, create_engine, func, select
 
 from bench.common import machine, write_result
 from bench.support import (
@@ -73,9 +73,8 @@ async def floor_send(port: int, messages: list[tuple[str, bytes]]) -> float:
     return time.perf_counter() - start
 
 
-def done(url: str, expected: int) -> tuple[bool, Counter]:
+def done(engine: Engine, expected: int) -> tuple[bool, Counter]:
     """Every message decided and nothing left to send (read beside the running daemon)."""
-    engine = create_engine(url)
     try:
         with engine.connect() as conn:
             outcomes = Counter(
@@ -94,8 +93,6 @@ def done(url: str, expected: int) -> tuple[bool, Counter]:
             )
     except Exception:  # the schema is there; a busy moment is simply "not yet"
         return False, Counter()
-    finally:
-        engine.dispose()
     return sum(outcomes.values()) == expected and waiting == 0, outcomes
 
 
@@ -109,9 +106,12 @@ def run_mailbot(config: Path, url: str, sink: SmtpSink, count: int, timeout: flo
         stderr=subprocess.DEVNULL,
     )
     decided = None  # when every message had been decided (to the 0.2 s poll)
+    # One engine for every poll: this process is also the SMTP server, and building an
+    # engine each time would take its share of the interpreter from the server.
+    engine = create_engine(url)
     try:
         while True:
-            finished, outcomes = done(url, count)
+            finished, outcomes = done(engine, count)
             if decided is None and sum(outcomes.values()) == count:
                 decided = time.monotonic()
             if finished:
@@ -129,6 +129,7 @@ def run_mailbot(config: Path, url: str, sink: SmtpSink, count: int, timeout: flo
         time.sleep(1)  # settled: what it holds after the backlog, not mid-transaction
         rss, hwm = daemon_memory_mb(proc.pid)
     finally:
+        engine.dispose()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)
