@@ -239,12 +239,15 @@ def _mailbot_run(
                 conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
 
 
-def _cpu(run: dict) -> str:
+def _cpu(run: dict, floor_s: float) -> str:
+    """The CPU each process used, and the best time that much CPU allows on this machine:
+    every core busy from start to end, the work shared out perfectly."""
     cpu, cores = run["cpu_s"], os.cpu_count() or 1
+    at_best = sum(cpu.values()) / cores
     return (
         f"{cpu['deciding']:.1f} s deciding, {cpu['sending']:.1f} s sending, "
         f"{cpu['smtp_sink']:.1f} s in the SMTP server (of {cores * run['seconds']:.1f} s on "
-        f"{cores} cores)"
+        f"{cores} cores), so at best {at_best:.1f} s, a ratio of {floor_s / at_best:.2f}"
     )
 
 
@@ -291,7 +294,7 @@ def report(r: dict) -> str:
             f"{label}: first acknowledgement at {run['first_ack_s']:.1f} s, every message "
             f"decided by {run['decided_s']:.1f} s with {run['acked_while_reading']:,} "
             f"acknowledged by then, the last acknowledgement at {run['seconds']:.1f} s; "
-            f"CPU used: {_cpu(run)}"
+            f"CPU used: {_cpu(run, r['floor_s'])}"
             for label, run in (
                 ("as installed", {**r_run(r), "seconds": r["mailbot_s"]}),
                 *((f"{c} connections", m) for c, m in r["more_connections"].items()),
