@@ -17,7 +17,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,7 +53,7 @@ from mailbot.letters import Letter, new_message_id, render
 from mailbot.oauth import OAuthError, OAuthTokens
 from mailbot.policy import Policy
 from mailbot.route import holders
-from mailbot.store import Case, CaseEvent, OutboxMessage, UTCDateTime
+from mailbot.store import Case, CaseEvent, NoTurn, OutboxMessage, UTCDateTime
 
 if TYPE_CHECKING:
     from mailbot.app import App
@@ -482,7 +481,7 @@ def _claim_round(
     when the caller has read and written them already.
     """
     now = clock.now()
-    turn = app.write_turn if app else nullcontext()
+    turn = app.write_turn if app else NoTurn()
     while True:
         # Read and compose with no lock held, then write everything in one short turn:
         # SQLite has one write lock, and the daemon's reading process needs it too.
@@ -541,6 +540,7 @@ def _next_letters(
 
 
 def _run(steps: Generator[None, None, _Letters]) -> _Letters:
+    """Run _next_letters straight through, with no pauses."""
     while True:
         try:
             next(steps)
