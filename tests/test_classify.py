@@ -20,6 +20,7 @@ from mailbot.classify import (
     _longer_phrases,
     _phrase,
     _phrase_hits,
+    _standing_alone,
     _Text,
     base_rules_path,
     classify,
@@ -525,10 +526,7 @@ def _hits_by_regex_alone(phrases: list[str], subject: str, body: str) -> list[tu
         for phrase in phrases:
             if found := [m.span() for m in _phrase(phrase).finditer(text)][:MAX_MATCHES]:
                 spans[phrase] = found
-        for phrase, found in spans.items():
-            outer = [span for q in longer[phrase] for span in spans.get(q, ())]
-            if not all(any(a <= x and y <= b for a, b in outer) for x, y in found):
-                hits.append((phrase, where))
+        hits += [(phrase, where) for phrase in _standing_alone(spans, longer)]
     return hits
 
 

@@ -378,11 +378,20 @@ def _phrase_hits(phrases: list[str], subject: _Text, body: _Text) -> list[tuple[
         for phrase, pattern in compiled.candidates(text):
             if found := [m.span() for m in islice(pattern.finditer(text.text), MAX_MATCHES)]:
                 spans[phrase] = found
-        for phrase, found in spans.items():
-            outer = [span for q in longer[phrase] for span in spans.get(q, ())]
-            if not all(any(a <= x and y <= b for a, b in outer) for x, y in found):
-                hits.append((phrase, where))
+        hits += [(phrase, where) for phrase in _standing_alone(spans, longer)]
     return hits
+
+
+def _standing_alone(
+    spans: dict[str, list[tuple[int, int]]], longer: dict[str, tuple[str, ...]]
+) -> list[str]:
+    """The phrases found at least once outside every longer phrase also found."""
+    alone = []
+    for phrase, found in spans.items():
+        outer = [span for q in longer[phrase] for span in spans.get(q, ())]
+        if not all(any(a <= x and y <= b for a, b in outer) for x, y in found):
+            alone.append(phrase)
+    return alone
 
 
 def classify(

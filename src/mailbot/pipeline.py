@@ -165,9 +165,9 @@ def process_batch(
 
     It stops early, after DECIDED_BEFORE_A_TURN messages, when the sending process is
     waiting for its turn at the database (SQLite has one writer, and the sending process
-    records each message it sends): the caller passes the rest again. `parsed` are the messages
-    parsed already. Should one message trip over a bug, the batch is decided again one
-    message at a time, so that only that one is recorded as failed.
+    records each message it sends): the caller passes the rest again. `parsed` are the
+    messages parsed already. Should one message trip over a bug, the batch is decided
+    again one message at a time, so that only that one is recorded as failed.
     """
     now = app.clock.now()
     first, last = batch[0], batch[-1]

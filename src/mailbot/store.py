@@ -369,7 +369,7 @@ def add_event(session: Session, case: Case, at: datetime, kind: str, detail: str
     A plain INSERT, not an ORM object: every message adds several, and the unit of work
     would cost more than the row. A `case.events` already loaded does not show it.
     """
-    session.execute(_add_event(), {"case": case.id, "at": at, "kind": kind, "detail": detail})
+    add_events(session, case, [(at, kind, detail)])
 
 
 def add_events(session: Session, case: Case, events: list[tuple[datetime, str, str]]) -> None:
