@@ -17,7 +17,7 @@ from sqlalchemy.sql.selectable import Select
 
 from mailbot import faults, systemd
 from mailbot.app import App
-from mailbot.classify import classify
+from mailbot.classify import Classification, classify
 from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
 from mailbot.letters import Letter, subject_for
@@ -116,14 +116,14 @@ def _ingest(
     while uids := mailbox.uids_after(last_uid):
         for fetched in mailbox.fetch(uidvalidity, uids, max_bytes):
             faults.crash_point("after-fetch")
-            # Parsed before any transaction: SQLite holds its one write lock from the
+            # Prepared before any transaction: SQLite has one write lock, held from the
             # first write to the commit, and the sending process waits for it meanwhile.
-            parsed = [_parse_ahead(each) for each in fetched]
+            prepared = [_prepare_ahead(app, box, each, sent) for each in fetched]
             at = 0
             while at < len(fetched):
                 part = slice(at, at + COMMIT_EVERY)
                 decided = process_batch(
-                    app, fetched[part], start_from, box, sent=sent, parsed=parsed[part]
+                    app, fetched[part], start_from, box, sent=sent, prepared=prepared[part]
                 )
                 at += len(decided)
                 if progress is not None:
@@ -157,7 +157,7 @@ def process_batch(
     box: ImapConfig,
     *,
     sent: bool = False,
-    parsed: list[ParsedMessage | None] | None = None,
+    prepared: list[Prepared | None] | None = None,
 ) -> list[str]:
     """Decide messages from the start of a batch and commit the decisions with the folder
     position, all together: one commit for many messages, and a crash before it leaves
@@ -165,23 +165,27 @@ def process_batch(
 
     It stops early, after DECIDED_BEFORE_A_TURN messages, when the sending process is
     waiting for its turn at the database (SQLite has one writer, and the sending process
-    records each message it sends): the caller passes the rest again. `parsed` are the
-    messages parsed already. Should one message trip over a bug, the batch is decided
-    again one message at a time, so that only that one is recorded as failed.
+    records each message it sends): the caller passes the rest again. `prepared` are the
+    messages prepared already (_prepare_ahead). Should one message trip over a bug, the
+    batch is decided again one message at a time, so that only that one is recorded as
+    failed.
     """
     now = app.clock.now()
     first, last = batch[0], batch[-1]
     try:
-        ahead = parsed or [None] * len(batch)
-        messages = [msg or _parse(fetched) for fetched, msg in zip(batch, ahead, strict=True)]
+        ahead = prepared or [None] * len(batch)
+        ready = [
+            each or _prepare(app, box, fetched, sent)
+            for fetched, each in zip(batch, ahead, strict=True)
+        ]
         with app.write_turn, app.sessions.begin() as session:
             recorded = _recorded_uids(session, batch)
             outcomes = []
-            for fetched, msg in zip(batch, messages, strict=True):
+            for fetched, each in zip(batch, ready, strict=True):
                 outcomes.append(
                     "already-recorded"  # another pass (or process) got here first
                     if fetched.uid in recorded
-                    else _decide(app, session, fetched, msg, start_from, now, box, sent)
+                    else _decide(app, session, fetched, each, start_from, now, box, sent)
                 )
                 if len(outcomes) >= DECIDED_BEFORE_A_TURN and app.write_turn.wanted():
                     break
@@ -291,32 +295,48 @@ def _record(
     )
 
 
-def _parse_ahead(fetched: FetchedMessage) -> ParsedMessage | None:
-    """Parsed ahead of deciding; None if that failed, to be parsed again in process_batch,
-    which records such a message as failed and goes on with the rest."""
+@dataclass(frozen=True)
+class Prepared:
+    """A message parsed, and classified if it may open a case: the work on it that needs
+    no database, done before the write transaction that decides it."""
+
+    msg: ParsedMessage
+    decision: Classification | None = None
+
+
+def _prepare_ahead(
+    app: App, box: ImapConfig, fetched: FetchedMessage, sent: bool = False
+) -> Prepared | None:
+    """Prepared ahead of deciding; None if that failed, to be prepared again in
+    process_batch, which records such a message as failed and goes on with the rest."""
     try:
-        return _parse(fetched)
+        return _prepare(app, box, fetched, sent)
     except Exception:
         return None
 
 
-def _parse(fetched: FetchedMessage) -> ParsedMessage:
+def _prepare(app: App, box: ImapConfig, fetched: FetchedMessage, sent: bool) -> Prepared:
     msg = parse_message(fetched.raw, truncated=fetched.truncated)
     faults.crash_point("after-parse")
-    return msg
+    # Only a message the screen lets through can open a case (the per-sender cap aside:
+    # that needs the database; staff mail is screened out as the council's own).
+    if sent or screen(msg, ScreenContext(own_addresses=app.cfg.own_addresses)):
+        return Prepared(msg)
+    return Prepared(msg, classify(msg, app.rules, mailbox_default=box.default_category))
 
 
 def _decide(
     app: App,
     session: Session,
     fetched: FetchedMessage,
-    msg: ParsedMessage,
+    prepared: Prepared,
     start_from: datetime,
     now: datetime,
     box: ImapConfig,
     sent: bool,
 ) -> str:
     """What to do with one message not yet recorded; its record is added to `session`."""
+    msg = prepared.msg
     if fetched.internal_date < start_from:
         _record(session, fetched, msg, "historic", ["arrived before start_from"], now)
         return "historic"
@@ -384,7 +404,7 @@ def _decide(
         return "suppressed"
     assert recipient is not None  # screen() refuses mail without a valid sender
 
-    case = open_case(app, session, msg, fetched.internal_date, now, box)
+    case = open_case(app, session, msg, fetched.internal_date, now, box, prepared.decision)
     _record(session, fetched, msg, "case-opened", list(case.reasons), now, case)
     acknowledge(app, session, case, msg, recipient, now)
     if case.priority == "high":
@@ -422,11 +442,12 @@ def open_case(
     received_at: datetime,
     now: datetime,
     box: ImapConfig | None = None,
+    decision: Classification | None = None,
 ) -> Case:
-    """Classify, route and record a new case with its promised dates; `box` is the
-    mailbox it came in to ([imap] when not given)."""
+    """Classify (unless `decision` is given), route and record a new case with its
+    promised dates; `box` is the mailbox it came in to ([imap] when not given)."""
     box = box or app.cfg.imap
-    decision = classify(msg, app.rules, mailbox_default=box.default_category)
+    decision = decision or classify(msg, app.rules, mailbox_default=box.default_category)
     faults.crash_point("after-classify")
     category = decision.category
     stage = app.policy.stage(category, 1)
