@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -231,6 +231,40 @@ def test_redact(text: str, expected: str) -> None:
 )
 def test_redact_leaves_ordinary_text(text: str) -> None:
     assert logs.redact(text) == text
+
+
+def _every_pattern(text: str) -> str:
+    for pattern, replacement in logs._REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+_SECRETS = st.sampled_from(
+    [
+        *("password=x", "passwd: 'y'", "pwd=z", "client_secret: s", "refresh_token=t"),
+        *("api_key=k", "X-Api-Key: k", "credentials=c", "AUTH PLAIN AGph", "LOGIN jane pw"),
+        *("AUTHENTICATE XOAUTH2 dXNl", "Bearer ey.J0", "Authorization: Basic amFu"),
+        "postgresql://mailbot:pw@db",
+        # Unicode's case rules take these for "s" and "k" (long s, Kelvin sign).
+        *("pa\u017f\u017fword=x", "api-\u212aey: k-1", "to\u212aen=t"),
+    ]
+)
+_ORDINARY = st.sampled_from(["case", " ", "=", ": ", '"', "sent to", "jane@example.com", "\u0131"])
+
+
+@given(
+    st.lists(_ORDINARY, max_size=5),
+    _SECRETS,
+    st.sampled_from([str, str.upper, str.lower, str.title]),
+    st.lists(_ORDINARY, max_size=5),
+)
+def test_redact_finds_what_every_pattern_finds(
+    before: list[str], secret: str, case: Callable[[str], str], after: list[str]
+) -> None:
+    """The quick look for a clue never lets a line past that one of the patterns would
+    change, whatever the case or the look-alike letters."""
+    text = "".join(before) + case(secret) + "".join(after)
+    assert logs.redact(text) == _every_pattern(text)
 
 
 def test_secrets_redacted_in_every_part_of_a_record() -> None:

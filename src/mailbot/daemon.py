@@ -16,7 +16,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from mailbot import outbox, scheduler, systemd
+from mailbot import deadlines, outbox, scheduler, systemd
 from mailbot.app import App
 from mailbot.config import ImapConfig
 from mailbot.health import Alert, HealthWatch
@@ -139,6 +139,10 @@ class Daemon:
         turn = WriteTurn.for_database(self.app.engine)
         if turn is not None:
             self.app.write_turn = turn
+        # A date for each category before the sending process is forked: the bank-holiday
+        # tables (slow to load) then load once for both, and not in the first write turn.
+        for category in self.app.policy.categories:
+            deadlines.compute(self.app.policy, category, now)
         self.sender = outbox.Sender(self.app)
         self.sender.start()
         self.sender.on_end(self.wake.set)  # a turn at once, which sees it has gone
