@@ -481,3 +481,44 @@ def test_a_message_that_breaks_the_parser_is_recorded_as_failed(app, dovecot, sm
         "ann@example.com",
         "cat@example.com",
     ]
+
+
+class _TurnWatch(NoTurn):
+    """A write turn that notes when it is held."""
+
+    held = False
+
+    def __enter__(self) -> None:
+        self.held = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.held = False
+
+
+def test_classifying_is_done_before_the_write_turn_and_only_where_a_case_may_open(
+    app, dovecot, smtp, monkeypatch
+):
+    """Classifying is the costliest step and needs no database: done inside the turn it
+    would keep the sending process from SQLite's one write lock for that long."""
+    import mailbot.pipeline as pipeline
+
+    real = pipeline.classify
+    calls = []
+
+    def watched(msg, *args, **kwargs):
+        calls.append((msg.from_addr, app.write_turn.held))
+        return real(msg, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "classify", watched)
+    app.write_turn = _TurnWatch()
+    dovecot.append(resident_mail(subject="I wish to make a formal complaint"), when=ARRIVED)
+    out_of_office = resident_mail(
+        sender="away@example.com", headers={"Auto-Submitted": "auto-replied"}
+    )
+    dovecot.append(out_of_office, when=ARRIVED)
+    run_once(app)
+
+    assert calls == [("jane.doe@example.com", False)]  # not the automatic reply
+    assert [(c.ref, c.category) for c in cases(app)] == [("COM-2026-00001", "complaint")]
+    assert [m.outcome for m in inbound(app)] == ["case-opened", "suppressed"]
+    assert [m.rcpt_tos for m in to_residents(smtp)] == [["jane.doe@example.com"]]
