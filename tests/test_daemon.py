@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
+from mailbot.deadlines import compute
 from mailbot.devservers import LocalDovecot, local_config
 from mailbot.faults import ENV as CRASH_ENV
 from mailbot.faults import POINTS
 from mailbot.migrations import upgrade
-from mailbot.store import InboundMessage, OutboxMessage, WriteTurn
+from mailbot.policy import parse_policy
+from mailbot.store import Case, InboundMessage, OutboxMessage, WriteTurn
+from mailbot.templates import long_date
 from tests.conftest import (
     COUNCIL,
     START_FROM,
@@ -332,3 +335,62 @@ def test_a_process_waiting_for_its_write_turn_is_seen_by_the_one_holding_it(tmp_
     other.join(10)
     assert other.exitcode == 0
     assert not turn.wanted()
+
+
+def test_sighup_changes_the_dates_and_wording_of_the_next_acknowledgement(
+    tmp_path, dovecot, smtp, database_url
+):
+    """A clerk edits the policy and the sysadmin reloads: the deciding process gives the
+    next case the new dates, and the sending process writes the new wording."""
+    stafford = (Path(__file__).parents[1] / "policies" / "stafford.toml").read_text()
+    old_step = "the appropriate Head of Service will investigate your complaint"
+    new_step = "Reply to this message to ask for a review by the Head of Service."
+    stage_1 = stafford.index("[categories.complaint.stages.1]")
+    old_line = next(
+        line for line in stafford[stage_1:].splitlines() if line.startswith("next_step")
+    )
+    edited = stafford[:stage_1] + stafford[stage_1:].replace(
+        'respond = "10 working days"', 'respond = "5 working days"', 1
+    ).replace(old_line, f'next_step = "{new_step}"', 1)
+    policy = tmp_path / "council.toml"
+    policy.write_text(stafford)
+    config = local_config(
+        tmp_path,
+        dovecot,
+        smtp,
+        mailbox_address=COUNCIL,
+        database_url=database_url,
+        policy=str(policy),
+        start_from=START_FROM,
+    )
+    upgrade(database_url)
+    complaint = "I wish to make a formal complaint about my bins"
+
+    proc = mailbot(config, "run")
+    try:
+        dovecot.append(resident_mail(subject=complaint, message_id="<before@x>"))
+        wait_for(lambda: len(to_residents(smtp)) == 1)
+        policy.write_text(edited)
+        proc.send_signal(signal.SIGHUP)
+        dovecot.append(
+            resident_mail(sender="b@example.com", subject=complaint, message_id="<after@x>")
+        )
+        wait_for(lambda: len(to_residents(smtp)) == 2)
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    assert "reloaded policy and templates" in err
+
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        cases = conn.execute(select(Case.received_at, Case.respond_by).order_by(Case.id)).all()
+    engine.dispose()
+    before, after = (m.text() for m in to_residents(smtp))
+    for (received, respond_by), text_then, letter in zip(
+        cases, (stafford, edited), (before, after), strict=True
+    ):
+        assert respond_by == compute(parse_policy(text_then), "complaint", received).respond_by
+        assert long_date(respond_by) in letter
+    assert cases[1].respond_by < cases[0].respond_by  # 5 working days, not 10
+    assert old_step in before and new_step not in before
+    assert new_step in after and old_step not in after
