@@ -6,9 +6,9 @@ Run (as root, from the checkout; Dovecot and PostgreSQL as for the tests):
     .venv/bin/python -m bench.run_all --quick    # about 3 minutes: smaller backlog and runs
 
 Runs bench.ingest (5,000 messages, as installed and with three SMTP connections;
---quick 1,000), bench.latency (200; --quick 50), bench.memory and bench.scheduler_pass
-(100,000 cases; --quick 20,000). Each writes its own section of bench/results.md; this
-adds a summary of every figure against its target.
+--quick 1,000), bench.latency (200; --quick 50), bench.memory, bench.hostile and
+bench.scheduler_pass (100,000 cases; --quick 20,000). Each writes its own section of
+bench/results.md; this adds a summary of every figure against its target.
 """
 
 from __future__ import annotations
@@ -55,7 +55,13 @@ def yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
-def summary(ingest: dict | None, latency: dict | None, memory: dict | None, cases: int) -> str:
+def summary(
+    ingest: dict | None,
+    latency: dict | None,
+    memory: dict | None,
+    hostile: dict | None,
+    cases: int,
+) -> str:
     lines = [
         f"Summary ({date.today()}, {machine()})",
         "",
@@ -94,6 +100,14 @@ def summary(ingest: dict | None, latency: dict | None, memory: dict | None, case
                 f"| peak memory, {name} | {peak:.0f} MB | ordinary message {base:.0f} MB | "
                 f"{peak / base:.1f}x | < 150 MB | {yes(peak < 150)} |"
             )
+    if hostile:
+        name, worst = max(hostile["bodies_s"].items(), key=lambda item: item[1])
+        ordinary = hostile["ordinary_s"]
+        lines.append(
+            f"| hostile 1 MB bodies, the slowest ({name}) | {worst * 1000:,.0f} ms | "
+            f"ordinary message {ordinary * 1000:.2f} ms | {worst / ordinary:,.0f}x | < 2 s | "
+            f"{yes(worst < 2)} |"
+        )
     for db, (find, whole, ratio) in scheduler_rows().items():
         seconds = float(whole.removesuffix(" s")) if whole.endswith(" s") else float("inf")
         lines.append(
@@ -123,10 +137,15 @@ def main() -> None:
             run("bench.ingest", *quick, "--json", str(out / "ingest.json")),
             run("bench.latency", *quick, "--json", str(out / "latency.json")),
             run("bench.memory", "--json", str(out / "memory.json")),
+            run("bench.hostile", "--json", str(out / "hostile.json")),
             run("bench.scheduler_pass", "--cases", str(cases)),
         ]
         text = summary(
-            load(out / "ingest.json"), load(out / "latency.json"), load(out / "memory.json"), cases
+            load(out / "ingest.json"),
+            load(out / "latency.json"),
+            load(out / "memory.json"),
+            load(out / "hostile.json"),
+            cases,
         )
     text += f"\n\nAll benchmarks took {(time.monotonic() - started) / 60:.1f} minutes."
     if not all(ok):
