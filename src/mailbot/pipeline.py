@@ -33,7 +33,7 @@ from mailbot.outbox import notify_officer, notify_role, queue
 from mailbot.parse import ParsedMessage, parse_message
 from mailbot.route import choose_officer
 from mailbot.scheduler import local_today, schedule
-from mailbot.screen import LOOP_HEADER, ScreenContext, screen
+from mailbot.screen import CAP_RULES, LOOP_HEADER, MESSAGE_RULES, ScreenContext, screen
 from mailbot.store import (
     Case,
     FolderState,
@@ -297,10 +297,11 @@ def _record(
 
 @dataclass(frozen=True)
 class Prepared:
-    """A message parsed, and classified if it may open a case: the work on it that needs
-    no database, done before the write transaction that decides it."""
+    """A message parsed, screened and, if it may open a case, classified: the work on it
+    that needs no database, done before the write transaction that decides it."""
 
     msg: ParsedMessage
+    reasons: tuple[str, ...] = ()  # the screen's, all but the per-sender cap's
     decision: Classification | None = None
 
 
@@ -318,11 +319,15 @@ def _prepare_ahead(
 def _prepare(app: App, box: ImapConfig, fetched: FetchedMessage, sent: bool) -> Prepared:
     msg = parse_message(fetched.raw, truncated=fetched.truncated)
     faults.crash_point("after-parse")
-    # Only a message the screen lets through can open a case (the per-sender cap aside:
-    # that needs the database; staff mail is screened out as the council's own).
-    if sent or screen(msg, ScreenContext(own_addresses=app.cfg.own_addresses)):
+    if sent:  # read for officers' replies and commands only
         return Prepared(msg)
-    return Prepared(msg, classify(msg, app.rules, mailbox_default=box.default_category))
+    context = ScreenContext(own_addresses=app.cfg.own_addresses)
+    reasons = tuple(screen(msg, context, MESSAGE_RULES))
+    # Only a message the screen lets through can open a case (staff mail is screened
+    # out as the council's own).
+    if reasons:
+        return Prepared(msg, reasons)
+    return Prepared(msg, decision=classify(msg, app.rules, mailbox_default=box.default_category))
 
 
 def _decide(
@@ -390,7 +395,7 @@ def _decide(
         sent_to_sender_last_day=len(recent) if recent else 0,
         cap_per_day=app.cfg.screening.acknowledgements_per_sender_per_day,
     )
-    reasons = screen(msg, ctx)
+    reasons = [*prepared.reasons, *screen(msg, ctx, CAP_RULES)]
     faults.crash_point("after-screen")
     if case is not None:
         # Attached even when automatic (SPEC §6), but only a person gets a reply.

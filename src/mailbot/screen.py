@@ -154,7 +154,10 @@ def _over_cap(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
     return None
 
 
-RULES: tuple[Rule, ...] = (
+# Every rule but the per-sender cap reads only the message (and the council's addresses),
+# so the pipeline screens with them before its database transaction; the cap needs the
+# database's count, so it comes last, inside it.
+MESSAGE_RULES: tuple[Rule, ...] = (
     Rule("no-sender", "sender address missing or invalid", _no_sender),
     Rule("auto-submitted", "automatic mail (RFC 3834 Auto-Submitted)", _auto_submitted),
     Rule("precedence", "bulk, list, junk or auto-reply precedence", _precedence),
@@ -169,14 +172,16 @@ RULES: tuple[Rule, ...] = (
     Rule("auto-reply-subject", "subject of an automatic reply or bounce", _auto_subject),
     Rule("vendor-auto-reply", "mail system's own automatic-reply header", _vendor_auto),
     Rule("own-address", "sent by the council's own mailbox or an officer", _own_address),
-    Rule("sender-cap", "too many acknowledgements to this sender today", _over_cap),
 )
+CAP_RULES = (Rule("sender-cap", "too many acknowledgements to this sender today", _over_cap),)
+RULES = MESSAGE_RULES + CAP_RULES
 
 
-def screen(msg: ParsedMessage, ctx: ScreenContext) -> list[str]:
-    """Every reason this message must not be acknowledged; empty means it may be."""
+def screen(msg: ParsedMessage, ctx: ScreenContext, rules: tuple[Rule, ...] = RULES) -> list[str]:
+    """Every reason this message must not be acknowledged under `rules` (all of them
+    unless given); empty means it may be."""
     reasons = []
-    for rule in RULES:
+    for rule in rules:
         detail = rule.check(msg, ctx)
         if detail:
             # Details quote the sender's headers: one line, and short enough to read.
