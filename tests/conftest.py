@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -80,18 +81,31 @@ def clock() -> FixedClock:
     return FixedClock(datetime(2026, 11, 3, 10, 0, tzinfo=UTC))
 
 
-@pytest.fixture
-def config_path(tmp_path: Path, dovecot: Account, smtp: SmtpCapture, database_url: str) -> Path:
+def council_config(
+    folder: Path,
+    dovecot: LocalDovecot | Account,
+    smtp: SmtpCapture,
+    database_url: str,
+    **extra: Any,
+) -> Path:
+    """A mailbot.toml for the council's mailbox on the local servers (`extra` as for
+    local_config), with the database's schema made."""
     path = local_config(
-        tmp_path,
+        folder,
         dovecot,
         smtp,
         mailbox_address=COUNCIL,
         database_url=database_url,
         start_from=START_FROM,
+        **extra,
     )
     upgrade(database_url)
     return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, dovecot: Account, smtp: SmtpCapture, database_url: str) -> Path:
+    return council_config(tmp_path, dovecot, smtp, database_url)
 
 
 @pytest.fixture

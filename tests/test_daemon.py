@@ -16,13 +16,12 @@ from mailbot.deadlines import compute
 from mailbot.devservers import LocalDovecot, local_config
 from mailbot.faults import ENV as CRASH_ENV
 from mailbot.faults import POINTS
-from mailbot.migrations import upgrade
 from mailbot.policy import parse_policy
 from mailbot.store import Case, InboundMessage, OutboxMessage, WriteTurn
 from mailbot.templates import long_date
 from tests.conftest import (
     COUNCIL,
-    START_FROM,
+    council_config,
     mailbot,
     resident_mail,
     stop,
@@ -71,8 +70,7 @@ def test_run_reconnects_after_the_imap_server_restarts(tmp_path, smtp):
     server = LocalDovecot(user=COUNCIL).start()
     try:
         url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-        config = local_config(tmp_path, server, smtp, database_url=url, start_from=START_FROM)
-        upgrade(url)
+        config = council_config(tmp_path, server, smtp, url)
         proc = mailbot(config, "run")
         try:
             server.append(resident_mail(message_id="<before@x>"))
@@ -197,16 +195,7 @@ def test_a_sending_process_that_dies_stops_the_daemon_for_a_restart(config_path,
 
 def several_connections(tmp_path, dovecot, smtp, database_url, residents):
     """A config sending over three SMTP connections, and a mailbox with `residents`' mail."""
-    config = local_config(
-        tmp_path,
-        dovecot,
-        smtp,
-        mailbox_address=COUNCIL,
-        database_url=database_url,
-        start_from=START_FROM,
-        smtp_extra="connections = 3\n",
-    )
-    upgrade(database_url)
+    config = council_config(tmp_path, dovecot, smtp, database_url, smtp_extra="connections = 3\n")
     for n, who in enumerate(residents):
         dovecot.append(resident_mail(sender=who, message_id=f"<c{n}@x>"), when=ARRIVED)
     return config
@@ -289,15 +278,7 @@ def test_three_processes_on_one_postgresql_database_never_repeat(tmp_path, dovec
         conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
     try:
-        config = local_config(
-            tmp_path,
-            dovecot,
-            smtp,
-            mailbox_address=COUNCIL,
-            database_url=url,
-            start_from=START_FROM,
-        )
-        upgrade(url)
+        config = council_config(tmp_path, dovecot, smtp, url)
         residents = [f"resident{n}@example.com" for n in range(30)]
         for n, who in enumerate(residents):
             dovecot.append(resident_mail(sender=who, message_id=f"<p{n}@x>"), when=ARRIVED)
@@ -354,16 +335,7 @@ def test_sighup_changes_the_dates_and_wording_of_the_next_acknowledgement(
     ).replace(old_line, f'next_step = "{new_step}"', 1)
     policy = tmp_path / "council.toml"
     policy.write_text(stafford)
-    config = local_config(
-        tmp_path,
-        dovecot,
-        smtp,
-        mailbox_address=COUNCIL,
-        database_url=database_url,
-        policy=str(policy),
-        start_from=START_FROM,
-    )
-    upgrade(database_url)
+    config = council_config(tmp_path, dovecot, smtp, database_url, policy=str(policy))
     complaint = "I wish to make a formal complaint about my bins"
 
     proc = mailbot(config, "run")
