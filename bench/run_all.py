@@ -6,7 +6,7 @@ Run (as root, from the checkout; Dovecot and PostgreSQL as for the tests):
     .venv/bin/python -m bench.run_all --quick    # about 3 minutes: smaller backlog and runs
 
 Runs bench.ingest (5,000 messages, as installed and with three SMTP connections;
---quick 1,000), bench.latency (200; --quick 50), bench.memory, bench.hostile and
+--quick 1,000), bench.latency (200; --quick 50), bench.memory, bench.hostile, bench.classifier and
 bench.scheduler_pass (100,000 cases; --quick 20,000). Each writes its own section of
 bench/results.md; this adds a summary of every figure against its target.
 """
@@ -138,6 +138,7 @@ def main() -> None:
             run("bench.latency", *quick, "--json", str(out / "latency.json")),
             run("bench.memory", "--json", str(out / "memory.json")),
             run("bench.hostile", "--json", str(out / "hostile.json")),
+            run("bench.classifier", "--json", str(out / "classifier.json")),
             run("bench.scheduler_pass", "--cases", str(cases)),
         ]
         text = summary(

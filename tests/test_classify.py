@@ -246,7 +246,8 @@ def test_tie_goes_to_the_statutory_category(rules):
     )
     result = classify(message("zebra giraffe", ""), custom)
     assert result.category == "foi"
-    assert has_reason(result, "tied with complaint")
+    assert result.reasons[0].startswith("foi: in doubt between foi (0.05) and complaint (0.05)")
+    assert result.doubt == ("foi", "complaint")
 
 
 # --- quoted text -----------------------------------------------------------------------

@@ -176,3 +176,33 @@ roles = ["clerk"]
     assert err.count("\n") == 0
     assert f"ours.toml:{line}:" in err
     assert "respnd" in err
+
+
+def test_check_names_a_damaged_classifier_model(tmp_path, capsys, monkeypatch):
+    from mailbot import model
+
+    damaged = tmp_path / "classifier-model.json"
+    damaged.write_text('{"format": 1, "layers": [{"name": "shipped"}]}')
+    monkeypatch.setattr(model, "SHIPPED", damaged)
+    monkeypatch.setattr(model.read_model, "__defaults__", (damaged,))
+    config = tmp_path / "mailbot.toml"
+    config.write_text(
+        """[council]
+name = "Test"
+policy = "stafford"
+mailbox_address = "council@example.gov.uk"
+[imap]
+host = "127.0.0.1"
+security = "none"
+[smtp]
+host = "127.0.0.1"
+security = "none"
+[[officers]]
+name = "Ann"
+email = "ann@example.gov.uk"
+roles = ["clerk"]
+"""
+    )
+    assert main(["--config", str(config), "check"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"mailbot: {damaged}: the classifier model is damaged: missing 'vocabulary'"

@@ -401,6 +401,7 @@ def test_cases_and_case_json_shapes(app, config_path, dovecot, smtp, capsys):
         "responded_at": None,
         "clock_stopped": False,
         "priority": "normal",
+        "triage": False,
     }
 
     assert main(["--config", str(config_path), "case", "ENQ-2026-00001", "--json"]) == 0

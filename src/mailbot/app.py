@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.classify import ClassificationRules, load_rules
 from mailbot.clock import Clock
 from mailbot.config import Config
+from mailbot.model import Layer, Model, ModelError, layer_from_json, read_model
 from mailbot.oauth import OAuthTokens
 from mailbot.policy import Policy, load_policy
-from mailbot.store import NoTurn, make_engine, session_factory
+from mailbot.store import CouncilModel, NoTurn, make_engine, session_factory
 from mailbot.templates import Templates
+
+log = logging.getLogger("mailbot.app")
 
 
 class NotReady(Exception):
@@ -34,6 +39,9 @@ class App:
     # Held around the busiest write transactions: the daemon and its sending process take
     # turns through it on SQLite (store.WriteTurn); nothing to take elsewhere.
     write_turn: NoTurn = field(default_factory=NoTurn)
+    # The classifier's model, read when first needed (`model()`); None: the rules alone.
+    _model: Model | None = field(default=None, repr=False)
+    _model_read: bool = field(default=False, repr=False)
 
     @classmethod
     def load(cls, cfg: Config, clock: Clock) -> App:
@@ -58,8 +66,41 @@ class App:
             )
 
     def reload(self) -> None:
-        """SIGHUP: read the policy and templates again (a bad policy keeps the old one)."""
+        """SIGHUP: read the policy, templates and classifier model again (a bad policy
+        keeps the old one)."""
         policy = load_policy(self.cfg.council.policy)
         rules = load_rules(policy.classification)
         self.policy, self.rules = policy, rules
         self.templates = Templates(self.cfg.council.templates)
+        self._model_read = False
+
+    def model(self) -> Model | None:
+        """The shipped model with the council's own layer, when it has retrained one.
+
+        A model that cannot be read is logged and left out, not fatal: the rules still
+        classify every message, and `mailbot check` names the file.
+        """
+        if not self._model_read:
+            self._model_read = True
+            self._model = None
+            try:
+                self._model = read_model().with_layer(self._council_layer())
+            except ModelError as exc:
+                log.error("%s; classifying by the rules alone", exc)
+        return self._model
+
+    def _council_layer(self) -> Layer | None:
+        try:
+            with self.sessions() as session:
+                row = session.scalars(
+                    select(CouncilModel).order_by(CouncilModel.id.desc()).limit(1)
+                ).first()
+        except SQLAlchemyError:
+            return None  # no schema yet, or an older one: the shipped model alone
+        if row is None:
+            return None
+        try:
+            return layer_from_json(row.layer, f"council model #{row.id}")
+        except ModelError as exc:
+            log.error("%s; using the shipped model alone", exc)
+            return None

@@ -6,9 +6,11 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
@@ -20,10 +22,13 @@ from mailbot.clock import Clock, FixedClock, OffsetClock
 from mailbot.config import Config, ConfigError, find_config, load_config
 from mailbot.logs import FORMATS, clean, setup_logging
 from mailbot.mailbox import MailboxError
+from mailbot.model import SHIPPED as SHIPPED_MODEL
+from mailbot.model import ModelError
 from mailbot.oauth import OAuthError
 from mailbot.policy import PolicyError, load_policy
 from mailbot.store import PREFIXES
 from mailbot.templates import TemplateProblem
+from mailbot.training import CorpusError
 
 EXIT_OK, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -89,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cases = sub.add_parser("cases", parents=[common], help="open cases, soonest due first")
     cases.add_argument("--all", action="store_true", help="include responded and closed cases")
+    cases.add_argument(
+        "--triage", action="store_true", help="only cases whose category mailbot was unsure of"
+    )
     cases.add_argument("--json", action="store_true")
     cases.set_defaults(handler=cmd_cases)
 
@@ -135,6 +143,37 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", parents=[common], help="self-contained run on sample mail")
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder afterwards")
     demo.set_defaults(handler=cmd_demo)
+
+    classify = sub.add_parser("classify", help="measure, build or retrain the classifier")
+    classify_sub = classify.add_subparsers(
+        dest="classify_command", required=True, metavar="ACTION", parser_class=_Parser
+    )
+    evaluate = classify_sub.add_parser(
+        "evaluate", parents=[common], help="accuracy per category on a labelled corpus"
+    )
+    evaluate.add_argument(
+        "--corpus", type=Path, help="a folder with labels.csv (default: the shared corpus)"
+    )
+    evaluate.add_argument(
+        "--also-train-on",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="when cross-validating, train each fold's model on this corpus too",
+    )
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=cmd_classify_evaluate)
+    train = classify_sub.add_parser(
+        "train", parents=[common], help="build the shipped model from labelled corpora"
+    )
+    train.add_argument("--corpus", type=Path, action="append", required=True, metavar="DIR")
+    train.add_argument("--output", type=Path, default=SHIPPED_MODEL, help="the model file")
+    train.set_defaults(handler=cmd_classify_train)
+    retrain = classify_sub.add_parser(
+        "retrain", parents=[common], help="learn from the officers' #category corrections"
+    )
+    retrain.set_defaults(handler=cmd_classify_retrain)
     return parser
 
 
@@ -182,6 +221,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         box.password()
     cfg.smtp.password()
     from mailbot.letters import check_all
+    from mailbot.model import read_model
+
+    read_model()  # a damaged model file: one line naming it (the daemon would use the rules)
 
     problems = check_all(App.load(cfg, make_clock(args)))
     if problems:
@@ -208,6 +250,8 @@ def cmd_cases(args: argparse.Namespace) -> int:
         query = select(Case).order_by(Case.respond_by, Case.id)
         if not args.all:
             query = query.where(Case.status == "open")
+        if args.triage:
+            query = query.where(Case.triage)
         cases = session.scalars(query).all()
         rows = [case_json(c) for c in cases]
     if args.json:
@@ -222,7 +266,7 @@ def format_cases(rows: list[dict]) -> str:
     table = [header] + [
         (
             r["ref"],
-            r["category"],
+            r["category"] + (" (triage)" if r.get("triage") else ""),
             r["status"],
             (r["officer"] or {}).get("name") or "-",
             r["respond_by"],
@@ -351,6 +395,94 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep=args.keep)
 
 
+def _rules_and_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The council's rules and model when there is a config; else the shipped ones."""
+    from mailbot.classify import load_rules
+    from mailbot.model import read_model
+
+    try:
+        path = find_config(args.config)
+    except ConfigError:
+        return load_rules(), read_model()
+    app = App.load(load_config(path), make_clock(args))
+    return app.rules, app.model()
+
+
+def default_corpus() -> Path:
+    """The shared corpus beside a checkout of mailbot (shared/corpora/council-mail)."""
+    checkout = Path(__file__).resolve().parents[3]
+    corpus = checkout / "shared" / "corpora" / "council-mail"
+    if not corpus.is_dir():
+        raise UsageError("give --corpus DIR: a folder with labels.csv and the messages")
+    return corpus
+
+
+def cmd_classify_evaluate(args: argparse.Namespace) -> int:
+    from mailbot.classify import classify
+    from mailbot.model import fingerprint
+    from mailbot.training import cross_validate, evaluate, read_corpus
+
+    examples = read_corpus(args.corpus or default_corpus())
+    extra = [e for folder in args.also_train_on for e in read_corpus(folder)]
+    rules, model = _rules_and_model(args)
+
+    def classifier(message: Any, with_model: Any) -> Any:
+        return classify(message, rules, model=with_model)
+
+    seen = sum(fingerprint(e.text) in model.fingerprints for e in examples) if model else 0
+    if seen:
+        # The model learnt from these messages: judging it on them would flatter it.
+        result = cross_validate(examples, classifier, also_train_on=extra)
+        result.method += f"; the shipped model was trained on {seen} of these"
+    else:
+        result = evaluate(examples, classifier, model)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.report())
+    return EXIT_OK
+
+
+def cmd_classify_train(args: argparse.Namespace) -> int:
+    from mailbot.training import read_corpus, train_model
+
+    examples, sources = [], []
+    for folder in args.corpus:
+        found = read_corpus(folder)
+        examples += found
+        sources.append(f"{folder.name} ({len(found)} messages)")
+    model = train_model(examples, sources)
+    args.output.write_text(json.dumps(model.to_json(), separators=(",", ":")) + "\n")
+    layer = model.layers[0]
+    print(f"{args.output}: {len(examples)} examples, {len(layer.idf)} words and word pairs")
+    return EXIT_OK
+
+
+def cmd_classify_retrain(args: argparse.Namespace) -> int:
+    from mailbot.model import read_model
+    from mailbot.store import CouncilModel
+    from mailbot.training import corrected_examples, train_corrections
+
+    app = app_from(args)
+    with app.sessions.begin() as session:
+        examples = corrected_examples(session)
+        layer = train_corrections(read_model(), examples)
+        session.add(
+            CouncilModel(
+                created_at=app.clock.now(),
+                examples=len(examples),
+                layer=json.dumps(layer.to_json(), separators=(",", ":")),
+            )
+        )
+    counts = Counter(e.category for e in examples)
+    print(
+        f"learnt from {len(examples)} corrected case(s): "
+        + ", ".join(f"{n} {c}" for c, n in sorted(counts.items()))
+    )
+    print("mailbot run uses it from its next reload (systemctl reload mailbot) or restart")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 on bad usage
@@ -358,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (ConfigError, PolicyError, UsageError, TemplateProblem) as exc:
+    except (ConfigError, PolicyError, UsageError, TemplateProblem, ModelError, CorpusError) as exc:
         return _fail(EXIT_INPUT, str(exc))
     except (MailboxError, NotReady, IMAPClientError, OSError, OAuthError) as exc:
         return _fail(EXIT_UNREACHABLE, str(exc))

@@ -292,6 +292,7 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
                 "days_left": left,
                 "subject": case.subject,
                 "clock_stopped": case.clock_stopped,
+                "triage": case.triage,
             }
         )
     rows.sort(key=lambda r: r["days_left"])  # overdue first
@@ -301,12 +302,16 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
     overdue = session.scalar(
         select(func.count()).select_from(Case).where(Case.status == "open", Case.respond_by < today)
     )
+    triage = session.scalar(
+        select(func.count()).select_from(Case).where(Case.status == "open", Case.triage)
+    )
     return {
         "council": council_context(app.cfg),
         "today": long_date(today),
         "cases": rows,
         "total": total,
         "overdue": overdue,
+        "triage": triage,
         "officer": None,
         "case": {"ref": ""},
     }
@@ -315,6 +320,7 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
 # --- for the clerk: check every template, preview one message --------------------------
 
 SAMPLE_EXTRA: dict[str, dict[str, Any]] = {
+    "acknowledgement-triage": {"officer": None},  # as pipeline.acknowledge sends it
     "reminder": {"working_days_left": 3},
     "holding": {"new_date": "Friday 15 January 2027", "reason": "we are waiting for a contractor"},
     "welfare-alert": {"welfare_reasons": ['welfare: phrase "lives alone" in body']},
@@ -376,10 +382,12 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
                     "days_left": -2,
                     "subject": "Bins",
                     "clock_stopped": False,
+                    "triage": True,
                 }
             ],
             "total": 1,
             "overdue": 1,
+            "triage": 1,
             "officer": None,
             "case": {"ref": ""},
         }

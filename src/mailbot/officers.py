@@ -21,7 +21,7 @@ from mailbot.parse import ParsedMessage
 from mailbot.policy import Duration
 from mailbot.route import choose_officer
 from mailbot.scheduler import holding_letter, local_today, schedule
-from mailbot.store import PREFIXES, Case, add_event
+from mailbot.store import PREFIXES, Case, CategoryCorrection, add_event
 from mailbot.templates import long_date
 
 log = logging.getLogger("mailbot.officers")
@@ -223,9 +223,19 @@ def _category(app: App, session: Session, case: Case, arg: str, by: str, now: da
     new = arg.strip().lower()
     if new not in PREFIXES:
         raise CommandError(f"unknown category {arg!r}; one of: {', '.join(PREFIXES)}")
+    if new == case.category and case.triage:
+        # The officer settles the doubt: the resident now hears who has it and by when.
+        case.triage = False
+        session.add(CategoryCorrection(case_id=case.id, at=now, from_category=new, to_category=new))
+        add_event(session, case, now, "note", f"category {new} confirmed by {by}")
+        _to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
+        return f"confirmed as {new}, due {long_date(case.respond_by)}"
     if new == case.category:
         raise CommandError(f"the case is already {new}")
     old = case.category
+    # The classifier was wrong: a labelled example for `mailbot classify retrain`.
+    session.add(CategoryCorrection(case_id=case.id, at=now, from_category=old, to_category=new))
+    case.triage = False
     stage = app.policy.stage(new, 1)
     dates = compute(app.policy, new, case.received_at)
     officer = choose_officer(session, app.cfg, stage.role)

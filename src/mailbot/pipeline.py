@@ -327,7 +327,11 @@ def _prepare(app: App, box: ImapConfig, fetched: FetchedMessage, sent: bool) -> 
     # out as the council's own).
     if reasons:
         return Prepared(msg, reasons)
-    return Prepared(msg, decision=classify(msg, app.rules, mailbox_default=box.default_category))
+    return Prepared(msg, decision=_classify(app, msg, box))
+
+
+def _classify(app: App, msg: ParsedMessage, box: ImapConfig) -> Classification:
+    return classify(msg, app.rules, model=app.model(), mailbox_default=box.default_category)
 
 
 def _decide(
@@ -452,7 +456,7 @@ def open_case(
     """Classify (unless `decision` is given), route and record a new case with its
     promised dates; `box` is the mailbox it came in to ([imap] when not given)."""
     box = box or app.cfg.imap
-    decision = decision or classify(msg, app.rules, mailbox_default=box.default_category)
+    decision = decision or _classify(app, msg, box)
     faults.crash_point("after-classify")
     category = decision.category
     stage = app.policy.stage(category, 1)
@@ -481,6 +485,8 @@ def open_case(
         holding_by=dates.holding_by,
         reasons=[*decision.reasons, *decision.welfare_reasons],
         clock_stopped=False,
+        triage=decision.triage,
+        scored_text=decision.text or None,
     )
     schedule(case, app.policy, local_today(app.policy, now))
     # A plain INSERT of the values set above (the columns' defaults fill the rest): the
@@ -492,6 +498,11 @@ def open_case(
         (received_at, "received", f"from {case.resident_email}"),
         (now, "note", f"classified as {category}: {why}"),
     ]
+    if decision.doubt:
+        first, second = decision.doubt
+        history.append(
+            (now, "note", f"flagged for triage: {first} or {second}? (#category to settle it)")
+        )
     if officer:
         history.append((now, "reassigned", f"assigned to {officer.name} ({stage.role})"))
     add_events(session, case, history)
@@ -538,15 +549,18 @@ def acknowledge(
     app: App, session: Session, case: Case, msg: ParsedMessage, recipient: str, now: datetime
 ) -> None:
     """Queue the acknowledgement; the outbox sends it after this transaction commits."""
+    # In doubt, an acknowledgement that promises nothing a later #category would make
+    # untrue: no category, officer or date.
     letter = Letter(
         kind="acknowledgement",
-        template=f"acknowledgement-{case.category}",
+        template="acknowledgement-triage" if case.triage else f"acknowledgement-{case.category}",
         recipient=recipient,
         to_name=case.resident_name,
         subject=subject_for("acknowledgement", case),
         audience="resident",
         in_reply_to=msg.message_id,
         references=msg.references,
+        extra={"officer": None} if case.triage else {},
     )
     queue(
         session,

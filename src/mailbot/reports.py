@@ -8,7 +8,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from mailbot.calendar import calendar_for
 from mailbot.deadlines import compute
 from mailbot.policy import CATEGORIES, Policy
-from mailbot.store import Case, CaseEvent, OutboxMessage
+from mailbot.store import Case, CaseEvent, CategoryCorrection, OutboxMessage
 
 # How each category is named to a councillor, in the order the report lists them.
 CATEGORY_NAMES = {
@@ -145,6 +145,8 @@ class Report:
     weekly: list[tuple[date, dict[str, int]]]
     total: CategoryFigures
     timezone: str = "Europe/London"
+    # (mailbot's category, the officer's, cases): #category corrections in the period
+    corrections: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -201,7 +203,7 @@ def build_report(
                 OutboxMessage.status == "sent",
             )
         ).all()
-    return report_figures(
+    report = report_figures(
         cases,
         events,
         sent,
@@ -210,6 +212,40 @@ def build_report(
         period_from=period_from,
         period_to=period_to,
         now=now,
+    )
+    return replace(report, corrections=_corrections(session, start, end))
+
+
+def _corrections(
+    session: Session, start: datetime, end: datetime
+) -> tuple[tuple[str, str, int], ...]:
+    """How many cases received in the period officers moved from one category to another
+    (a case corrected twice counts from its first category to its last)."""
+    first = (
+        select(
+            CategoryCorrection.case_id,
+            func.min(CategoryCorrection.id).label("first"),
+            func.max(CategoryCorrection.id).label("last"),
+        )
+        .join(Case, Case.id == CategoryCorrection.case_id)
+        .where(Case.received_at >= start, Case.received_at < end)
+        .group_by(CategoryCorrection.case_id)
+        .subquery()
+    )
+    was = aliased(CategoryCorrection)
+    now = aliased(CategoryCorrection)
+    rows = session.execute(
+        select(was.from_category, now.to_category, func.count())
+        .join(first, first.c.first == was.id)
+        .join(now, now.id == first.c.last)
+        .where(was.from_category != now.to_category)
+        .group_by(was.from_category, now.to_category)
+    ).all()
+    order = {name: i for i, name in enumerate(CATEGORIES)}
+    return tuple(
+        sorted(
+            ((a, b, n) for a, b, n in rows), key=lambda r: (order.get(r[0], 9), order.get(r[1], 9))
+        )
     )
 
 
@@ -563,6 +599,7 @@ def to_json(report: Report) -> str:
         "rows": [asdict(row) for row in report.rows],
         "breaches": report.breaches,
         "weekly": [{"week_start": week, "counts": counts} for week, counts in report.weekly],
+        "corrections": [{"from": was, "to": now, "cases": n} for was, now, n in report.corrections],
     }
     return json.dumps(_plain(data), indent=2, ensure_ascii=False) + "\n"
 
@@ -1114,6 +1151,27 @@ _HTML = _ENV.from_string(
   </table>
   {% else %}
   <p>We kept every promise to answer in this period.</p>
+  {% endif %}
+  </section>
+
+  <section id="corrections">
+  <h2>Cases whose type officers corrected</h2>
+  {% if r.corrections %}
+  <p>mailbot decides each case's type when it arrives; an officer who finds it wrong
+    changes it (and the resident is told). These corrections also teach mailbot
+    (<code>mailbot classify retrain</code>).</p>
+  <table class="small">
+    <thead><tr><th scope="col">mailbot said</th><th scope="col">The officer made it</th>
+      <th scope="col" class="n">Cases</th></tr></thead>
+    <tbody>
+    {% for was, now, n in r.corrections %}
+      <tr><th scope="row">{{ was|category }}</th><td>{{ now|category }}</td>
+        <td class="n">{{ n }}</td></tr>
+    {% endfor %}
+    </tbody>
+  </table>
+  {% else %}
+  <p>Officers corrected no case's type in this period.</p>
   {% endif %}
   </section>
 {% endif %}

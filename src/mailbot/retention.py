@@ -87,6 +87,7 @@ def purge(session: Session, policy: Policy, now: datetime, *, dry_run: bool = Fa
                 Case.subject != REMOVED_SUBJECT,
                 Case.holding_reason.is_not(None),
                 Case.first_message_id.is_not(None),
+                Case.scored_text.is_not(None),
             ),
         ),
         {
@@ -96,6 +97,9 @@ def purge(session: Session, policy: Policy, now: datetime, *, dry_run: bool = Fa
             "holding_reason": None,  # an officer's free text about the resident
             # Some mail programs build Message-IDs from the sender's address.
             "first_message_id": None,
+            # The resident's words the classifier read; an officer's correction of the
+            # case stops being a training example with it.
+            "scored_text": None,
         },
     )
     # Event details name residents and quote officers' notes; the kind and time stay.

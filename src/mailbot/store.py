@@ -31,6 +31,7 @@ from sqlalchemy import (
     create_engine,
     event,
     exists,
+    false,
     insert,
     literal,
     select,
@@ -135,6 +136,12 @@ class Case(Base):
     # has extended it, so #extend stays within the policy's ceiling.
     stage_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     extended_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The classifier could not tell between two categories: a person should check it.
+    triage: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # What the classifier read (subject and the resident's own words, capped): an
+    # officer's #category correction turns it into a training example. Removed with the
+    # rest of the case's personal data by retention.
+    scored_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     events: Mapped[list[CaseEvent]] = relationship(
         back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"
     )
@@ -201,6 +208,29 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+
+class CategoryCorrection(Base):
+    """An officer's #category: the classifier was wrong about this case. With the case's
+    scored text it is a labelled example for `mailbot classify retrain`."""
+
+    __tablename__ = "category_corrections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_category: Mapped[str] = mapped_column(String(20))
+    to_category: Mapped[str] = mapped_column(String(20))
+
+
+class CouncilModel(Base):
+    """The council's own layer of the classifier, learnt from its corrections; the newest
+    row is the one in use."""
+
+    __tablename__ = "council_models"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    examples: Mapped[int] = mapped_column(Integer)
+    layer: Mapped[str] = mapped_column(Text)  # JSON, as mailbot.model.Layer.to_json
 
 
 class Counter(Base):
@@ -510,6 +540,7 @@ def case_json(case: Case, *, with_events: bool = False) -> dict[str, Any]:
         "responded_at": iso(case.responded_at),
         "clock_stopped": case.clock_stopped,
         "priority": case.priority,
+        "triage": case.triage,
     }
     if with_events:
         out["events"] = [{"at": iso(e.at), "kind": e.kind, "detail": e.detail} for e in case.events]
