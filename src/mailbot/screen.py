@@ -166,13 +166,16 @@ def _no_sender(msg: ParsedMessage, _: ScreenContext) -> str | None:
 
 # Exchange Online's X-Forefront-Antispam-Report (and X-Microsoft-Antispam) fields, as
 # Microsoft documents them ("Anti-spam message headers in Microsoft 365").
-_EXCHANGE_SPAM_SFV = {
-    "SPM": "spam filtering marked it as spam",
-    "SKS": "marked as spam before filtering (a mail flow rule)",
-    "SKB": "sender on the anti-spam policy's blocked list",
-    "BLK": "sender on the mailbox's Blocked Senders list",
-}
-_EXCHANGE_OTHER_SFV = {"NSPM", "SFE", "SKA", "SKI", "SKN", "SKQ", "SKV"}
+_EXCHANGE_SPAM_SFV = frozenset(
+    {
+        "SPM",  # the spam filter marked it as spam
+        "SKS",  # marked as spam before filtering, by a mail flow rule
+        "SKB",  # the sender is on the anti-spam policy's blocked list
+        "BLK",  # the sender is on the mailbox's Blocked Senders list
+    }
+)
+# Not spam, filtering skipped, or released from quarantine: no verdict of spam.
+_EXCHANGE_OTHER_SFV = frozenset({"NSPM", "SFE", "SKA", "SKI", "SKN", "SKQ"})
 _EXCHANGE_SPAM_CAT = {
     "SPM": "spam",
     "HSPM": "high confidence spam",
@@ -192,10 +195,13 @@ _EXCHANGE_SPAM_CAT = {
     "FTBP": "blocked attachment type",
 }
 # BULK is a bulk-mail grade, not a verdict of spam; NONE is a clean message.
-_EXCHANGE_OTHER_CAT = {"BULK", "NONE"}
-# Rspamd's actions, as its own X-Spam-Status reads them: anything but these is spam.
-_RSPAMD_NOT_SPAM = {"no action", "accept", "greylist"}
-_RSPAMD_SPAM = {"add header", "rewrite subject", "soft reject", "reject", "quarantine", "discard"}
+_EXCHANGE_OTHER_CAT = frozenset({"BULK", "NONE"})
+# Rspamd's actions (its cfg_utils action names). Its own X-Spam-Status says "Yes" for every
+# action but "no action" ("accept" is another name for it) and "greylist"; so does mailbot.
+_RSPAMD_NOT_SPAM = frozenset({"no action", "accept", "greylist"})
+_RSPAMD_SPAM = frozenset(
+    {"add header", "rewrite subject", "soft reject", "reject", "quarantine", "discard"}
+)
 
 
 @dataclass(frozen=True)
@@ -245,12 +251,17 @@ def spam_verdict(msg: ParsedMessage, scl_threshold: int = 5) -> SpamVerdict:
                             unreadable.append(f"{name}: unknown category CAT:{category}")
             if found:
                 held.append(f"{name}: {', '.join(found)}")
-    for value in _values(msg, "x-spam-flag"):  # SpamAssassin
-        _yes_no("X-Spam-Flag", value, value, held, unreadable)
-    for value in _values(msg, "x-spam-status"):  # SpamAssassin, and Rspamd's own
-        _yes_no("X-Spam-Status", value.replace(",", " "), value, held, unreadable)
-    for value in _values(msg, "x-spam"):  # Rspamd's milter: "Yes" for its add-header action
-        _yes_no("X-Spam", value, value, held, unreadable)
+    for name in (
+        "X-Spam-Flag",  # SpamAssassin: YES or NO
+        "X-Spam-Status",  # SpamAssassin and Rspamd: "Yes, score=9.4 required=5.0 ..."
+        "X-Spam",  # Rspamd's milter: Yes for its "add header" action
+    ):
+        for value in _values(msg, name):
+            word = (value.replace(",", " ").split() or [""])[0].lower()
+            if word == "yes":
+                held.append(f"{name}: {value.strip()}")
+            elif word != "no":
+                unreadable.append(f"{name}: {value.strip()!r} is neither Yes nor No")
     for value in _values(msg, "x-rspamd-action"):
         action = " ".join(value.replace("_", " ").lower().split())
         if action in _RSPAMD_SPAM:
@@ -272,14 +283,6 @@ def _fields(value: str) -> Iterator[tuple[str, str]]:
         key, colon, field = part.partition(":")
         if colon:
             yield key.strip().upper(), field.strip().upper()
-
-
-def _yes_no(name: str, words: str, value: str, held: list[str], unreadable: list[str]) -> None:
-    word = (words.split() or [""])[0].lower()
-    if word == "yes":
-        held.append(f"{name}: {value.strip()}")
-    elif word != "no":
-        unreadable.append(f"{name}: {value.strip()!r} is neither Yes nor No")
 
 
 def _spam(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
