@@ -240,7 +240,10 @@ def test_html_only_mail_becomes_readable_text() -> None:
         b"<table><tr><td>a</td><td>b</td></tr></table>"
         b"<!-- hidden comment --></body></html>"
     )
-    assert msg.text == "Hello & welcome\n\nSecond para <b> £5 é\n\none\n\ntwo\n\nline\nbreak\n\na b"
+    # Table cells are a tab apart, so a form's "label | answer" rows stay readable as such.
+    assert msg.text == (
+        "Hello & welcome\n\nSecond para <b> £5 é\n\none\n\ntwo\n\nline\nbreak\n\na\tb"
+    )
 
 
 def test_html_with_unclosed_head_still_shows_the_body() -> None:

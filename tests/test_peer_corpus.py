@@ -56,6 +56,11 @@ SUBJECT_PREFIX_ONLY = {
 # Messages the labels call human ("yes") that SPEC §6 still tells us not to acknowledge.
 SUPPRESSED_YES = {
     "flanker/long-links.eml": "machine-sender",  # From: Bob <postmaster@example.com>
+    # Written by a person, but the receiving server's SpamAssassin said spam (SPEC §6: held,
+    # and the clerk can release one): "X-Spam-Flag: YES", "X-Spam-Status: Yes, ..."
+    "rt/text-html-in-russian": "spam",  # BAYES_99, hits=14.9
+    "zammad/mail046.box": "spam",  # score=9.4, HELO_DYNAMIC_IPADDR
+    "zammad/mail069.box": "spam",  # online-pharmacy offer, score=6.4
 }
 
 

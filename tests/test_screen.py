@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from mailbot.parse import ParsedMessage, parse_message
-from mailbot.screen import LOOP_HEADER, RULES, ScreenContext, screen
+from mailbot.screen import (
+    FORM_RULES,
+    LOOP_HEADER,
+    RULES,
+    ScreenContext,
+    SpamVerdict,
+    screen,
+    spam_verdict,
+)
 
 COUNCIL = "enquiries@council.example.gov.uk"
 OFFICER = "sam.patel@council.example.gov.uk"
@@ -23,6 +31,8 @@ def mail(
     lines += [f"To: {COUNCIL}", f"Subject: {subject}", *headers, f"Content-Type: {content_type}"]
     return parse_message(("\r\n".join(lines) + "\r\n\r\nThe pothole is deep.\r\n").encode())
 
+
+SPAM = "spam: marked as spam or phishing by the council's mail servers"
 
 # Each case: the message, and the one reason it must get (no other rule may fire).
 CASES: list[tuple[str, ParsedMessage, str]] = [
@@ -176,6 +186,73 @@ CASES: list[tuple[str, ParsedMessage, str]] = [
         mail("X-Failed-Recipients: someone@example.org"),
         "vendor-auto-reply: mail system's own automatic-reply header (header x-failed-recipients)",
     ),
+    # Marked as spam or phishing by the council's mail servers: each verdict's shape
+    *[
+        (f"spam {name}", mail(*headers), f"{SPAM} ({detail})")
+        for name, headers, detail in [
+            (
+                "exchange scl 9",
+                ["X-MS-Exchange-Organization-SCL: 9"],
+                "X-MS-Exchange-Organization-SCL: 9",
+            ),
+            (
+                "exchange scl at the threshold",
+                ["X-MS-Exchange-Organization-SCL: 5"],
+                "X-MS-Exchange-Organization-SCL: 5",
+            ),
+            (
+                "exchange content filter",  # as Exchange Online writes it, SCL and all
+                [
+                    "X-Forefront-Antispam-Report: CIP:198.51.100.7;CTRY:NL;LANG:en;SCL:1;"
+                    "SRV:;IPV:NLI;SFV:SPM;H:mail.example.net;PTR:mail.example.net;CAT:SPM;"
+                    "SFS:(13230040)(4022899009);DIR:INB;"
+                ],
+                "X-Forefront-Antispam-Report: SFV:SPM, CAT:SPM (spam)",
+            ),
+            (
+                "exchange mail flow rule",
+                ["X-Forefront-Antispam-Report: SFV:SKS;SCL:1;CAT:NONE;DIR:INB;"],
+                "X-Forefront-Antispam-Report: SFV:SKS",
+            ),
+            (
+                "exchange blocked sender",
+                ["X-Forefront-Antispam-Report: SFV:BLK;DIR:INB;"],
+                "X-Forefront-Antispam-Report: SFV:BLK",
+            ),
+            (
+                "exchange phishing",
+                ["X-Forefront-Antispam-Report: SFV:NSPM;CAT:PHSH;DIR:INB;"],
+                "X-Forefront-Antispam-Report: CAT:PHSH (phishing)",
+            ),
+            (
+                "exchange high confidence phishing",
+                ["X-Forefront-Antispam-Report: CAT:HPHSH;SFV:SPM;SCL:9"],
+                "X-Forefront-Antispam-Report: CAT:HPHSH (high confidence phishing), SFV:SPM, SCL:9",
+            ),
+            (
+                "exchange HPHISH spelling",
+                ["X-Forefront-Antispam-Report: CAT:HPHISH;DIR:INB"],
+                "X-Forefront-Antispam-Report: CAT:HPHISH (high confidence phishing)",
+            ),
+            (
+                "microsoft antispam header",
+                ["X-Microsoft-Antispam: BCL:0;SFV:SPM;"],
+                "X-Microsoft-Antispam: SFV:SPM",
+            ),
+            ("spamassassin flag", ["X-Spam-Flag: YES"], "X-Spam-Flag: YES"),
+            (
+                "spamassassin status",
+                ["X-Spam-Status: Yes, score=9.4 required=5.0 tests=BAYES_99,HELO_DYNAMIC"],
+                "X-Spam-Status: Yes, score=9.4 required=5.0 tests=BAYES_99,HELO_DYNAMIC",
+            ),
+            ("rspamd milter", ["X-Spam: Yes"], "X-Spam: Yes"),
+            *[
+                (f"rspamd {action}", [f"X-Rspamd-Action: {action}"], f"X-Rspamd-Action: {action}")
+                for action in ("add header", "rewrite subject", "reject", "soft reject")
+            ],
+            ("rspamd underscores", ["X-Rspamd-Action: add_header"], "X-Rspamd-Action: add header"),
+        ]
+    ],
 ]
 
 
@@ -185,8 +262,9 @@ def test_each_rule_gives_its_exact_reason(msg: ParsedMessage, expected: str) -> 
 
 
 def test_every_rule_has_a_case() -> None:
-    covered = {expected.split(":")[0] for _, _, expected in CASES} | {"sender-cap"}
-    assert covered == {rule.name for rule in RULES}
+    # The "form" rule's cases are in test_forms.py, with real form products' messages.
+    covered = {expected.split(":")[0] for _, _, expected in CASES} | {"sender-cap", "form"}
+    assert covered == {rule.name for rule in (*RULES, *FORM_RULES)}
 
 
 def test_sender_cap() -> None:
@@ -247,6 +325,19 @@ RESIDENTS = [
     ("delivery failure of bins", mail(subject="Delivery failure of my new recycling bin")),
     ("auto reply in the middle", mail(subject="Re: your automatic reply did not help")),
     ("postmaster as a name", mail(sender="The Postmaster General <pmg@example.com>")),
+    # Spam filters that looked and found nothing, in each one's words
+    ("exchange scl below threshold", mail("X-MS-Exchange-Organization-SCL: 4")),
+    ("exchange scl -1 (bypassed)", mail("X-MS-Exchange-Organization-SCL: -1")),
+    (
+        "exchange clean",
+        mail("X-Forefront-Antispam-Report: CIP:192.0.2.1;SCL:1;SFV:NSPM;CAT:NONE;DIR:INB;"),
+    ),
+    ("exchange bulk grade only", mail("X-Forefront-Antispam-Report: SFV:NSPM;CAT:BULK;")),
+    ("exchange released from quarantine", mail("X-Forefront-Antispam-Report: SFV:SKQ;")),
+    ("microsoft antispam bulk level", mail("X-Microsoft-Antispam: BCL:0;")),
+    ("spamassassin no", mail("X-Spam-Flag: NO", "X-Spam-Status: No, score=-2.4 required=5.0")),
+    ("rspamd no action", mail("X-Rspamd-Action: no action", "X-Spam-Status: No, score=1.20")),
+    ("rspamd greylist", mail("X-Rspamd-Action: greylist")),
 ]
 
 
@@ -260,3 +351,78 @@ def test_bounce_star_is_a_prefix_as_the_spec_writes_it() -> None:
     assert screen(mail(sender="bouncer@example.com"), CTX) == [
         "machine-sender: no-reply, bounce or list-robot sender (sender bouncer@example.com)"
     ]
+
+
+# --- upstream spam verdicts: trust, and values nobody knows ------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ("X-Spam-Flag: NO", "X-Spam-Flag: YES"),  # the sender's copy on top of the server's
+        ("X-Spam-Flag: YES", "X-Spam-Flag: NO"),
+        ("X-Spam-Status: No, score=-100", "X-Spam-Status: Yes, score=12.1 required=5.0"),
+        ("X-MS-Exchange-Organization-SCL: -1", "X-MS-Exchange-Organization-SCL: 9"),
+        ("X-MS-Exchange-Organization-SCL: -1", "X-Spam: Yes"),
+        ("X-Rspamd-Action: no action", "X-Rspamd-Action: reject"),
+        ("X-Forefront-Antispam-Report: SFV:SKA;SCL:-1", "X-Forefront-Antispam-Report: SFV:SPM"),
+        ("X-Forefront-Antispam-Report: SFV:SKQ;CAT:NONE", "X-Forefront-Antispam-Report: CAT:PHSH"),
+    ],
+)
+def test_a_forged_not_spam_never_overrides_a_spam_verdict(headers: tuple[str, str]) -> None:
+    [reason] = screen(mail(*headers), CTX)
+    assert reason.startswith(SPAM)
+
+
+@pytest.mark.parametrize(
+    ("header", "unreadable"),
+    [
+        (
+            "X-MS-Exchange-Organization-SCL: banana",
+            "X-MS-Exchange-Organization-SCL: 'banana' is not a spam confidence level (-1 to 9)",
+        ),
+        (
+            "X-MS-Exchange-Organization-SCL: 42",
+            "X-MS-Exchange-Organization-SCL: '42' is not a spam confidence level (-1 to 9)",
+        ),
+        (
+            "X-Forefront-Antispam-Report: SCL:high;SFV:NSPM",
+            "X-Forefront-Antispam-Report SCL: 'HIGH' is not a spam confidence level (-1 to 9)",
+        ),
+        (
+            "X-Forefront-Antispam-Report: SFV:WHAT;CAT:XYZ",
+            "X-Forefront-Antispam-Report: unknown verdict SFV:WHAT",
+        ),
+        ("X-Spam-Flag: maybe", "X-Spam-Flag: 'maybe' is neither Yes nor No"),
+        ("X-Spam: undefined", "X-Spam: 'undefined' is neither Yes nor No"),  # peer corpus
+        ("X-Spam-Status: ", "X-Spam-Status: '' is neither Yes nor No"),
+        ("X-Rspamd-Action: shred", "X-Rspamd-Action: 'shred' is not an action Rspamd takes"),
+    ],
+)
+def test_a_garbled_verdict_is_no_verdict_and_is_reported(header: str, unreadable: str) -> None:
+    verdict = spam_verdict(mail(header))
+    assert verdict.held == ()
+    assert verdict.unreadable[0] == unreadable
+    assert screen(mail(header), CTX) == []
+
+
+def test_a_garbled_verdict_does_not_hide_a_readable_one() -> None:
+    verdict = spam_verdict(mail("X-MS-Exchange-Organization-SCL: banana", "X-Spam-Flag: YES"))
+    assert verdict == SpamVerdict(
+        held=("X-Spam-Flag: YES",),
+        unreadable=(
+            "X-MS-Exchange-Organization-SCL: 'banana' is not a spam confidence level (-1 to 9)",
+        ),
+    )
+
+
+def test_scl_threshold_is_the_councils() -> None:
+    strict, lenient = (
+        ScreenContext(frozenset({COUNCIL}), scl_threshold=3),
+        ScreenContext(frozenset({COUNCIL}), scl_threshold=7),
+    )
+    six = mail("X-MS-Exchange-Organization-SCL: 6")
+    assert screen(six, strict) == [f"{SPAM} (X-MS-Exchange-Organization-SCL: 6)"]
+    assert screen(six, lenient) == []
+    inside = mail("X-Forefront-Antispam-Report: SCL:7;SFV:NSPM")
+    assert screen(inside, lenient) == [f"{SPAM} (X-Forefront-Antispam-Report: SCL:7)"]

@@ -136,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--case", dest="case_ref", help="use this case's real data")
     preview.set_defaults(handler=cmd_templates_preview)
 
+    release = sub.add_parser(
+        "release",
+        parents=[common],
+        help="open and acknowledge a case for a message held as spam or automatic by mistake",
+    )
+    release.add_argument(
+        "message",
+        metavar="ID",
+        help="the held message's ID from the digest (e.g. 4711), or a released case's reference",
+    )
+    release.set_defaults(handler=cmd_release)
+
     purge = sub.add_parser("purge", parents=[common], help="anonymise long-closed cases")
     purge.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
     purge.set_defaults(handler=cmd_purge)
@@ -376,6 +388,17 @@ def cmd_templates_preview(args: argparse.Namespace) -> int:
     if args.case_ref:
         app.require_schema()
     sys.stdout.write(preview(app, args.name, args.case_ref))
+    return EXIT_OK
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from mailbot.release import ReleaseError, release
+
+    app = app_from(args)
+    try:
+        print(release(app, args.message))
+    except ReleaseError as exc:
+        raise UsageError(str(exc)) from exc
     return EXIT_OK
 
 

@@ -208,6 +208,96 @@ class CommandsConfig(_Strict):
     internal_relays: list[str] = []
 
 
+class SpamConfig(_Strict):
+    """[spam]: how the council's own spam filter's verdicts are read (SPEC §6)."""
+
+    # Exchange Online's spam confidence level (-1 to 9) at which a message is held as
+    # spam. 5 is where Microsoft's own policies begin to call a message spam.
+    scl_threshold: Annotated[int, Field(ge=1, le=9)] = 5
+
+
+# Where a web form's message names the resident, unless its [[forms]] entry says: the
+# labels of the fields in the body (case does not matter; a ":" or "?" after them may be
+# there or not). "What is your email address?" is GOV.UK Forms' and the GOV.UK Design
+# System's wording.
+DEFAULT_RESIDENT_FIELDS = (
+    "Email",
+    "Email address",
+    "Your email",
+    "Your email address",
+    "E-mail",
+    "E-mail address",
+    "What is your email address?",
+)
+DEFAULT_NAME_FIELDS = (
+    "Name",
+    "Full name",
+    "Your name",
+    "Your full name",
+    "What is your name?",
+)
+
+
+def _labels(values: list[str]) -> list[str]:
+    for value in values:
+        if not value.strip(" :?*\t"):
+            raise ValueError("a field label must not be empty")
+    return values
+
+
+class FormConfig(_Strict):
+    """A [[forms]] entry: a council web form that mails the inbox. Its messages come from
+    a no-reply sender, yet each is a resident's (SPEC §6)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    # How the clerk knows the form, in case histories and the digest (default: `from`).
+    name: str = ""
+    sender: str = Field(alias="from")
+    # A regular expression the subject must match (case ignored), for a sender that
+    # sends other mail too, or several forms (GOV.UK Forms sends every form's mail).
+    subject: str | None = None
+    resident_fields: list[str] = Field(default=list(DEFAULT_RESIDENT_FIELDS), min_length=1)
+    name_fields: list[str] = list(DEFAULT_NAME_FIELDS)
+    # A field whose answer decides the category, through `categories` ([forms.categories]).
+    category_field: str | None = None
+    categories: dict[str, Category] = {}
+
+    _address = field_validator("sender")(classmethod(lambda cls, v: _email(v)))
+    _no_blank_labels = field_validator("resident_fields", "name_fields")(
+        classmethod(lambda cls, v: _labels(v))
+    )
+
+    @field_validator("subject")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _topic(self) -> FormConfig:
+        if self.categories and not self.category_field:
+            raise ValueError(
+                "categories: give category_field, the field whose answers these map to categories"
+            )
+        if self.category_field and not self.categories:
+            raise ValueError(
+                "category_field: needs a [forms.categories] table mapping its answers to "
+                'categories, e.g. "Noise nuisance" = "enquiry"'
+            )
+        if self.category_field is not None and not self.category_field.strip(" :?*"):
+            raise ValueError("category_field: a field label must not be empty")
+        return self
+
+    @property
+    def title(self) -> str:
+        return self.name or self.sender
+
+
 class OfficerConfig(_Strict):
     name: str = Field(min_length=1)
     email: str
@@ -248,6 +338,9 @@ class Config(_Strict):
     database: DatabaseConfig = DatabaseConfig()
     screening: ScreeningConfig = ScreeningConfig()
     commands: CommandsConfig = CommandsConfig()
+    spam: SpamConfig = SpamConfig()
+    # The council's web forms that mail the inbox; their residents are answered.
+    forms: list[FormConfig] = []
     oauth: OAuthConfig | None = None
     officers: list[OfficerConfig] = Field(min_length=1)
     source: Path | None = None
@@ -308,6 +401,24 @@ class Config(_Strict):
                     f"(also officer {seen[officer.email] + 1})"
                 )
             seen[officer.email] = index
+        return self
+
+    @model_validator(mode="after")
+    def _forms_have_their_own_sender(self) -> Config:
+        seen: dict[tuple[str, str | None], int] = {}
+        for index, form in enumerate(self.forms):
+            if form.sender in self.own_addresses:
+                raise ValueError(
+                    f"forms.{index}.from: {form.sender} is a council mailbox or an officer; "
+                    "a form's messages must come from an address of the form's own"
+                )
+            key = (form.sender, form.subject)
+            if key in seen:
+                raise ValueError(
+                    f"forms.{index}.from: {form.sender} with the same subject is already "
+                    f"form {seen[key] + 1}; give each a different subject pattern"
+                )
+            seen[key] = index
         return self
 
     @model_validator(mode="after")
@@ -490,6 +601,9 @@ def line_of_key(text: str, loc: list[str]) -> int | None:
                 dotted = ".".join(names)
                 arrays[dotted] = arrays.get(dotted, -1) + 1
                 table = [*names, str(arrays[dotted])]
+            elif len(names) > 1 and names[0] in arrays:
+                # [forms.categories] after [[forms]] belongs to the last forms entry.
+                table = [names[0], str(arrays[names[0]]), *names[1:]]
             else:
                 table = names
             if target[: len(table)] == table and len(table) > best:

@@ -7,7 +7,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from email import message_from_bytes
 from email.charset import QP, Charset
 from email.mime.multipart import MIMEMultipart
@@ -23,16 +23,16 @@ from sqlalchemy.orm import Session
 
 from mailbot.calendar import calendar_for
 from mailbot.config import Config
+from mailbot.held import FORM_RULE, SPAM_RULE, HeldList, held_since
 from mailbot.parse import clean_text
 from mailbot.screen import LOOP_HEADER
-from mailbot.store import Case
+from mailbot.store import Case, OutboxMessage
 from mailbot.templates import Rendered, TemplateProblem, case_context, long_date
 
 if TYPE_CHECKING:
     from sqlalchemy import Row
 
     from mailbot.app import App
-    from mailbot.store import OutboxMessage
 
     # The sending process reads rows with plain statements; tests pass ORM objects.
     QueuedLetter = OutboxMessage | Row[Any]
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mailbot.letters")
 
 DIGEST_LIMIT = 200  # cases listed in one digest; the counts cover the rest
+HELD_LOOKBACK = timedelta(days=7)  # held messages the first digest lists
 
 
 @dataclass(frozen=True, slots=True)  # slots: a scheduler pass holds thousands
@@ -305,6 +306,14 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
     triage = session.scalar(
         select(func.count()).select_from(Case).where(Case.status == "open", Case.triage)
     )
+    # What was held since the last digest (the week before the first), and is held still.
+    last = session.scalar(
+        select(func.max(OutboxMessage.created_at)).where(
+            OutboxMessage.kind == "digest", OutboxMessage.key < f"digest:{today}"
+        )
+    )
+    since = last or app.clock.now() - HELD_LOOKBACK
+    held = held_since(session, app.cfg, since, DIGEST_LIMIT)
     return {
         "council": council_context(app.cfg),
         "today": long_date(today),
@@ -312,8 +321,26 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
         "total": total,
         "overdue": overdue,
         "triage": triage,
+        "held_spam": _held_rows(held[SPAM_RULE], policy.timezone),
+        "held_forms": _held_rows(held[FORM_RULE], policy.timezone),
         "officer": None,
         "case": {"ref": ""},
+    }
+
+
+def _held_rows(held: HeldList, timezone: str) -> dict[str, Any]:
+    zone = ZoneInfo(timezone)
+    return {
+        "total": held.total,
+        "messages": [
+            {
+                "name": m.name,
+                "received": m.received_at.astimezone(zone).strftime("%a %d %b %H:%M"),
+                "sender": m.sender,
+                "reason": m.reason,
+            }
+            for m in held.messages
+        ],
     }
 
 
@@ -388,6 +415,19 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
             "total": 1,
             "overdue": 1,
             "triage": 1,
+            "held_spam": {
+                "total": 1,
+                "messages": [
+                    {
+                        "name": "4711",
+                        "received": "Tue 03 Nov 09:30",
+                        "sender": "win.big@example.net",
+                        "reason": "spam: marked as spam or phishing by the council's mail "
+                        "servers (X-Spam-Flag: YES)",
+                    }
+                ],
+            },
+            "held_forms": {"total": 0, "messages": []},
             "officer": None,
             "case": {"ref": ""},
         }

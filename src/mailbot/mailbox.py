@@ -117,6 +117,10 @@ class Mailbox:
     def uids_since(self, day: datetime) -> list[int]:
         return sorted(self.client.search(["SINCE", day.date()]))
 
+    def uids_with_message_id(self, message_id: str) -> list[int]:
+        """UIDs in the selected folder of messages with this Message-ID header."""
+        return sorted(self.client.search(["HEADER", "Message-ID", message_id]))
+
     def highest_uid(self) -> int:
         uids = self.client.search(["ALL"])
         return max(uids) if uids else 0

@@ -516,7 +516,9 @@ class _TextExtractor(HTMLParser):
         elif tag in self._BLOCK:
             self.parts.append("\n")
         elif tag in self._CELL:
-            self.parts.append(" ")
+            # A tab between cells, so a table's "Email address | jane@..." row keeps its
+            # label apart from its answer (forms.field_value reads such rows).
+            self.parts.append("\t")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self._BLOCK:
@@ -530,7 +532,7 @@ class _TextExtractor(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:
-            self.parts.append(data)
+            self.parts.append(data.replace("\t", " "))  # a tab is only ever a cell's edge
 
 
 def html_to_text(html: str) -> str:
@@ -542,5 +544,8 @@ def html_to_text(html: str) -> str:
         text = "".join(extractor.parts)
     except Exception:
         text = unescape(re.sub(r"<[^>]*>", " ", html[: MAX_TEXT_CHARS * 4]))
-    lines = (re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.splitlines())
+    lines = (
+        re.sub(r" *\t[ \t]*", "\t", re.sub(r"[ \xa0]+", " ", line)).strip()
+        for line in text.splitlines()
+    )
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

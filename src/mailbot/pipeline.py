@@ -20,6 +20,7 @@ from mailbot.app import App
 from mailbot.classify import Classification, classify
 from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
+from mailbot.forms import FormSubmission, read_form, with_topic
 from mailbot.letters import Letter, subject_for
 from mailbot.mailbox import FetchedMessage, Mailbox, folder_key
 from mailbot.officers import (
@@ -31,9 +32,17 @@ from mailbot.officers import (
 )
 from mailbot.outbox import notify_officer, notify_role, queue
 from mailbot.parse import ParsedMessage, parse_message
+from mailbot.resident import Resident, resident_of
 from mailbot.route import choose_officer
 from mailbot.scheduler import local_today, schedule
-from mailbot.screen import CAP_RULES, LOOP_HEADER, MESSAGE_RULES, ScreenContext, screen
+from mailbot.screen import (
+    CAP_RULES,
+    LOOP_HEADER,
+    ScreenContext,
+    rules_before_the_cap,
+    screen,
+    spam_verdict,
+)
 from mailbot.store import (
     Case,
     FolderState,
@@ -303,6 +312,7 @@ class Prepared:
     msg: ParsedMessage
     reasons: tuple[str, ...] = ()  # the screen's, all but the per-sender cap's
     decision: Classification | None = None
+    form: FormSubmission | None = None  # a configured web form's reading of it
 
 
 def _prepare_ahead(
@@ -321,13 +331,22 @@ def _prepare(app: App, box: ImapConfig, fetched: FetchedMessage, sent: bool) -> 
     faults.crash_point("after-parse")
     if sent:  # read for officers' replies and commands only
         return Prepared(msg)
-    context = ScreenContext(own_addresses=app.cfg.own_addresses)
-    reasons = tuple(screen(msg, context, MESSAGE_RULES))
+    cfg = app.cfg
+    form = read_form(msg, cfg.forms, cfg.own_addresses)
+    context = ScreenContext(cfg.own_addresses, scl_threshold=cfg.spam.scl_threshold, form=form)
+    for problem in spam_verdict(msg, cfg.spam.scl_threshold).unreadable:
+        log.warning(
+            "spam verdict not understood, so not obeyed: %s",
+            problem,
+            extra={"uid": fetched.uid, "folder": fetched.folder},
+        )
+    reasons = tuple(screen(msg, context, rules_before_the_cap(context)))
     # Only a message the screen lets through can open a case (staff mail is screened
     # out as the council's own).
     if reasons:
-        return Prepared(msg, reasons)
-    return Prepared(msg, decision=_classify(app, msg, box))
+        return Prepared(msg, reasons, form=form)
+    decision = _classify(app, msg, box)
+    return Prepared(msg, decision=with_topic(decision, form) if form else decision, form=form)
 
 
 def _classify(app: App, msg: ParsedMessage, box: ImapConfig) -> Classification:
@@ -358,7 +377,8 @@ def _decide(
         return "own-mail"
 
     sender = staff_sender(msg, app.cfg)
-    recipient = msg.reply_to or msg.from_addr
+    resident = resident_of(msg, prepared.form)
+    recipient = resident.email if resident else None
     # Acknowledgements this sender had in the last day: the cap counts them, and one
     # within the follow-up window makes this a follow-up. Staff mail joins cases only by
     # reference or thread.
@@ -367,7 +387,8 @@ def _decide(
         if recipient and sender is None and not sent
         else None
     )
-    window = app.cfg.screening.follow_up_minutes
+    # Each web form submission is a matter of its own, however soon after the last.
+    window = app.cfg.screening.follow_up_minutes if prepared.form is None else 0
     case = find_case(
         session,
         msg,
@@ -398,6 +419,7 @@ def _decide(
         own_addresses=app.cfg.own_addresses,
         sent_to_sender_last_day=len(recent) if recent else 0,
         cap_per_day=app.cfg.screening.acknowledgements_per_sender_per_day,
+        form=prepared.form,
     )
     reasons = [*prepared.reasons, *screen(msg, ctx, CAP_RULES)]
     faults.crash_point("after-screen")
@@ -411,11 +433,13 @@ def _decide(
     if reasons:
         _record(session, fetched, msg, "suppressed", reasons, now)
         return "suppressed"
-    assert recipient is not None  # screen() refuses mail without a valid sender
+    assert resident is not None  # screen() refuses mail without a valid sender or resident
 
-    case = open_case(app, session, msg, fetched.internal_date, now, box, prepared.decision)
+    case = open_case(
+        app, session, msg, fetched.internal_date, now, box, prepared.decision, resident
+    )
     _record(session, fetched, msg, "case-opened", list(case.reasons), now, case)
-    acknowledge(app, session, case, msg, recipient, now)
+    acknowledge(app, session, case, msg, resident.email, now)
     if case.priority == "high":
         alert_welfare(app, session, case, now)
     return "case-opened"
@@ -452,10 +476,13 @@ def open_case(
     now: datetime,
     box: ImapConfig | None = None,
     decision: Classification | None = None,
+    resident: Resident | None = None,
 ) -> Case:
     """Classify (unless `decision` is given), route and record a new case with its
-    promised dates; `box` is the mailbox it came in to ([imap] when not given)."""
+    promised dates; `box` is the mailbox it came in to ([imap] when not given), and
+    `resident` whom it is for (unless given, as resident.resident_of finds them)."""
     box = box or app.cfg.imap
+    resident = resident or resident_of(msg)
     decision = decision or _classify(app, msg, box)
     faults.crash_point("after-classify")
     category = decision.category
@@ -471,8 +498,8 @@ def open_case(
         status="open",
         priority=decision.priority,
         policy=app.cfg.council.policy,
-        resident_email=(msg.reply_to or msg.from_addr or "").lower(),
-        resident_name=msg.from_name,
+        resident_email=(resident.email if resident else "").lower(),
+        resident_name=resident.name if resident else msg.from_name,
         subject=msg.subject,
         first_message_id=msg.message_id,
         mailbox=app.cfg.address_of(box),
@@ -494,8 +521,9 @@ def open_case(
     values = {key: value for key, value in vars(case).items() if not key.startswith("_")}
     case.id = session.execute(_statements().open_case, values).scalar_one()
     why = "; ".join(decision.reasons) or "no rule matched"
+    found_in = f" ({resident.found_in})" if resident and resident.found_in != "From" else ""
     history = [
-        (received_at, "received", f"from {case.resident_email}"),
+        (received_at, "received", f"from {case.resident_email}{found_in}"),
         (now, "note", f"classified as {category}: {why}"),
     ]
     if decision.doubt:
