@@ -595,6 +595,10 @@ def _why(category: Category, first: Category, rules: ClassificationRules) -> str
     return f"{category} scored higher"
 
 
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"
+
+
 def _summary(
     ranking: list[Category],
     total: dict[Category, float],
@@ -611,5 +615,5 @@ def _summary(
     behind = ", ".join(f"{c} {total[c]:.2f}" for c in ranking[1:3])
     return (
         f"{winner}: score {total[winner]:.2f} (model {scored.scores[winner]:.2f},"
-        f" rules {tallies[winner].points} points); then {behind}"
+        f" rules {_points(tallies[winner].points)}); then {behind}"
     )
