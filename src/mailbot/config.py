@@ -24,6 +24,7 @@ from pydantic import (
 from mailbot.classify import Category
 from mailbot.oauth import OAuthConfig
 from mailbot.parse import clean_text, valid_address
+from mailbot.web.settings import WebConfig
 
 SEARCH_PATHS = (Path("mailbot.toml"), Path("/etc/mailbot/mailbot.toml"))
 
@@ -342,6 +343,7 @@ class Config(_Strict):
     # The council's web forms that mail the inbox; their residents are answered.
     forms: list[FormConfig] = []
     oauth: OAuthConfig | None = None
+    web: WebConfig = WebConfig()  # the clerk's console (`mailbot web`)
     officers: list[OfficerConfig] = Field(min_length=1)
     source: Path | None = None
 

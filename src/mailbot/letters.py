@@ -204,6 +204,13 @@ def render(app: App, session: Session, row: QueuedLetter, case: CaseLike | None 
 
     `case` is the row's case when the caller has read it already.
     """
+    return render_letter(app, session, row, case)[0]
+
+
+def render_letter(
+    app: App, session: Session, row: QueuedLetter, case: CaseLike | None = None
+) -> tuple[bytes, str]:
+    """As `render`, with the template version it was written from (Rendered.version)."""
     letter = Letter.from_json(row.letter or {})
     now = app.clock.now()
     if case is None and row.case_id:
@@ -227,7 +234,7 @@ def render(app: App, session: Session, row: QueuedLetter, case: CaseLike | None 
     if problem:
         log.error("template problem, used the built-in wording: %s", problem)
         tell_clerk_about_template(app, session, name, problem, now)
-    return compose(
+    raw = compose(
         app.cfg,
         to=row.recipient,
         to_name=letter.to_name,
@@ -241,6 +248,7 @@ def render(app: App, session: Session, row: QueuedLetter, case: CaseLike | None 
         message_id=row.message_id,
         sender=case.mailbox if case else None,  # the mailbox the case came in to
     )
+    return raw, rendered.version
 
 
 def tell_clerk_about_template(

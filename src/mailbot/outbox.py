@@ -49,7 +49,7 @@ from mailbot import faults
 from mailbot.calendar import next_opening
 from mailbot.clock import Clock
 from mailbot.config import OfficerConfig, SmtpConfig
-from mailbot.letters import Letter, new_message_id, render
+from mailbot.letters import Letter, new_message_id, render_letter
 from mailbot.oauth import OAuthError, OAuthTokens
 from mailbot.policy import Policy
 from mailbot.route import holders
@@ -504,11 +504,10 @@ def _claim_round(
             return claims
 
 
-# The next messages, written, each with its case, bytes and any error; and those a
-# closed case has overtaken.
-_Letters = tuple[
-    list[tuple[Row[Any], Row[Any] | None, bytes, str]], list[tuple[Row[Any], Row[Any]]]
-]
+# The next messages, written, each with its case, bytes, any error and the template
+# version written from; and those a closed case has overtaken.
+_Written = tuple[Row[Any], Row[Any] | None, bytes, str, str | None]
+_Letters = tuple[list[_Written], list[tuple[Row[Any], Row[Any]]]]
 
 
 def _next_letters(
@@ -520,7 +519,7 @@ def _next_letters(
     the sending loop can hand the server its next command in between (_read_meanwhile);
     _run() runs it straight through.
     """
-    ready: list[tuple[Row[Any], Row[Any] | None, bytes, str]] = []
+    ready: list[_Written] = []
     overtaken: list[tuple[Row[Any], Row[Any]]] = []
     if not want:
         return ready, overtaken
@@ -565,12 +564,21 @@ async def _read_meanwhile(app: App, want: int) -> _Letters | None:
 
 
 def _take(
-    conn: Connection, now: datetime, row: Row[Any], case: Row[Any] | None, raw: bytes, error: str
+    conn: Connection,
+    now: datetime,
+    row: Row[Any],
+    case: Row[Any] | None,
+    raw: bytes,
+    error: str,
+    version: str | None = None,
 ) -> _Claim | None:
     """Claim a message before sending it: if we die after the server accepts it, the row
     says 'sending' and it is never sent again. None if another process claimed it first
     (the status check makes the claim safe where FOR UPDATE does nothing: SQLite)."""
-    claimed = conn.execute(_claim(), {"row_id": row.id, "lease": now + SENDING_LEASE, "raw": raw})
+    claimed = conn.execute(
+        _claim(),
+        {"row_id": row.id, "lease": now + SENDING_LEASE, "raw": raw, "version": version},
+    )
     if claimed.rowcount != 1:
         return None
     ref = case.ref if case is not None else None
@@ -578,21 +586,19 @@ def _take(
     return _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref, said)
 
 
-def _write(
-    app: App | None, session: Session, row: Row[Any], case: Row[Any] | None
-) -> tuple[Row[Any], Row[Any] | None, bytes, str]:
+def _write(app: App | None, session: Session, row: Row[Any], case: Row[Any] | None) -> _Written:
     """A due message's bytes, composed from its letter and its case as it stands now
     (kept, as the record of what was sent), or the error that stopped it."""
-    raw, error = row.raw, ""
+    raw, error, version = row.raw, "", None
     if app is not None and not raw:
         try:
-            raw = render(app, session, row, case)
+            raw, version = render_letter(app, session, row, case)
         except OperationalError:
             raise
         except Exception as exc:  # a bug in one letter must not block the rest
             log.exception("cannot write %s %s", row.kind, row.key)
             error = f"cannot write the message: {type(exc).__name__}: {exc}"
-    return row, case, raw, error
+    return row, case, raw, error, version
 
 
 @functools.cache
@@ -606,6 +612,10 @@ def _claim() -> Update:
             attempts=outbox.c.attempts + 1,
             next_attempt_at=bindparam("lease", type_=UTCDateTime),
             raw=bindparam("raw", type_=LargeBinary),
+            # Written once, with the message (a retry sends the same bytes).
+            template_version=func.coalesce(
+                bindparam("version", type_=String), outbox.c.template_version
+            ),
         )
     )
 

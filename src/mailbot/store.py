@@ -207,6 +207,9 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The template text it was written from, "name@fingerprint" (templates.Rendered.version):
+    # the console names the saved version. Set when the message is written, before sending.
+    template_version: Mapped[str | None] = mapped_column(String(120), nullable=True)
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
 
 

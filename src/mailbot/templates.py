@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -32,6 +34,30 @@ class TemplateProblem(Exception):
 class Rendered:
     text: str
     html: str
+    # Which text of the template wrote it, "name@fingerprint" (see `fingerprint`); the
+    # outbox keeps it with the message and the console names the saved version.
+    version: str = ""
+
+
+def fingerprint(source: str) -> str:
+    """A short name for one text of a template: the same text always gets the same one."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+@lru_cache(maxsize=256)
+def _file_fingerprint(path: str, mtime_ns: int, size: int) -> str:
+    """A template file's fingerprint, read again only when the file changes."""
+    return fingerprint(Path(path).read_text(encoding="utf-8"))
+
+
+def _version_of(name: str, filename: str | None) -> str:
+    try:
+        stat = os.stat(filename) if filename else None
+    except OSError:
+        stat = None
+    if stat is None:
+        return f"{name}@unknown"
+    return f"{name}@{_file_fingerprint(filename, stat.st_mtime_ns, stat.st_size)}"
 
 
 class Templates:
@@ -51,14 +77,15 @@ class Templates:
     def render(self, name: str, context: dict[str, Any]) -> Rendered:
         """Render `name`.txt; the HTML part is the same text in the shared HTML layout."""
         try:
-            text = self.env.get_template(f"{name}.txt").render(context).strip() + "\n"
+            template = self.env.get_template(f"{name}.txt")
+            text = template.render(context).strip() + "\n"
             paragraphs = [p.splitlines() for p in text.split("\n\n") if p.strip()]
             html = self.env.get_template("_layout.html").render(
                 {**context, "paragraphs": paragraphs}
             )
         except TemplateError as exc:
             raise TemplateProblem(_where(exc, name)) from exc
-        return Rendered(text=text, html=html)
+        return Rendered(text=text, html=html, version=_version_of(name, template.filename))
 
     def names(self) -> set[str]:
         """Template names (without .txt) available from any folder."""
@@ -84,7 +111,7 @@ class Templates:
             f"Thank you for your message. Your reference is {case.get('ref', '')}.\n"
             f"We will reply by {case.get('respond_by', '')}.\n"
         )
-        return Rendered(text=text, html=f"<p>{escape(text)}</p>"), problem
+        return Rendered(text=text, html=f"<p>{escape(text)}</p>", version=f"{name}@none"), problem
 
 
 def _where(exc: TemplateError, name: str) -> str:

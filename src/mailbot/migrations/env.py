@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import mailbot.web.models  # noqa: F401  the console's tables, in the same metadata
 from mailbot.store import Base, UTCDateTime, make_engine
 
 
