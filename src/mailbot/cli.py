@@ -29,6 +29,7 @@ from mailbot.policy import PolicyError, load_policy
 from mailbot.store import PREFIXES
 from mailbot.templates import TemplateProblem
 from mailbot.training import CorpusError
+from mailbot.web.commands import add_commands as add_console_commands
 
 EXIT_OK, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the held message's ID from the digest (e.g. 4711), or a released case's reference",
     )
     release.set_defaults(handler=cmd_release)
+
+    add_console_commands(sub, common)  # web, users
 
     purge = sub.add_parser("purge", parents=[common], help="anonymise long-closed cases")
     purge.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -23,6 +24,7 @@ from mailbot.health import Alert, HealthWatch
 from mailbot.mailbox import Mailbox, MailboxError, MailboxLost, backoff_delays, wait_for_mail
 from mailbot.oauth import OAuthError
 from mailbot.pipeline import ingest_mailbox
+from mailbot.policy import policy_file
 from mailbot.store import Case, OutboxMessage, WriteTurn
 
 log = logging.getLogger("mailbot.daemon")
@@ -83,6 +85,38 @@ class Watched:
 
 
 @dataclass
+class ChangeWatch:
+    """The files the clerk's console writes: the policy file and the templates folder
+    (a saved template is renamed into it). A change to either is a reload, as SIGHUP is,
+    so an edit takes effect with nobody on the server."""
+
+    paths: tuple[Path, ...]
+    seen: tuple[int | None, ...] | None = None
+
+    @classmethod
+    def for_app(cls, app: App) -> ChangeWatch:
+        council = app.cfg.council
+        paths = [policy_file(council.policy)]
+        if council.templates is not None:
+            paths.append(council.templates)
+        watch = cls(tuple(paths))
+        watch.changed()  # as they are now
+        return watch
+
+    def changed(self) -> bool:
+        now = tuple(_modified(path) for path in self.paths)
+        before, self.seen = self.seen, now
+        return before is not None and now != before
+
+
+def _modified(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+@dataclass
 class Daemon:
     """`mailbot run`: keeps going until SIGTERM/SIGINT; SIGHUP reloads policy and templates.
 
@@ -100,6 +134,7 @@ class Daemon:
     watchdog: systemd.Watchdog = field(default_factory=systemd.watchdog)
     watched: list[Watched] = field(default_factory=list)
     sender: outbox.Sender | None = None
+    watch: ChangeWatch | None = None
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
@@ -136,6 +171,7 @@ class Daemon:
             )
             for box in self.app.cfg.all_mailboxes
         ]
+        self.watch = ChangeWatch.for_app(self.app)
         turn = WriteTurn.for_database(self.app.engine)
         if turn is not None:
             self.app.write_turn = turn
@@ -178,6 +214,9 @@ class Daemon:
 
     def _turn(self) -> None:
         """Read every mailbox that is up, queue what is due, hand the outbox to the sender."""
+        if self.watch is not None and self.watch.changed():
+            log.info("the policy or templates changed on disk")
+            self.reload.set()
         if self.reload.is_set():
             self.reload.clear()
             self._reload()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email import message_from_bytes
 from email.charset import QP, Charset
+from email.message import EmailMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import Compat32
@@ -463,8 +464,21 @@ def check_all(app: App) -> list[str]:
     return problems
 
 
+# Letters that go to the resident; the rest go to staff (officers, the clerk).
+TO_RESIDENTS = frozenset({"acknowledgement", "holding", "clarification", "stage-change"})
+
+
 def preview(app: App, name: str, ref: str | None = None) -> str:
     """The exact message (headers and text) a template would produce."""
+    message = preview_message(app, name, ref)
+    text = message.get_body(("plain",))
+    headers = "".join(f"{k}: {v}\n" for k, v in message.items() if k != "Content-Type")
+    return headers + "\n" + (text.get_content() if text is not None else "")
+
+
+def preview_message(app: App, name: str, ref: str | None = None) -> EmailMessage:
+    """The message a template would produce, text and HTML parts, as its reader gets it:
+    with sample data, or about the case `ref` as it stands now."""
     names = app.templates.names()
     category = next((c for c in _CATEGORIES if name.endswith("-" + c)), None)
     general = name.removesuffix(f"-{category}") if category else name
@@ -482,21 +496,22 @@ def preview(app: App, name: str, ref: str | None = None) -> str:
             case = found
     context = sample_context(app, name, case)
     rendered = app.templates.render(name if name in names else general, context)
-    staff = general not in ("acknowledgement", "holding")
+    staff = general not in TO_RESIDENTS
     officer = context.get("officer") or {}
     clerk = next(iter(app.cfg.officers_with("clerk")), None)
     staff_to = officer.get("email") or (clerk.email if clerk else app.cfg.council.mailbox_address)
     raw = compose(
         app.cfg,
         to=staff_to if staff else case.resident_email,
+        to_name="" if staff else case.resident_name,
         subject=subject_for(general, case) if general != "digest" else "Open cases",
         rendered=rendered,
         audience="staff" if staff else "resident",
         ref=case.ref if general != "digest" else None,
         now=app.clock.now(),
+        in_reply_to=None if staff else case.first_message_id,
         sender=case.mailbox,
     )
     message = message_from_bytes(raw, policy=default_policy)  # headers shown decoded
-    text = message.get_body(("plain",))
-    headers = "".join(f"{k}: {v}\n" for k, v in message.items() if k != "Content-Type")
-    return headers + "\n" + (text.get_content() if text is not None else "")
+    assert isinstance(message, EmailMessage)
+    return message

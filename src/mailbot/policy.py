@@ -467,6 +467,11 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
         ) from None
 
 
+def policy_file(name_or_path: str) -> Path:
+    """The file `load_policy(name_or_path)` reads."""
+    return _locate(name_or_path)[0]
+
+
 def _locate(name_or_path: str) -> tuple[Path, str]:
     if "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".toml"):
         return Path(name_or_path), name_or_path

@@ -128,8 +128,10 @@ class WebConfig(_Strict):
     # Cookies only over HTTPS. Leave on behind the council's TLS proxy; off only for a
     # console reached as http://127.0.0.1 (the demo).
     secure_cookies: bool = True
-    # Reverse proxies in front that add X-Forwarded-For/-Proto/-Host (0: none).
-    proxy_hops: Annotated[int, Field(ge=0, le=5)] = 1
+    # The address the council's reverse proxy connects from: its X-Forwarded-For, -Proto
+    # and -Host are believed (the browser's address for the sign-in limit, https for the
+    # cookies); anyone else's are removed. "" when nothing is in front.
+    trusted_proxy: str = "127.0.0.1"
     # The address people use, e.g. https://mailbot.council.example.gov.uk: the single
     # sign-on provider sends them back to it. Default: as the proxy reports it.
     public_url: str | None = None
@@ -148,6 +150,16 @@ class WebConfig(_Strict):
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("trusted_proxy")
+    @classmethod
+    def _proxy(cls, value: str) -> str:
+        if value:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"trusted_proxy: {value!r} is not an IP address") from None
         return value
 
     @field_validator("public_url")
