@@ -76,7 +76,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     try:
         host, port = parse_listen(args.listen) if args.listen else app.cfg.web.address
     except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        raise UsageError(f"--listen: {exc}") from exc
     print(f"mailbot console: http://{host}:{port}/", file=sys.stderr)
     serve(app, host, port)
     return 0

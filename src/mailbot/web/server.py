@@ -39,10 +39,13 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-# A letter's HTML part as the resident's mail client shows it: its own inline styles,
-# nothing else, sandboxed (no scripts, no forms, no links out), framed only by us.
+# A letter's HTML part as the resident's mail client shows it: its own inline styles and
+# nothing else (no scripts, no forms), framed only by this console, in a sandboxed frame.
+# (A "sandbox" directive here would make its origin opaque, and 'self' would then refuse
+# our own page as the frame's parent.)
 LETTER_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'"
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
+    "frame-ancestors 'self'"
 )
 
 HEADERS = {

@@ -43,14 +43,14 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _https_or_loopback(value: str, key: str) -> str:
+def _https_or_loopback(value: str) -> str:
     """An address the console trusts: https, or plain http to this machine (tests, demo)."""
     parts = urlsplit(value)
     if parts.scheme == "https" and parts.hostname:
         return value.rstrip("/")
     if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
         return value.rstrip("/")
-    raise ValueError(f"{key}: must be an https:// address (http:// only on 127.0.0.1)")
+    raise ValueError("must be an https:// address (http:// only on 127.0.0.1)")
 
 
 def _no_inline_secret(data: Any, keys: tuple[str, ...], use: str) -> Any:
@@ -104,7 +104,7 @@ class OidcConfig(_Strict):
     @field_validator("issuer")
     @classmethod
     def _issuer(cls, value: str) -> str:
-        return _https_or_loopback(value, "issuer")
+        return _https_or_loopback(value)
 
     @field_validator("allowed_domains")
     @classmethod
@@ -159,13 +159,13 @@ class WebConfig(_Strict):
             try:
                 ipaddress.ip_address(value)
             except ValueError:
-                raise ValueError(f"trusted_proxy: {value!r} is not an IP address") from None
+                raise ValueError(f"{value!r} is not an IP address") from None
         return value
 
     @field_validator("public_url")
     @classmethod
     def _public(cls, value: str | None) -> str | None:
-        return None if value is None else _https_or_loopback(value, "public_url")
+        return None if value is None else _https_or_loopback(value)
 
     @model_validator(mode="after")
     def _some_way_in(self) -> WebConfig:
@@ -182,8 +182,8 @@ def parse_listen(value: str) -> tuple[str, int]:
     """'127.0.0.1:8080' or '[::1]:8080' as (host, port); ValueError naming the problem."""
     found = _LISTEN.match(value.strip())
     if not found:
-        raise ValueError(f"listen: {value!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
     port = int(found["port"])
     if not 1 <= port <= 65535:
-        raise ValueError(f"listen: port {port} is not between 1 and 65535")
+        raise ValueError(f"port {port} is not between 1 and 65535")
     return (found["v6"] or found["host"], port)

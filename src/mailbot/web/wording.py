@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FunctionLoader, TemplateSyntaxError, meta, nodes
+from jinja2 import BaseLoader, ChoiceLoader, TemplateNotFound, TemplateSyntaxError, meta, nodes
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -134,15 +134,26 @@ def normal(text: str) -> str:
 # --- checking an edit --------------------------------------------------------------------
 
 
+class _Draft(BaseLoader):
+    """One file's unsaved text, found before the folders' files."""
+
+    def __init__(self, filename: str, text: str) -> None:
+        self.filename, self.text = filename, text
+
+    def get_source(self, environment: Any, template: str) -> tuple[str, str, Any]:
+        if template != self.filename:
+            raise TemplateNotFound(template)
+        # Named by the file name, so a problem is reported as "filename:line".
+        return self.text, self.filename, lambda: True
+
+    def list_templates(self) -> list[str]:
+        return [self.filename]
+
+
 def with_draft(app: App, filename: str, text: str) -> Templates:
     """The council's templates with `text` in place of `filename`, in the daemon's sandbox."""
     templates = Templates(app.cfg.council.templates)
-
-    def draft(name: str) -> tuple[str, str, Any] | None:
-        # Named by the file name, so a problem is reported as "filename:line".
-        return (text, filename, lambda: True) if name == filename else None
-
-    templates.env.loader = ChoiceLoader([FunctionLoader(draft), templates.env.loader])
+    templates.env.loader = ChoiceLoader([_Draft(filename, text), templates.env.loader])
     return templates
 
 
