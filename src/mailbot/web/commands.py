@@ -26,8 +26,13 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     users_sub = users.add_subparsers(
         dest="users_command", required=True, metavar="ACTION", parser_class=sub._parser_class
     )
+    # allow_abbrev=False: "--password SECRET" must not be taken for --password-file (and
+    # the secret then shown in an error as a file that cannot be read).
     add = users_sub.add_parser(
-        "add", parents=[common], help="a console account (local password or single sign-on)"
+        "add",
+        parents=[common],
+        allow_abbrev=False,
+        help="a console account (local password or single sign-on)",
     )
     add.add_argument("email")
     add.add_argument("--role", required=True, choices=ROLES)
@@ -41,14 +46,18 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     how.add_argument(
         "--no-password", action="store_true", help="signs in by single sign-on only ([web.oidc])"
     )
+    # Refused with a reason, rather than argparse's "unrecognized arguments: ..." that
+    # would print the password back.
+    add.add_argument("--password", help=argparse.SUPPRESS)
     add.set_defaults(handler=cmd_users_add)
     listing = users_sub.add_parser("list", parents=[common], help="every console account")
     listing.set_defaults(handler=cmd_users_list)
     password = users_sub.add_parser(
-        "password", parents=[common], help="set a local account's password"
+        "password", parents=[common], allow_abbrev=False, help="set a local account's password"
     )
     password.add_argument("email")
     password.add_argument("--password-file", type=Path, metavar="FILE")
+    password.add_argument("--password", help=argparse.SUPPRESS)
     password.set_defaults(handler=cmd_users_password)
     remove = users_sub.add_parser("remove", parents=[common], help="remove a console account")
     remove.add_argument("email")
@@ -85,6 +94,12 @@ def cmd_web(args: argparse.Namespace) -> int:
 def _password(args: argparse.Namespace, email: str) -> str:
     """From --password-file, else asked twice at the terminal; never an argument."""
     from mailbot.cli import UsageError
+
+    if getattr(args, "password", None) is not None:
+        raise UsageError(
+            "passwords are never taken as arguments (other users can see them, and the "
+            "shell's history keeps them): use --password-file FILE, or type it when asked"
+        )
 
     if args.password_file is not None:
         try:
