@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -258,12 +259,37 @@ def serve(app: App, host: str, port: int) -> None:
     waitress_serve(flask, host=host, port=port, threads=8, ident="", **proxy)
 
 
-def make_server(app: App, host: str = "127.0.0.1", port: int = 0, **flask_kw: Any) -> Any:
-    """A waitress server for the console, not yet running: for the demo and the tests,
-    which run it on a thread (`.run()`, then `.close()`)."""
-    from waitress.server import create_server
+class Background:
+    """The console served on a thread of this process, for the demo and the tests."""
 
-    return create_server(create_app(app, **flask_kw), host=host, port=port, threads=8, ident="")
+    def __init__(self, app: App, host: str = "127.0.0.1", port: int = 0, **flask_kw: Any):
+        from waitress.server import create_server
+
+        self.server = create_server(
+            create_app(app, **flask_kw), host=host, port=port, threads=4, ident=""
+        )
+        self.url = f"http://{host}:{self.server.effective_port}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Background:
+        self._thread = threading.Thread(target=self.server.run, name="console", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        from waitress import wasyncore
+
+        self.server.task_dispatcher.shutdown()
+        # The loop ends once it has nothing left to watch.
+        wasyncore.close_all(getattr(self.server, "map", None) or self.server._map)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> Background:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def abort_unless(condition: bool, code: int, why: str) -> None:
