@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -243,8 +244,10 @@ PUBLIC = frozenset({"static", "signin.form", "signin.submit", "signin.sso", "sig
 
 
 def serve(app: App, host: str, port: int) -> None:
-    """`mailbot web`: serve until SIGTERM or Ctrl-C (waitress's own handling)."""
-    from waitress import serve as waitress_serve
+    """`mailbot web`: serve until SIGTERM or Ctrl-C; READY to systemd once listening."""
+    from waitress.server import create_server
+
+    from mailbot import systemd
 
     flask = create_app(app)
     web = app.cfg.web
@@ -255,8 +258,17 @@ def serve(app: App, host: str, port: int) -> None:
             "trusted_proxy_count": 1,
             "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto x-forwarded-host",
         }
+    server = create_server(flask, host=host, port=port, threads=8, ident="", **proxy)
+    signal.signal(signal.SIGTERM, _stop)  # waitress ends its loop on SystemExit
     log.info("console listening on http://%s:%d", host, port)
-    waitress_serve(flask, host=host, port=port, threads=8, ident="", **proxy)
+    systemd.ready(f"console on http://{host}:{port}")
+    server.run()
+    systemd.stopping()
+    log.info("console stopped")
+
+
+def _stop(*_: object) -> None:
+    raise SystemExit(0)
 
 
 class Background:
