@@ -4,9 +4,12 @@ the daemon's."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 
 from mailbot.devservers import free_port
 from tests.conftest import mailbot, stop, wait_for
-from tests.console import offline_config
+from tests.console import offline_config, token
 from tests.test_systemd import read_unit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,3 +113,32 @@ def test_a_bad_listen_address_or_secret_is_one_line_and_exit_1(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "web.secret_file: web-secret is too short (at least 32 characters" in err.decode()
+
+
+@pytest.mark.integration  # the demo starts its own Dovecot
+def test_the_demo_serves_the_console_on_its_data_until_stopped():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailbot", "demo", "--console", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        lines = []
+        while not any(line.startswith("  sign in as ") for line in lines):
+            line = proc.stdout.readline().decode()
+            assert line, f"the demo ended: {proc.stderr.read().decode()}"
+            lines.append(line)
+        assert f"  http://127.0.0.1:{port}/\n" in lines
+        email, password = re.fullmatch(
+            r"  sign in as (\S+) with the password (\S+)\n", lines[-1]
+        ).groups()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        base = f"http://127.0.0.1:{port}"
+        form = opener.open(f"{base}/sign-in").read().decode()
+        data = {"email": email, "password": password, "csrf_token": token(form)}
+        cases = opener.open(f"{base}/sign-in", urllib.parse.urlencode(data).encode()).read()
+        assert "FOI-" in cases.decode() and "Signed in as admin@" in cases.decode()
+    finally:
+        code, err = stop(proc, timeout=60)
+    assert code == 0, err

@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", parents=[common], help="self-contained run on sample mail")
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder afterwards")
+    demo.add_argument(
+        "--console",
+        action="store_true",
+        help="then serve the clerk's console on the demo's data until Ctrl-C",
+    )
+    demo.add_argument("--port", type=int, default=8080, help="the console's port (default 8080)")
     demo.set_defaults(handler=cmd_demo)
 
     classify = sub.add_parser("classify", help="measure, build or retrain the classifier")
@@ -418,7 +424,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mailbot.demo import run_demo
 
-    return run_demo(keep=args.keep)
+    return run_demo(keep=args.keep, console=args.console, port=args.port)
 
 
 def _rules_and_model(args: argparse.Namespace) -> tuple[Any, Any]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import shutil
+import signal
 import tempfile
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from mailbot.config import load_config
 from mailbot.daemon import run_once
 from mailbot.devservers import DovecotMissing, LocalDovecot, SmtpCapture, local_config
 from mailbot.migrations import upgrade
+from mailbot.policy import policy_file
 from mailbot.store import Case, InboundMessage, case_json
 
 SAMPLES = Path(__file__).resolve().parent / "demo_mail"
@@ -26,7 +31,7 @@ def crlf(raw: bytes) -> bytes:
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def run_demo(keep: bool = False) -> int:
+def run_demo(keep: bool = False, console: bool = False, port: int = 8080) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mailbot-demo-"))
     dovecot = LocalDovecot(user="enquiries@council.example.gov.uk")
     smtp = SmtpCapture()
@@ -52,12 +57,16 @@ def run_demo(keep: bool = False) -> int:
         config_path = local_config(
             workdir, dovecot, smtp, database_url=db_url, start_from=now - timedelta(hours=1)
         )
+        if console:
+            _make_editable(config_path)
         upgrade(db_url)
         app = App.load(load_config(config_path), clock)
         run_once(app)
         _report(app, smtp)
-        if keep:
+        if keep or console:
             print(f"\nThe demo's files are in {workdir} (config: {config_path})")
+        if console:
+            _serve_console(app, port)
         return 0
     finally:
         smtp.stop()
@@ -98,3 +107,45 @@ def _report(app: App, smtp: SmtpCapture) -> None:
             print(f"{header}: {msg[header]}")
         print()
         print(first.text())
+
+
+DEMO_ADMIN = "admin@council.example.gov.uk"
+
+
+def _make_editable(config_path: Path) -> None:
+    """What the console writes, made the demo's own: a templates folder and a copy of
+    the policy; cookies over plain http on 127.0.0.1."""
+    folder = config_path.parent
+    (folder / "templates").mkdir()
+    policy = folder / "policy.toml"
+    shutil.copy(policy_file("stafford"), policy)
+    text = config_path.read_text().replace(
+        'policy = "stafford"', f'policy = "{policy}"\ntemplates = "{folder / "templates"}"', 1
+    )
+    text = text.replace("\n[[officers]]", "\n[web]\nsecure_cookies = false\n\n[[officers]]", 1)
+    config_path.write_text(text)
+
+
+def _serve_console(app: App, port: int) -> None:
+    """The console on the demo's data until Ctrl-C, with an admin account to sign in as."""
+    from mailbot.web.accounts import add_user
+    from mailbot.web.roles import Role
+    from mailbot.web.server import Background
+
+    password = secrets.token_urlsafe(12)
+    with app.sessions.begin() as session:
+        add_user(session, DEMO_ADMIN, Role.ADMIN, password, by="mailbot demo", now=app.clock.now())
+    key = secrets.token_bytes(32)  # the demo's sessions end with it
+    try:
+        server = Background(app, port=port, key=key)
+    except OSError:  # the port is taken: any free one
+        server = Background(app, port=0, key=key)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with server:
+        print("\nThe clerk's console\n-------------------")
+        print(f"  {server.url}/")
+        print(f"  sign in as {DEMO_ADMIN} with the password {password}")
+        print("  (Ctrl-C stops the console and the demo's mail servers)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stopped.wait()
