@@ -2,7 +2,7 @@
 mail servers (Dovecot, aiosmtpd), the real daemon and a real OpenID Connect provider
 (node's oidc-provider), on SQLite and PostgreSQL; axe-core checks every page.
 
-Few and purposeful: one browser for the session, one test per journey.
+Few and purposeful: one browser for them all, one test per journey.
 """
 
 from __future__ import annotations
@@ -59,7 +59,10 @@ def need(ready: bool, why: str) -> None:
         pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
+# One browser for all of this file's tests. Not for the whole session: while Playwright's
+# synchronous API is open it holds this thread's event loop, and tests elsewhere call
+# asyncio.run (the outbox) on this thread.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     need(CHROMIUM.exists(), "chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright

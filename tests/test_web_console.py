@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import func, select
 
 from mailbot.cli import main
+from mailbot.daemon import run_once
 from mailbot.store import Case, CaseEvent, OutboxMessage
 from mailbot.web import wording
 from mailbot.web.models import AuditEntry, ConsoleUser, SignInAttempt, TemplateDraft
 from mailbot.web.roles import Role
 from mailbot.web.server import create_app
+from tests.conftest import council_config, resident_mail, to_residents
 from tests.console import (
     ADMIN,
     ALEX,
@@ -30,6 +32,7 @@ from tests.console import (
     post,
     sign_in,
     token,
+    with_console,
 )
 
 pytestmark = pytest.mark.integration  # PostgreSQL
@@ -518,3 +521,38 @@ def test_users_add_reads_the_password_from_a_file_never_an_argument(config, app,
         == 1
     )
     assert "too short" in capsys.readouterr().err
+
+
+def test_the_clerk_releases_mail_held_as_spam(tmp_path, dovecot, smtp, database_url):
+    config = with_console(council_config(tmp_path, dovecot, smtp, database_url))
+    app = load(config)
+    add_user(app, CLERK, Role.CLERK)
+    uid = dovecot.append(
+        resident_mail(message_id="<held@example.com>", headers={"X-Spam-Flag": "YES"})
+    )
+    run_once(app)
+    assert to_residents(smtp) == []
+    client = create_app(app, key=b"k" * 32).test_client()
+    sign_in(client, CLERK)
+    listed = client.get("/attention").get_data(as_text=True)
+    assert f"Release {uid}" in listed
+    assert "spam: marked as spam or phishing by the council&#39;s mail servers" in listed
+    response = post(client, "/attention/release", {"message": str(uid)}, "/attention")
+    assert response.status_code == 302
+    [ack] = to_residents(smtp)
+    assert ack.rcpt_tos == ["jane.doe@example.com"]
+    ref = the_case_of(app).ref
+    assert f"Released {uid} as {ref}" in client.get("/attention").get_data(as_text=True)
+    assert f"Release {uid}" not in client.get("/attention").get_data(as_text=True)
+    [entry] = audit(app)
+    assert (entry.actor, entry.action, entry.target) == (CLERK, "held message released", str(uid))
+    # Again: said, and nothing sent.
+    post(client, "/attention/release", {"message": str(uid)}, "/attention")
+    assert len(to_residents(smtp)) == 1
+
+
+def the_case_of(app) -> Case:
+    with app.sessions() as session:
+        [case] = session.scalars(select(Case)).all()
+        session.expunge(case)
+        return case
