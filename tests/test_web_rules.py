@@ -3,6 +3,7 @@ policy in words and its hours edit, template checks and diffs, the audit export.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -256,3 +257,21 @@ def test_a_policy_that_does_not_check_out_names_its_line(app):
     assert caught.value.line == line
     assert str(caught.value).startswith(f"policy.toml:{line}: categories.foi.stages.1.respond: ")
     assert "longer than statute" in str(caught.value)
+
+
+def test_the_daemon_notices_a_change_to_the_policy_or_the_templates_folder(tmp_path):
+    from mailbot.daemon import ChangeWatch
+
+    policy, folder = tmp_path / "policy.toml", tmp_path / "templates"
+    policy.write_text("a")
+    folder.mkdir()
+    watch = ChangeWatch((policy, folder))
+    assert not watch.changed()  # how they are at the start
+    assert not watch.changed()
+    (folder / "acknowledgement-foi.txt").write_text("new")  # a file saved into the folder
+    assert watch.changed()
+    assert not watch.changed()  # once for each change
+    os.utime(policy, ns=(1, 1))
+    assert watch.changed()
+    policy.unlink()
+    assert watch.changed()

@@ -302,8 +302,3 @@ class Background:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def abort_unless(condition: bool, code: int, why: str) -> None:
-    if not condition:
-        abort(code, description=why)

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from markupsafe import escape
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from mailbot.letters import sample_context
 from mailbot.store import Case, case_by_ref
@@ -158,11 +159,14 @@ def change(name: str) -> Any:
             with transaction() as db:
                 wording.keep_draft(db, name, me.email, text, at)
             return _editor(name, text=text, ref=ref, problems=refused.problems, status=400)
-        except wording.NotEditable as exc:
+        except (wording.NotEditable, IntegrityError) as exc:
+            why = str(exc)
+            if isinstance(exc, IntegrityError):  # another save of this file just now
+                why = "Someone saved this template at the same moment: check it and try again."
             with transaction() as db:
                 wording.keep_draft(db, name, me.email, text, at)
             return _editor(
-                name, text=text, ref=ref, problems=[wording.Problem("", None, str(exc))], status=400
+                name, text=text, ref=ref, problems=[wording.Problem("", None, why)], status=409
             )
         flash(
             f"Saved {name} as version {number}. mailbot uses it from the next message it writes.",
