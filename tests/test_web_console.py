@@ -429,6 +429,12 @@ def test_reports_for_a_period_with_downloads(client):
     )
     assert (data["period_from"], data["period_to"]) == ("2026-11-01", "2026-11-30")
     assert data["total"]["received"] == 2
+    shown = client.get("/reports/download?from=2026-11-01&to=2026-11-30&format=html&view=1")
+    assert shown.headers["Content-Disposition"].startswith("inline;")
+    # The report's own page: its inline styles and charts, still no script.
+    assert "style-src 'unsafe-inline'" in shown.headers["Content-Security-Policy"]
+    assert "script" not in shown.headers["Content-Security-Policy"]
+    assert "<svg" in shown.get_data(as_text=True)
     bad = client.get("/reports?from=2026-11-30&to=2026-11-01")
     assert bad.status_code == 400
     assert "The end of the period must not be before its start." in bad.get_data(as_text=True)

@@ -46,7 +46,20 @@ _GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace"
 # How the console groups the files, in the clerk's words.
 GROUPS = (
     ("To residents", ("acknowledgement", "holding", "clarification", "stage-change")),
-    ("To staff", ("assigned", "reminder", "breach", "digest", "welfare-alert", "follow-up")),
+    (
+        "To staff",
+        (
+            "assigned",
+            "reminder",
+            "breach",
+            "digest",
+            "welfare-alert",
+            "follow-up",
+            "command-confirmation",
+            "mailbot-health",
+            "template-problem",
+        ),
+    ),
     ("Shared by every message", ("_",)),
 )
 
