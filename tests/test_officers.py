@@ -250,7 +250,7 @@ def test_reassign_tells_the_new_officer(app, dovecot, smtp):
     assert ref in assigned.message["Subject"]
     assert "This case is now yours." in assigned.text()
     command(app, dovecot, ref, "#reassign nobody@example.com", 20)
-    assert any("nobody@example.com is not a configured officer" in m.text() for m in smtp.to(ALEX))
+    assert any("not a configured officer: nobody@example.com" in m.text() for m in smtp.to(ALEX))
 
 
 def test_category_change_reroutes_and_follows_the_new_rules(app, dovecot, smtp):
