@@ -26,11 +26,18 @@ _JOIN = 3  # an attribution line wrapped over at most this many lines
 _QUOTED = re.compile(r"^[ \t]*>")
 # "On Tue, 3 Nov 2026 at 10:00, Jane <jane@example.com> wrote:", in the languages the
 # common clients write it in (English, German, French, Dutch, Spanish, Welsh, Italian,
-# Portuguese, Scandinavian, Polish, Czech, Finnish, Hungarian, Russian).
+# Portuguese, Scandinavian, Polish, Czech, Finnish, Hungarian, Russian), or a date and
+# an address alone ("26.06.2014, 14:41, Jane <jane@example.com>:").
 _WROTE = re.compile(
     r"(?:wrote|schrieb|a\s+écrit|schreef|escribió|ysgrifennodd|ha\s+scritto|escreveu|"
     r"skrev|napisał\w*|pisze|napsal\w*|kirjoitti|írta|написал\w*"
-    r"|<[^<>\s]+@[^<>\s]+>)\s*:\s*$",  # or "26.06.2014, 14:41, Jane <jane@example.com>:"
+    r"|<[^<>\s]+@[^<>\s]+>)\s*:\s*$",
+    re.IGNORECASE,
+)
+# German, Dutch, Welsh and Scandinavian clients name the writer after the verb:
+# "Am 03.11.2026 um 09:31 schrieb Jane Doe:" (counted only after an opener, below).
+_WROTE_THEN_NAME = re.compile(
+    r"\b(?:schrieb|schreef|ysgrifennodd|skrev|napsal\w*|pisze)\s[^:]{1,200}:\s*$",
     re.IGNORECASE,
 )
 _OPENER = re.compile(r"^\s*(?:On|Am|Le|Op|El|Ar|Il|Em|Den|Dne|W\s+dniu|Pe)\b", re.IGNORECASE)
@@ -110,11 +117,11 @@ def _attribution(lines: list[str], i: int) -> int:
         return 1
     if not _OPENER.match(lines[i]):
         return 0
-    for span in range(2, _JOIN + 1):
+    for span in range(1, _JOIN + 1):
         joined = " ".join(line.strip() for line in lines[i : i + span])
         if len(joined) > 400 or not lines[i + span - 1 : i + span]:
             return 0
-        if _WROTE.search(joined):
+        if _WROTE.search(joined) or _WROTE_THEN_NAME.search(joined):
             return span
     return 0
 
