@@ -104,9 +104,7 @@ WITH_HTML = [n for n in REPLIES if b"text/html" in (OURS / f"{n}.eml").read_byte
 @pytest.mark.parametrize("name", WITH_HTML)
 def test_the_html_structure_alone_finds_the_quotation(name):
     msg = parse_message((OURS / f"{name}.eml").read_bytes())
-    assert [c.line for c in command_lines(plain_own_text(html_own_text(msg.html)))] == [
-        OWN_COMMAND
-    ]
+    assert [c.line for c in command_lines(plain_own_text(html_own_text(msg.html)))] == [OWN_COMMAND]
 
 
 @pytest.mark.parametrize(
@@ -118,13 +116,19 @@ def test_the_html_structure_alone_finds_the_quotation(name):
         ("> question one\n#note answer one\n> #close\n#extend 5", "#note answer one\n#extend 5"),
         # an attribution not followed by > lines: everything after it is quoted
         ("#note ok\nOn Tue, Chris wrote:\n#close", "#note ok"),
-        ("#note ok\n\nAm 03.11.2026 um 09:31 schrieb Stafford Borough Council:\n#close", "#note ok"),
+        (
+            "#note ok\n\nAm 03.11.2026 um 09:31 schrieb Stafford Borough Council:\n#close",
+            "#note ok",
+        ),
         ("#note ok\n\nLe mar. 3 nov. 2026 à 09:31, Jane a écrit :\n#close", "#note ok"),
         ("#note ok\n\nOp di 3 nov. 2026 om 09:31 schreef Jane:\n#close", "#note ok"),
         ("#note ok\n\nEl mar, 3 nov 2026 a las 9:31, Jane escribió:\n#close", "#note ok"),
         ("#note ok\n\nAr ddydd Mawrth, 3 Tach 2026, ysgrifennodd Jane:\n#close", "#note ok"),
         # an attribution wrapped over two lines
-        ("#note ok\nOn Tue, 3 Nov 2026 at 09:31, Jane Doe <jane@example.com>\nwrote:\n#close", "#note ok"),
+        (
+            "#note ok\nOn Tue, 3 Nov 2026 at 09:31, Jane Doe <jane@example.com>\nwrote:\n#close",
+            "#note ok",
+        ),
         # Outlook header blocks in other languages
         ("#note ok\nDe : Jane\nEnvoyé : mardi\nÀ : Alex\nObjet : x\n#close", "#note ok"),
         ("#note ok\nVan: Jane\nVerzonden: dinsdag\nAan: Alex\n#close", "#note ok"),
@@ -135,7 +139,10 @@ def test_the_html_structure_alone_finds_the_quotation(name):
         ("#note ok\nBegin forwarded message:\n\n#close", "#note ok"),
         ("#note ok\n-----Ursprüngliche Nachricht-----\n#close", "#note ok"),
         # an officer's own "From:" sentence is not a header block
-        ("From: tomorrow the road is shut.\n#note ok", "From: tomorrow the road is shut.\n#note ok"),
+        (
+            "From: tomorrow the road is shut.\n#note ok",
+            "From: tomorrow the road is shut.\n#note ok",
+        ),
     ],
 )
 def test_plain_text_quotation(text, own):
@@ -147,7 +154,7 @@ def test_plain_text_quotation(text, own):
     [
         # hidden elements are never read
         ('<div>#note ok</div><div style="display: none">#close</div>', "#note ok"),
-        ('<div>#note ok</div><span hidden>#close</span>', "#note ok"),
+        ("<div>#note ok</div><span hidden>#close</span>", "#note ok"),
         ('<p>#note ok</p><p style="mso-hide:all">#close</p>', "#note ok"),
         # Outlook on the web writes x_ before ids when it shows a message again
         ('<div>#note ok</div><div id="x_divRplyFwdMsg">From: x</div><div>#close</div>', "#note ok"),
@@ -176,7 +183,8 @@ def test_a_forwarded_messages_html_is_not_the_writers():
     """HTML further down a message (a forwarded one's) is not the alternative of its text."""
     raw = (
         b"From: alex.morgan@council.example.gov.uk\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
-        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n'
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\n"
         b"#note ok\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: y\r\n"
         b"Content-Type: text/html\r\n\r\n<p>#close</p>\r\n--b--\r\n"
     )
