@@ -89,7 +89,8 @@ def test_only_the_topmost_results_of_the_border_server_count():
         f"Received: {LMTP}",
         f"Authentication-Results: {MX}; dkim=none; dmarc=fail header.from={DOMAIN}",
         f"Received: from evil.example (evil.example [203.0.113.9]) {BORDER}",
-        f"Authentication-Results: {MX}; dkim=pass header.d={DOMAIN}; dmarc=pass header.from={DOMAIN}",
+        f"Authentication-Results: {MX}; dkim=pass header.d={DOMAIN};"
+        f" dmarc=pass header.from={DOMAIN}",
     )
     decision = verdict(raw, AUTHSERV)
     assert not decision.trusted
@@ -245,7 +246,7 @@ def relay_mail(border: str, *below: str) -> bytes:
             ["relay.council.example.gov.uk"],
         ),
         # Exchange writes the address in parentheses without brackets
-        (f"from EXCH01.council.local (10.0.0.7) by EXCH02.council.local (10.0.0.8)", ["10.0.0.7"]),
+        ("from EXCH01.council.local (10.0.0.7) by EXCH02.council.local (10.0.0.8)", ["10.0.0.7"]),
     ],
 )
 def test_relays_pass(border, relays):
