@@ -235,7 +235,7 @@ def test_spoofed_officer_commands_change_nothing_and_the_officer_is_told(
     assert case.status == "open"
     assert confirmations(smtp, ALEX) == []  # nothing was done
     [told] = refusals(smtp, ALEX)
-    assert f"from your address, {ALEX}, about {ref}" in told
+    assert f"saying it was from {ALEX}, about {ref}" in told
     assert "What it asked for: #close" in told
     assert any(
         e.kind == "note" and e.detail.startswith(f"mail from {ALEX} not accepted, nothing changed")

@@ -113,13 +113,19 @@ def _starts_quotation(lines: list[str], i: int) -> bool:
 
 def _attribution(lines: list[str], i: int) -> int:
     """How many lines an attribution ("On ... wrote:") starting at line i takes, or 0."""
-    if len(lines[i]) <= 400 and _WROTE.search(lines[i]):
+    # Every attribution ends with a colon: a cheap test before the patterns.
+    if lines[i].rstrip().endswith(":") and len(lines[i]) <= 400 and _WROTE.search(lines[i]):
         return 1
     if not _OPENER.match(lines[i]):
         return 0
     for span in range(1, _JOIN + 1):
+        last = lines[i + span - 1 : i + span]
+        if not last:
+            return 0
+        if not last[0].rstrip().endswith(":"):
+            continue
         joined = " ".join(line.strip() for line in lines[i : i + span])
-        if len(joined) > 400 or not lines[i + span - 1 : i + span]:
+        if len(joined) > 400:
             return 0
         if _WROTE.search(joined) or _WROTE_THEN_NAME.search(joined):
             return span
