@@ -223,7 +223,7 @@ def render(app: App, session: Session, row: QueuedLetter, case: CaseLike | None 
     name = letter.template
     if letter.fallback and name not in app.templates.names():
         name = letter.fallback
-    rendered, problem = app.templates.render_safe(name, context)
+    rendered, problem = app.templates.render_safe(name, context, staff=letter.audience == "staff")
     if problem:
         log.error("template problem, used the built-in wording: %s", problem)
         tell_clerk_about_template(app, session, name, problem, now)
@@ -365,6 +365,13 @@ SAMPLE_EXTRA: dict[str, dict[str, Any]] = {
             {"line": "#outcome maybe", "ok": False, "detail": "give one of: upheld, ..."},
         ]
     },
+    "mail-refused": {
+        "sender": "sam.patel@council.example.gov.uk",
+        "reason": "Microsoft 365 recorded it as sent from outside the council's tenant",
+        "asked": ["#close"],
+        "subject": "RE: Spending on consultants",
+        "mode": "microsoft365",
+    },
     "template-problem": {
         "template_name": "acknowledgement-foi",
         "problem": "acknowledgement-foi.txt:3: 'resident' has no attribute 'nmae'",
@@ -473,8 +480,8 @@ def preview(app: App, name: str, ref: str | None = None) -> str:
             session.expunge(found)
             case = found
     context = sample_context(app, name, case)
-    rendered = app.templates.render(name if name in names else general, context)
     staff = general not in ("acknowledgement", "holding")
+    rendered = app.templates.render(name if name in names else general, context, staff=staff)
     officer = context.get("officer") or {}
     clerk = next(iter(app.cfg.officers_with("clerk")), None)
     staff_to = officer.get("email") or (clerk.email if clerk else app.cfg.council.mailbox_address)

@@ -392,7 +392,7 @@ def _decide(
     case = find_case(
         session,
         msg,
-        frozenset(o.email for o in app.cfg.officers),
+        app.cfg.own_addresses,  # the officers and the council's mailboxes
         recently_acknowledged=recent.case_since(now - timedelta(minutes=window))
         if recent and window
         else None,
