@@ -17,6 +17,7 @@ that is left is then read as plain text, so the Outlook header block is found in
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import ClassVar
 
@@ -72,27 +73,70 @@ def own_text(text_plain: str, html: str = "") -> str:
 
 def plain_own_text(text: str) -> str:
     """Own text of a plain-text reply (see the module's description)."""
+    own = [line for part in parts(text) if not part.quoted for line in part.lines]
+    return "\n".join(own).strip()
+
+
+@dataclass(frozen=True)
+class Part:
+    """A run of a message's lines: the writer's own, or quoted (without its `>` marks)."""
+
+    lines: tuple[str, ...]
+    quoted: bool
+    # The attribution ("On ..., Jane <jane@example.com> wrote:") or header block that
+    # introduced a quotation: whose words these are, as far as the writer's client says.
+    introduced_by: str = ""
+
+
+def parts(text: str) -> list[Part]:
+    """A plain-text message split into its own and quoted runs, in order. Quotation
+    marked line by line is one part and reading goes on after it; open-ended quotation
+    is the last part."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")[:MAX_LINES]
-    kept: list[str] = []
+    found: list[Part] = []
+    own: list[str] = []
+    introduced_by = ""
+
+    def close_own() -> None:
+        if own:
+            found.append(Part(tuple(own), quoted=False))
+            own.clear()
+
     i = 0
     while i < len(lines):
         if _QUOTED.match(lines[i]):
-            i += 1
+            close_own()
+            start = i
+            while i < len(lines) and _QUOTED.match(lines[i]):
+                i += 1
+            quoted = tuple(
+                _QUOTED.sub("", line, count=1).removeprefix(" ") for line in lines[start:i]
+            )
+            found.append(Part(quoted, quoted=True, introduced_by=introduced_by))
+            introduced_by = ""
             continue
         if _starts_quotation(lines, i):
-            break
+            close_own()
+            block = " ".join(lines[i : i + _HEADER_BLOCK_WINDOW])
+            found.append(Part(tuple(lines[i:]), quoted=True, introduced_by=block))
+            return found
         span = _attribution(lines, i)
         if span:
+            attribution = " ".join(line.strip() for line in lines[i : i + span])
             after = i + span
             while after < len(lines) and not lines[after].strip():
                 after += 1
             if after < len(lines) and _QUOTED.match(lines[after]):
-                i = after  # the quotation it introduces is marked line by line: skip it
+                introduced_by, i = attribution, after  # quotation marked line by line
                 continue
-            break  # introduces quotation not marked line by line: the rest is quoted
-        kept.append(lines[i])
+            # Quotation not marked line by line: the rest is quoted.
+            close_own()
+            found.append(Part(tuple(lines[after:]), quoted=True, introduced_by=attribution))
+            return found
+        own.append(lines[i])
         i += 1
-    return "\n".join(kept).strip()
+    close_own()
+    return found
 
 
 def _starts_quotation(lines: list[str], i: int) -> bool:
