@@ -429,7 +429,7 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
                         "name": "4711",
                         "received": "Tue 03 Nov 09:30",
                         "sender": "win.big@example.net",
-                        "reason": "spam: marked as spam or phishing by the council's mail "
+                        "reason": "spam: marked as spam, phishing or forged by the council's mail "
                         "servers (X-Spam-Flag: YES)",
                     }
                 ],

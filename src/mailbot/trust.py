@@ -174,6 +174,43 @@ def _verdict(header: authres.AuthenticationResultsHeader, domain: str, by: str) 
     return _no(f"{by} found no DMARC or DKIM pass for {domain}: {found}{spf}")
 
 
+def dmarc_failure(msg: ParsedMessage, commands: CommandsConfig | None) -> str | None:
+    """What the council's border server recorded when the sender's domain failed DMARC
+    (the domain's owner says this message is not theirs), or None.
+
+    Read where the trust mode says the council's own verdicts are: Exchange Online's
+    Authentication-Results (the top one, without an authserv-id), Gmail's, or the border
+    server's named by `authserv_id`. With relays or no mode there is no such verdict to
+    read. A forged "fail" lower down could only stop its own sender being answered.
+    """
+    mode = commands.mode if commands else None
+    values = _trace(msg, "authentication-results")
+    if mode == Mode.MICROSOFT365:
+        found, by = values[:1], "Microsoft 365"
+        found = [f"exchange.invalid; {value.strip().rstrip(';')}" for value in found]
+    elif mode in (Mode.GOOGLE, Mode.AUTHSERV):
+        by = GOOGLE_AUTHSERV_ID if mode == Mode.GOOGLE else (commands.authserv_id or "")
+        first = (v for v in values if (m := _FIRST_TOKEN.match(v)) and _same_host(m.group(1), by))
+        found = list(first)[:1]
+    else:
+        return None
+    for value in found:
+        try:
+            header = _AUTHRES.parse_value(value)
+        except authres.AuthResError:
+            return None  # an unreadable verdict is no verdict: the message is answered
+        for result in header.results:
+            if result.method == "dmarc" and result.result == "fail":
+                props = {(p.type, p.name): p.value or "" for p in result.properties}
+                domain = clean_text(props.get(("header", "from"), "") or "the sender's domain", 80)
+                return f"DMARC failed for {domain} ({by})"
+    return None
+
+
+def _same_host(a: str, b: str) -> bool:
+    return a.lower().rstrip(".") == b.lower().rstrip(".")
+
+
 # --- internal relays -------------------------------------------------------------------
 
 _FROM_CLAUSE = re.compile(r"^\s*from\s+(\S+)(?:\s+\(([^()]*)\))?", re.IGNORECASE)
