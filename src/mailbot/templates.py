@@ -16,6 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
 from mailbot.calendar import reopening_phrase
+from mailbot.commandline import defuse
 from mailbot.resources import builtin_dir
 
 if TYPE_CHECKING:
@@ -74,11 +75,17 @@ class Templates:
             keep_trailing_newline=False,
         )
 
-    def render(self, name: str, context: dict[str, Any]) -> Rendered:
-        """Render `name`.txt; the HTML part is the same text in the shared HTML layout."""
+    def render(self, name: str, context: dict[str, Any], *, staff: bool = False) -> Rendered:
+        """Render `name`.txt; the HTML part is the same text in the shared HTML layout.
+
+        `staff`: for council staff, whose replies are read for #commands; no line of it
+        may read as one (commandline.defuse), whatever a resident's name or subject says.
+        """
         try:
             template = self.env.get_template(f"{name}.txt")
             text = template.render(context).strip() + "\n"
+            if staff:
+                text = defuse(text)
             paragraphs = [p.splitlines() for p in text.split("\n\n") if p.strip()]
             html = self.env.get_template("_layout.html").render(
                 {**context, "paragraphs": paragraphs}
@@ -91,19 +98,21 @@ class Templates:
         """Template names (without .txt) available from any folder."""
         return {n.removesuffix(".txt") for n in self.env.list_templates() if n.endswith(".txt")}
 
-    def render_safe(self, name: str, context: dict[str, Any]) -> tuple[Rendered, str | None]:
+    def render_safe(
+        self, name: str, context: dict[str, Any], *, staff: bool = False
+    ) -> tuple[Rendered, str | None]:
         """Render, falling back to the built-in template and then to plain wording.
 
         A clerk's broken edit must never stop acknowledgements; the problem is returned
         so the caller can log it and tell the clerk.
         """
         try:
-            return self.render(name, context), None
+            return self.render(name, context, staff=staff), None
         except TemplateProblem as exc:
             problem = str(exc)
         if len(self.folders) > 1:
             try:
-                return Templates(None).render(name, context), problem
+                return Templates(None).render(name, context, staff=staff), problem
             except TemplateProblem:
                 pass
         case = context.get("case", {})

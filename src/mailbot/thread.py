@@ -25,13 +25,16 @@ def references_in(text: str) -> list[str]:
 def find_case(
     session: Session,
     msg: ParsedMessage,
-    officers: frozenset[str],
+    staff: frozenset[str],
     recently_acknowledged: int | None = None,
 ) -> Case | None:
     """The case this message follows up, or None for a new matter.
 
     A reference typed in a subject only counts when the sender is the case's resident or
-    an officer: anyone can type a reference, but only the thread's own people follow up.
+    staff (an officer, or the council's mailbox: a reply sent from it by Outlook carries
+    only Thread-Index, no In-Reply-To): anyone can type a reference, but only the
+    thread's own people follow up (and staff mail changes a case only when trust.py
+    believes it).
     Message-IDs in In-Reply-To/References are not guessable, so they count from anyone.
     Failing both, the case `recently_acknowledged` (the id of the case whose
     acknowledgement went to this sender within `[screening] follow_up_minutes`) is the
@@ -39,7 +42,7 @@ def find_case(
     """
     for ref in references_in(msg.subject):
         case = case_by_ref(session, ref)
-        if case is not None and msg.from_addr in {case.resident_email, *officers}:
+        if case is not None and msg.from_addr in {case.resident_email, *staff}:
             return case
     case = case_by_message_ids(session, msg.thread_ids)
     if case is None and recently_acknowledged is not None:
