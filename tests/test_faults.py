@@ -40,6 +40,7 @@ from mailbot.devservers import (
     local_config,
 )
 from mailbot.migrations import upgrade
+from mailbot.outbox import SendingPaused
 from mailbot.store import InboundMessage, OutboxMessage
 from tests.conftest import (
     COUNCIL,
@@ -418,9 +419,11 @@ def test_smtp_server_that_never_answers_times_out_and_is_retried(config_path, cl
         point_smtp_at(config_path, silent.port)
         tune(config_path, "smtp", timeout=2)
         app = load_app(config_path, clock)
-        run_once(app)
+        with pytest.raises(SendingPaused, match="cannot reach the SMTP server"):
+            run_once(app)  # exit 2: nothing could be sent
         assert len(silent.held) >= 1
-        assert {r.status for r in ack_rows(app)} == {"pending"}
+        # Waiting for the server, not failed, and not charged an attempt.
+        assert {(r.status, r.attempts) for r in ack_rows(app)} == {("paused", 0)}
     finally:
         silent.close()
     point_smtp_at(config_path, smtp.port)

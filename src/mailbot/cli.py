@@ -21,10 +21,11 @@ from mailbot.app import App, NotReady
 from mailbot.clock import Clock, FixedClock, OffsetClock
 from mailbot.config import Config, ConfigError, find_config, load_config
 from mailbot.logs import FORMATS, clean, setup_logging
-from mailbot.mailbox import MailboxError
+from mailbot.mailbox import FolderMissing, MailboxError
 from mailbot.model import SHIPPED as SHIPPED_MODEL
 from mailbot.model import ModelError
 from mailbot.oauth import OAuthError
+from mailbot.outbox import SendingPaused
 from mailbot.policy import PolicyError, load_policy
 from mailbot.store import PREFIXES
 from mailbot.templates import TemplateProblem
@@ -147,6 +148,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="the held message's ID from the digest (e.g. 4711), or a released case's reference",
     )
     release.set_defaults(handler=cmd_release)
+
+    outbox = sub.add_parser("outbox", help="messages that did not go: list, resend or dismiss them")
+    outbox_sub = outbox.add_subparsers(
+        dest="outbox_command", required=True, metavar="ACTION", parser_class=_Parser
+    )
+    unsent_list = outbox_sub.add_parser(
+        "list",
+        parents=[common],
+        help="what stops sending, and each failed, uncertain or bounced message",
+    )
+    unsent_list.add_argument(
+        "--all", action="store_true", help="also dismissed messages and those waiting"
+    )
+    unsent_list.add_argument("--json", action="store_true")
+    unsent_list.set_defaults(handler=cmd_outbox_list)
+    for action, text in (
+        ("resend", "send a failed, uncertain, bounced or dismissed message again, once"),
+        ("dismiss", "put a failed, uncertain or bounced message aside, unsent"),
+    ):
+        command = outbox_sub.add_parser(action, parents=[common], help=text)
+        command.add_argument("outbox_id", metavar="ID", type=int, help="its ID in outbox list")
+        command.set_defaults(handler=cmd_outbox_change, action=action)
 
     purge = sub.add_parser("purge", parents=[common], help="anonymise long-closed cases")
     purge.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
@@ -402,6 +425,72 @@ def cmd_release(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_outbox_list(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from mailbot.problems import open_problems
+    from mailbot.unsent import NEEDS_ATTENTION, unsent, waiting
+
+    app = app_from(args)
+    zone = ZoneInfo(app.cfg.council.timezone)
+
+    def local(at: datetime) -> str:
+        return f"{at.astimezone(zone):%H:%M %a %d %b}"
+
+    statuses = (*NEEDS_ATTENTION, "dismissed", "paused") if args.all else NEEDS_ATTENTION
+    with app.sessions() as session:
+        problems = open_problems(session)
+        messages, total = unsent(session, statuses=statuses, limit=10_000)
+        paused = waiting(session)
+    if args.json:
+        data = {
+            "problems": [
+                {"kind": p.kind, "since": p.since.isoformat(), "detail": p.detail} for p in problems
+            ],
+            "waiting": paused,
+            "messages": [m.as_json() for m in messages],
+        }
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    for problem in problems:
+        what = "Folder missing" if problem.kind == "folder-missing" else "Sending is paused"
+        retry = f" (next try {local(problem.retry_at)})" if problem.retry_at else ""
+        print(f"{what} since {local(problem.since)}: {problem.detail}{retry}")
+    if paused:
+        print(f"{paused} message(s) waiting for sending to resume; they go once it does.")
+    if problems or paused:
+        print()
+    if not messages:
+        print("no messages that failed, are uncertain or bounced")
+        return EXIT_OK
+    header = ("ID", "STATUS", "KIND", "CASE", "TO", "QUEUED")
+    table = [header] + [
+        (str(m.id), m.status, m.kind, m.case_ref or "-", m.recipient, local(m.created_at))
+        for m in messages
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row, message in zip(table, [None, *messages], strict=True):
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        if message is not None and message.reason:
+            print(f"    {clean(message.reason)[:200]}")
+    if total > len(messages):
+        print(f"... and {total - len(messages)} more")
+    print("\nmailbot outbox resend ID sends one again; mailbot outbox dismiss ID puts it aside.")
+    return EXIT_OK
+
+
+def cmd_outbox_change(args: argparse.Namespace) -> int:
+    from mailbot.unsent import UnsentError, dismiss, resend
+
+    app = app_from(args)
+    change = resend if args.action == "resend" else dismiss
+    try:
+        print(change(app, args.outbox_id))
+    except UnsentError as exc:
+        raise UsageError(str(exc)) from exc
+    return EXIT_OK
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     from mailbot.retention import purge
 
@@ -513,9 +602,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (ConfigError, PolicyError, UsageError, TemplateProblem, ModelError, CorpusError) as exc:
+    except (
+        ConfigError,
+        PolicyError,
+        UsageError,
+        TemplateProblem,
+        ModelError,
+        CorpusError,
+        FolderMissing,
+    ) as exc:
         return _fail(EXIT_INPUT, str(exc))
-    except (MailboxError, NotReady, IMAPClientError, OSError, OAuthError) as exc:
+    except (MailboxError, NotReady, IMAPClientError, OSError, OAuthError, SendingPaused) as exc:
         return _fail(EXIT_UNREACHABLE, str(exc))
     except OperationalError as exc:
         return _fail(EXIT_UNREACHABLE, f"database: {exc.orig}")

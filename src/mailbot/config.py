@@ -89,6 +89,11 @@ class ServerConfig(_Strict):
             raise ValueError("password_file: give password_file or password_env, not both")
         return self
 
+    @property
+    def key_prefix(self) -> str:
+        """Where its settings are written: "imap", "smtp", "mailboxes.1" …"""
+        return self._label or self.section
+
     def password(self) -> str:
         """The secret, read when needed so it never sits in the config object or logs."""
         where = self._label or self.section
@@ -131,6 +136,8 @@ class ImapConfig(ServerConfig):
     address: str | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 993
     inbox: str = "INBOX"
+    # The folder read for officers' replies. Not given, or not on the server: the one the
+    # server marks as the sent folder (RFC 6154 \\Sent). "" reads none.
     sent: str | None = None
     start_from: datetime | None = None
     idle_seconds: Annotated[int, Field(ge=10, le=600)] = 540  # re-issue IDLE before 10 minutes

@@ -25,9 +25,11 @@ from mailbot.calendar import calendar_for
 from mailbot.config import Config
 from mailbot.held import FORM_RULE, SPAM_RULE, HeldList, held_since
 from mailbot.parse import clean_text
+from mailbot.problems import open_problems
 from mailbot.screen import LOOP_HEADER
 from mailbot.store import Case, OutboxMessage
 from mailbot.templates import Rendered, TemplateProblem, case_context, long_date
+from mailbot.unsent import unsent, waiting
 
 if TYPE_CHECKING:
     from sqlalchemy import Row
@@ -314,6 +316,9 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
     )
     since = last or app.clock.now() - HELD_LOOKBACK
     held = held_since(session, app.cfg, since, DIGEST_LIMIT)
+    zone = ZoneInfo(policy.timezone)
+    # What did not go, until the clerk resends or dismisses it; what stops mail now.
+    messages, total_unsent = unsent(session, limit=DIGEST_LIMIT)
     return {
         "council": council_context(app.cfg),
         "today": long_date(today),
@@ -323,6 +328,26 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
         "triage": triage,
         "held_spam": _held_rows(held[SPAM_RULE], policy.timezone),
         "held_forms": _held_rows(held[FORM_RULE], policy.timezone),
+        "problems": [
+            {"since": f"{p.since.astimezone(zone):%a %d %b %H:%M}", "detail": p.detail}
+            for p in open_problems(session)
+        ],
+        "waiting": waiting(session),
+        "unsent": {
+            "total": total_unsent,
+            "messages": [
+                {
+                    "id": m.id,
+                    "status": m.status,
+                    "kind": m.kind,
+                    "recipient": m.recipient,
+                    "case": m.case_ref or "-",
+                    "queued": m.created_at.astimezone(zone).strftime("%a %d %b %H:%M"),
+                    "reason": clean_text(m.reason, 200),
+                }
+                for m in messages
+            ],
+        },
         "officer": None,
         "case": {"ref": ""},
     }
@@ -428,6 +453,29 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
                 ],
             },
             "held_forms": {"total": 0, "messages": []},
+            "problems": [
+                {
+                    "since": "Tue 03 Nov 09:12",
+                    "detail": "the SMTP server refuses to send mail from foi@council.example."
+                    "gov.uk: 550 5.7.60 SMTP; Client does not have permissions to send as "
+                    "this sender",
+                }
+            ],
+            "waiting": 4,
+            "unsent": {
+                "total": 1,
+                "messages": [
+                    {
+                        "id": 812,
+                        "status": "bounced",
+                        "kind": "acknowledgement",
+                        "recipient": "jane.doe@exmaple.com",
+                        "case": "ENQ-2026-00042",
+                        "queued": "Tue 03 Nov 09:31",
+                        "reason": "bounced: 5.1.2 (host exmaple.com not found)",
+                    }
+                ],
+            },
             "officer": None,
             "case": {"ref": ""},
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,13 @@ from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
 from mailbot.forms import FormSubmission, read_form, with_topic
 from mailbot.letters import Letter, subject_for
-from mailbot.mailbox import FetchedMessage, Mailbox, folder_key
+from mailbot.mailbox import (
+    FetchedMessage,
+    FolderMissing,
+    Mailbox,
+    choose_sent_folder,
+    folder_key,
+)
 from mailbot.officers import (
     CommandError,
     escalate,
@@ -32,6 +39,7 @@ from mailbot.officers import (
 )
 from mailbot.outbox import notify_officer, notify_role, queue
 from mailbot.parse import ParsedMessage, parse_message
+from mailbot.problems import ProblemKind, report, resolve
 from mailbot.resident import Resident, resident_of
 from mailbot.route import choose_officer
 from mailbot.scheduler import local_today, schedule
@@ -69,9 +77,50 @@ DECIDED_BEFORE_A_TURN = 5
 def ingest_mailbox(app: App, mailbox: Mailbox, progress: Callable[[], None] | None = None) -> int:
     """Read one mailbox: its sent folder for officers' replies, then its inbox (left
     selected, for IDLE). Returns how many new messages the inbox had."""
-    if mailbox.cfg.sent:
-        ingest_folder(app, mailbox, mailbox.cfg.sent, sent=True, progress=progress)
+    sent = check_folders(app, mailbox)
+    if sent is not None:
+        ingest_folder(app, mailbox, sent, sent=True, progress=progress)
     return ingest_folder(app, mailbox, mailbox.cfg.inbox, progress=progress)
+
+
+FOLDERS_CHECKED_EVERY = 900.0  # seconds: a folder created or renamed meanwhile is noticed
+
+
+def check_folders(app: App, mailbox: Mailbox) -> str | None:
+    """The sent folder to read (the setting's, else the one the server marks as sent),
+    checked on connecting and every quarter of an hour after.
+
+    A folder that is not there is a Problem (the clerk hears once, the digest lists it)
+    and is closed once it is there; a missing sent folder never stops the inbox, and a
+    missing inbox raises FolderMissing.
+    """
+    found = mailbox.sent_folder
+    if found is not None and time.monotonic() - mailbox.folders_checked_at < FOLDERS_CHECKED_EVERY:
+        return found.name
+    box, now = mailbox.cfg, app.clock.now()
+    where, account = box.key_prefix, box.username or box.host
+    inbox_missing = (
+        None
+        if mailbox.folder_exists(box.inbox)
+        else f"{where}.inbox: folder {box.inbox!r} not found on {box.host}: no mail is read "
+        f"from {app.cfg.address_of(box)}"
+    )
+    named = bool(box.sent) and mailbox.folder_exists(box.sent or "")
+    marked = None if named or box.sent == "" else mailbox.marked_sent_folder()
+    found = choose_sent_folder(box.sent, named, marked, f"{where}.sent")
+    with app.sessions.begin() as session:
+        for folder, problem in (("inbox", inbox_missing), ("sent", found.problem)):
+            key = f"folder:{account}:{folder}"
+            if problem is None:
+                resolve(app, session, key, now)
+            else:
+                report(session, key, ProblemKind.FOLDER_MISSING, problem, now)
+    if inbox_missing is not None:
+        raise FolderMissing(inbox_missing)
+    if found.problem is not None:
+        log.warning("%s", found.problem)
+    mailbox.sent_folder, mailbox.folders_checked_at = found, time.monotonic()
+    return found.name
 
 
 def ingest_folder(

@@ -199,8 +199,11 @@ class OutboxMessage(Base):
     # What to write (template, subject, extra wording): composed into `raw` when sent.
     letter: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    # pending -> sending -> sent; failed after too many attempts; uncertain if we died mid-send;
-    # withdrawn if the case was answered before it went (outbox.ONLY_WHILE_OPEN)
+    # pending -> sending -> sent; failed after too many attempts or a refusal about the
+    # recipient or the message; uncertain if we died mid-send; withdrawn if the case was
+    # answered before it went (outbox.ONLY_WHILE_OPEN); paused while sending as its sender
+    # is refused (a Problem); bounced when a delivery report came back for it; dismissed
+    # by the clerk (`mailbot outbox dismiss`)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -208,6 +211,37 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+
+class Problem(Base):
+    """Something wrong with the setup that stops mail and only a person can fix: sending
+    refused for our account, a folder that does not exist. Open while `resolved_at` is
+    None (at most one open row per `key`); the log, the clerk's email, the digest and the
+    systemd status all tell of it, and it closes by itself once the cause is fixed."""
+
+    __tablename__ = "problems"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # What it is about: "sending" (every message), "sending:foi@…" (one sender address),
+    # "folder:enquiries@…/Sent Items".
+    key: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(32))  # problems.ProblemKind
+    detail: Mapped[str] = mapped_column(Text)  # one line, as the clerk and the log read it
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Sending: when to try again, and how often it has been tried since it began.
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (
+        Index(
+            "ix_problems_open_key",
+            "key",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+    )
 
 
 class CategoryCorrection(Base):

@@ -114,7 +114,6 @@ class Templates:
         )
         return Rendered(text=text, html=f"<p>{escape(text)}</p>"), problem
 
-
     def _folder_stamp(self) -> int:
         """The latest change to the clerk's folder (0 if it cannot be read)."""
         try:
