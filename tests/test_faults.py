@@ -41,7 +41,7 @@ from mailbot.devservers import (
 )
 from mailbot.migrations import upgrade
 from mailbot.outbox import SendingPaused
-from mailbot.store import InboundMessage, OutboxMessage
+from mailbot.store import CaseEvent, InboundMessage, OutboxMessage
 from tests.conftest import (
     COUNCIL,
     START_FROM,
@@ -476,6 +476,15 @@ def test_smtp_timeout_after_the_message_was_queued_does_not_send_it_again(
     finally:
         controller.stop()
     assert [m.rcpt_tos[0] for m in to_residents(capture)] == ["slow@example.com"]
+    # The clerk can see it: in the case's history, with how to send it again if the
+    # resident says it never came.
+    with app.sessions() as s:
+        [event] = s.scalars(sql_select(CaseEvent).where(CaseEvent.kind == "send-uncertain"))
+        [row] = s.scalars(sql_select(OutboxMessage).where(OutboxMessage.status == "uncertain"))
+    assert event.detail.startswith(
+        "acknowledgement to slow@example.com may not have been sent: the server did not confirm"
+    )
+    assert event.detail.endswith(f"(mailbot outbox resend {row.id}, or dismiss {row.id})")
 
 
 # -- the database ----------------------------------------------------------------------

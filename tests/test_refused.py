@@ -263,3 +263,40 @@ def test_the_digest_leads_with_what_stops_mail(app):
         f"  Since Tue 03 Nov 10:00: {detail}\n"
         "Please pass this to whoever looks after the mailbot server.\n"
     )
+
+
+def test_a_bounce_of_our_acknowledgement_joins_its_case(app, config_path, dovecot, smtp, capsys):
+    from tests.test_bounces import OURS, POSTFIX
+
+    deliver(dovecot, ["gone@example.com"])
+    run_once(app)
+    [ack] = rows(app, "acknowledgement")
+    assert ack.status == "sent"
+    report = POSTFIX.replace(OURS, ack.message_id).replace("\n", "\r\n").encode()
+    dovecot.append(report, when=ARRIVED + timedelta(minutes=5))
+    app.clock.advance(timedelta(minutes=10))
+    run_once(app)
+
+    [ack] = rows(app, "acknowledgement")
+    assert (ack.status, ack.last_error) == (
+        "bounced",
+        "bounced: 5.1.1 smtp; 550 5.1.1 <gone@example.com>: Recipient address rejected: User "
+        "unknown in virtual mailbox table",
+    )
+    with app.sessions() as s:
+        case = s.scalar(select(Case))
+        assert case.acknowledged_at is None  # the case no longer reads "acknowledged"
+        ref = case.ref
+    [event] = events(app, "bounced")
+    assert event.startswith("acknowledgement to gone@example.com bounced: 5.1.1 smtp; 550")
+    assert main(["--config", str(config_path), "case", ref]) == 0
+    assert "bounced" in capsys.readouterr().out
+    assert main(["--config", str(config_path), "outbox", "list"]) == 0
+    assert f"\n{ack.id}   bounced  acknowledgement  {ref}" in capsys.readouterr().out
+    assert acked(smtp) == ["gone@example.com"]  # and nothing was sent to the report
+
+    # The clerk has the right address from elsewhere and gives up on this one.
+    now = ["--now", app.clock.now().isoformat()]
+    assert main(["--config", str(config_path), "outbox", "dismiss", str(ack.id), *now]) == 0
+    assert main(["--config", str(config_path), "outbox", "list"]) == 0
+    assert "no messages that failed" in capsys.readouterr().out

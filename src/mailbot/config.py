@@ -195,8 +195,31 @@ class DatabaseConfig(_Strict):
     url: str = "sqlite:///mailbot.db"
 
 
+# Mail providers many residents share: a day's mail from one of them is ordinary, so
+# only the per-address cap applies to them, not the per-domain one.
+LARGE_PROVIDERS = (
+    "aol.com", "btinternet.com", "btopenworld.com", "gmail.com", "googlemail.com",
+    "hotmail.co.uk", "hotmail.com", "icloud.com", "live.co.uk", "live.com", "me.com",
+    "msn.com", "ntlworld.com", "outlook.com", "proton.me", "protonmail.com", "sky.com",
+    "talktalk.net", "virginmedia.com", "yahoo.co.uk", "yahoo.com",
+)  # fmt: skip
+
+
 class ScreeningConfig(_Strict):
     acknowledgements_per_sender_per_day: Annotated[int, Field(ge=1, le=100)] = 3
+    # Acknowledgements to one domain in 24 hours: forged senders at one organisation
+    # (alice@, bob@, ticket-123@ …) cannot make the council mail it without end.
+    acknowledgements_per_domain_per_day: Annotated[int, Field(ge=1, le=10_000)] = 20
+    # Domains the per-domain cap leaves alone (webmail: many residents, one domain).
+    large_providers: list[str] = list(LARGE_PROVIDERS)
+
+    @field_validator("large_providers")
+    @classmethod
+    def _domains(cls, values: list[str]) -> list[str]:
+        from mailbot.addresses import domain_of  # as the pipeline compares them
+
+        return [domain_of(f"x@{value.strip().lstrip('@')}") for value in values]
+
     # A message from someone we acknowledged this recently, with nothing tying it to a
     # case, joins their case as a follow-up instead of opening another: the "forgot the
     # attachment" resend, and the auto-responder that answers our acknowledgement with no

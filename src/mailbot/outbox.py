@@ -48,6 +48,7 @@ from sqlalchemy.sql.dml import Insert, ReturningInsert, Update
 from sqlalchemy.sql.selectable import Select, TableValuedAlias
 
 from mailbot import faults
+from mailbot.addresses import domain_of, for_the_wire, needs_smtputf8, recipient_key
 from mailbot.calendar import next_opening
 from mailbot.clock import Clock
 from mailbot.config import ConfigError, OfficerConfig, SmtpConfig
@@ -89,6 +90,8 @@ def queue(
             letter.kind,
             letter.recipient,
             letter.as_json(),
+            recipient_key(letter.recipient),
+            domain_of(letter.recipient),
         )
         for key, letter, case_id in items
     ]
@@ -113,6 +116,8 @@ def _queue_statement(dialect: str) -> ReturningInsert[tuple[str]]:
         "case_id": row[2].as_integer(),
         "kind": row[3].as_string(),
         "recipient": row[4].as_string(),
+        "recipient_key": row[6].as_string(),
+        "recipient_domain": row[7].as_string(),
         "letter": letter,
         "raw": literal(b"", LargeBinary),  # written when sent
         "status": literal("pending"),
@@ -818,11 +823,19 @@ async def _send_one(app: App, smtp: aiosmtplib.SMTP, claim: _Claim, pauses: Paus
         return _hold(sessions, row_id, pauses.reason(sender))
     step = Step.MAIL
     try:
+        options, encoding = await _international(smtp, recipient)
+        if encoding is None:
+            why = (
+                f"the SMTP server does not take international addresses (no SMTPUTF8, RFC "
+                f"6531), and {recipient} has letters outside ASCII before the @"
+            )
+            return _failed(sessions, clock, row_id, why, permanent=True)
         # MAIL and RCPT first: a failure there means the server has nothing, so it is
         # safe to try again later.
-        await smtp.mail(cfg.council.mailbox_address)
+        await smtp.mail(cfg.council.mailbox_address, options=options, encoding=encoding)
         step = Step.RCPT
-        await smtp.rcpt(recipient)
+        address = recipient if options else for_the_wire(recipient)
+        await smtp.rcpt(address, encoding=encoding)
     except aiosmtplib.SMTPResponseException as exc:
         await _reset(smtp)
         return _refused(app, row_id, sender, sort_refusal(exc.code, exc.message, step), pauses)
@@ -841,6 +854,20 @@ async def _send_one(app: App, smtp: aiosmtplib.SMTP, claim: _Claim, pauses: Paus
     faults.crash_point("after-send")
     pauses.resume(sender)  # taken: if sending as this address was refused, it is not now
     return "sent"  # recorded by the caller, with the claim of the next message
+
+
+async def _international(smtp: aiosmtplib.SMTP, recipient: str) -> tuple[list[str], str | None]:
+    """MAIL FROM's options and the envelope's encoding for this recipient: SMTPUTF8 and
+    UTF-8 where letters outside ASCII come before the @ (None: the server cannot take
+    it), else none and ASCII (an international domain goes as IDNA's ASCII form)."""
+    if not needs_smtputf8(recipient):
+        return [], "ascii"
+    if smtp.is_ehlo_or_helo_needed:
+        await smtp.ehlo()
+    if not smtp.supports_extension("smtputf8"):
+        return [], None
+    options = ["SMTPUTF8"] + (["BODY=8BITMIME"] if smtp.supports_extension("8bitmime") else [])
+    return options, "utf-8"
 
 
 def _refused(app: App, row_id: int, sender: str, refusal: Refusal, pauses: Pauses) -> str:

@@ -17,7 +17,9 @@ from sqlalchemy.sql.dml import ReturningInsert, Update
 from sqlalchemy.sql.selectable import Select
 
 from mailbot import faults, systemd
+from mailbot.addresses import domain_of
 from mailbot.app import App
+from mailbot.bounces import Bounce, read_bounce
 from mailbot.classify import Classification, classify
 from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
@@ -55,6 +57,8 @@ from mailbot.store import (
     Case,
     FolderState,
     InboundMessage,
+    OutboxMessage,
+    acknowledgements_to_domain,
     add_event,
     add_events,
     folder_lock,
@@ -362,6 +366,7 @@ class Prepared:
     reasons: tuple[str, ...] = ()  # the screen's, all but the per-sender cap's
     decision: Classification | None = None
     form: FormSubmission | None = None  # a configured web form's reading of it
+    bounce: Bounce | None = None  # a delivery report, perhaps about one of ours
 
 
 def _prepare_ahead(
@@ -393,7 +398,9 @@ def _prepare(app: App, box: ImapConfig, fetched: FetchedMessage, sent: bool) -> 
     # Only a message the screen lets through can open a case (staff mail is screened
     # out as the council's own).
     if reasons:
-        return Prepared(msg, reasons, form=form)
+        from_mail_system = any(r.startswith(("machine-", "null-return-path")) for r in reasons)
+        bounce = read_bounce(fetched.raw, from_mail_system=from_mail_system)
+        return Prepared(msg, reasons, form=form, bounce=bounce)
     decision = _classify(app, msg, box)
     return Prepared(msg, decision=with_topic(decision, form) if form else decision, form=form)
 
@@ -424,6 +431,8 @@ def _decide(
         # Our own acknowledgement or reminder, e.g. a copy the provider kept in Sent Items.
         _record(session, fetched, msg, "own-mail", ["sent by mailbot"], now)
         return "own-mail"
+    if prepared.bounce is not None and (outcome := _bounced(session, fetched, prepared, now)):
+        return outcome
 
     sender = staff_sender(msg, app.cfg)
     resident = resident_of(msg, prepared.form)
@@ -464,10 +473,16 @@ def _decide(
     if sent:
         _record(session, fetched, msg, "staff-mail", ["sent folder: not from staff"], now)
         return "staff-mail"
+    screening = app.cfg.screening
+    domain = domain_of(recipient) if recipient else ""
     ctx = ScreenContext(
         own_addresses=app.cfg.own_addresses,
         sent_to_sender_last_day=len(recent) if recent else 0,
-        cap_per_day=app.cfg.screening.acknowledgements_per_sender_per_day,
+        cap_per_day=screening.acknowledgements_per_sender_per_day,
+        sent_to_domain_last_day=acknowledgements_to_domain(session, domain, now - timedelta(days=1))
+        if recent is not None and case is None and domain not in screening.large_providers
+        else None,
+        cap_per_domain_per_day=screening.acknowledgements_per_domain_per_day,
         form=prepared.form,
     )
     reasons = [*prepared.reasons, *screen(msg, ctx, CAP_RULES)]
@@ -494,6 +509,38 @@ def _decide(
     return "case-opened"
 
 
+def _bounced(
+    session: Session, fetched: FetchedMessage, prepared: Prepared, now: datetime
+) -> str | None:
+    """A delivery report about one of our messages: the message is marked bounced and
+    the report joins its case's history (delayed delivery is a note). None if the report
+    is about no message of ours."""
+    bounce, msg = prepared.bounce, prepared.msg
+    assert bounce is not None
+    row = session.scalar(
+        select(OutboxMessage).where(OutboxMessage.message_id.in_(bounce.message_ids)).limit(1)
+    )
+    if row is None:
+        return None
+    case = session.get(Case, row.case_id) if row.case_id is not None else None
+    why = bounce.describe()
+    if bounce.failed:
+        row.status, row.last_error = "bounced", f"bounced: {why}"[:1000]
+        if case is not None and row.kind == "acknowledgement":
+            case.acknowledged_at = None  # it never reached them
+        kind = "bounced"
+        detail = (
+            f"{row.kind} to {row.recipient} bounced: {why} "
+            f"(mailbot outbox resend {row.id}, or dismiss {row.id})"
+        )
+    else:
+        kind, detail = "note", f"delivery of the {row.kind} to {row.recipient} delayed: {why}"
+    if case is not None:
+        add_event(session, case, now, kind, detail)
+    _record(session, fetched, msg, "bounce", [detail], now, case)
+    return "bounce"
+
+
 def _our_own(session: Session, msg: ParsedMessage, app: App) -> bool:
     if msg.header(LOOP_HEADER) in app.cfg.mailbox_addresses:
         return True
@@ -505,7 +552,8 @@ def follow_up(
 ) -> None:
     """A resident's further message on a case: it may answer a clarification, or ask for
     the complaint to go to the next stage."""
-    add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}")
+    stranger = "" if msg.from_addr == case.resident_email else " (not the case's resident)"
+    add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}{stranger}")
     if case.clock_stopped and msg.from_addr == case.resident_email:
         restart_clock(app, session, case, arrived)
     if case.category == "complaint" and msg.from_addr == case.resident_email:
@@ -610,15 +658,22 @@ def tell_officer_of_follow_up(
 ) -> None:
     """The handling officer hears that the resident wrote again. The resident gets no
     automatic reply to a follow-up: that is how two auto-responders start a loop."""
+    about, extra = case.subject or case.ref, {}
+    if msg.from_addr == case.resident_email:
+        subject = f"The resident wrote again: {about}"
+    else:  # someone else who named the case, or quoted one of our letters
+        subject = f"{msg.from_addr} wrote about this case: {about}"
+        extra = {"writer": msg.from_addr}
     notify_officer(
         app,
         session,
         case,
         template="follow-up-received",
         kind="follow-up",
-        subject=f"The resident wrote again: {case.subject or case.ref}",
+        subject=subject,
         key=f"follow-up:{case.ref}:{msg.message_id or msg.content_hash}",
         now=now,
+        extra=extra,
     )
 
 

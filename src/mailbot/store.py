@@ -32,6 +32,7 @@ from sqlalchemy import (
     event,
     exists,
     false,
+    func,
     insert,
     literal,
     select,
@@ -49,6 +50,8 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.sql.dml import Insert, ReturningUpdate
 from sqlalchemy.sql.selectable import Select
+
+from mailbot.addresses import recipient_key
 
 PREFIXES = {
     "enquiry": "ENQ",
@@ -196,6 +199,9 @@ class OutboxMessage(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True, index=True)
     kind: Mapped[str] = mapped_column(String(32))
     recipient: Mapped[str] = mapped_column(String(254), index=True)
+    # The recipient as the daily caps count it (addresses.recipient_key, domain_of).
+    recipient_key: Mapped[str | None] = mapped_column(String(254), nullable=True, index=True)
+    recipient_domain: Mapped[str | None] = mapped_column(String(254), nullable=True)
     # What to write (template, subject, extra wording): composed into `raw` when sent.
     letter: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
@@ -210,7 +216,10 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        Index("ix_outbox_recipient_domain", "recipient_domain", "created_at"),
+    )
 
 
 class Problem(Base):
@@ -503,10 +512,17 @@ class RecentAcknowledgements:
 def recent_acknowledgements(
     session: Session, recipient: str, since: datetime
 ) -> RecentAcknowledgements:
+    """Acknowledgements to this address (however it is tagged) since a moment."""
     rows = session.execute(
-        _lookups().acknowledgements_since, {"recipient": recipient, "since": since}
+        _lookups().acknowledgements_since, {"key": recipient_key(recipient), "since": since}
     )
     return RecentAcknowledgements([(case_id, at) for case_id, at in rows])
+
+
+def acknowledgements_to_domain(session: Session, domain: str, since: datetime) -> int:
+    """How many acknowledgements went to addresses at `domain` (ASCII form) since a moment."""
+    counted = session.scalar(_lookups().domain_since, {"domain": domain, "since": since})
+    return counted or 0
 
 
 @dataclass(frozen=True)
@@ -519,16 +535,18 @@ class _Lookups:
     sent_by_us: Select[tuple[int]]
     case_by_message_ids: tuple[Select[tuple[int]], Select[tuple[int]]]
     acknowledgements_since: Select[tuple[int, datetime]]
+    domain_since: Select[tuple[int]]
 
 
 @cache
 def _lookups() -> _Lookups:
     messages, outbox = InboundMessage.__table__, OutboxMessage.__table__
     ids = bindparam("ids", expanding=True)
+    since = outbox.c.created_at >= bindparam("since", type_=UTCDateTime)
     to_sender_since = (
-        outbox.c.recipient == bindparam("recipient"),
+        outbox.c.recipient_key == bindparam("key"),
         outbox.c.kind == "acknowledgement",
-        outbox.c.created_at >= bindparam("since", type_=UTCDateTime),
+        since,
     )
     return _Lookups(
         seen_message_id=select(messages.c.id)
@@ -549,6 +567,11 @@ def _lookups() -> _Lookups:
         acknowledgements_since=select(outbox.c.case_id, outbox.c.created_at)
         .where(*to_sender_since)
         .order_by(outbox.c.id.desc()),
+        domain_since=select(func.count()).where(
+            outbox.c.recipient_domain == bindparam("domain"),
+            outbox.c.kind == "acknowledgement",
+            since,
+        ),
     )
 
 

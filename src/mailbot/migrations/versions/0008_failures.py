@@ -1,4 +1,4 @@
-"""problems that stop mail until a person fixes them
+"""problems that stop mail until a person fixes them; recipients as the daily caps count them
 
 Revision ID: 0008_failures
 Revises: 0007
@@ -37,7 +37,42 @@ def upgrade() -> None:
         postgresql_where=sa.text("resolved_at IS NULL"),
     )
 
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(sa.Column("recipient_key", sa.String(254), nullable=True))
+        batch.add_column(sa.Column("recipient_domain", sa.String(254), nullable=True))
+    op.create_index("ix_outbox_recipient_key", "outbox", ["recipient_key"])
+    op.create_index("ix_outbox_recipient_domain", "outbox", ["recipient_domain", "created_at"])
+    # The caps look back one day: fill in the latest acknowledgements as the daemon would.
+    from mailbot.addresses import domain_of, recipient_key
+
+    conn = op.get_bind()
+    outbox = sa.table(
+        "outbox",
+        sa.column("id", sa.Integer),
+        sa.column("kind", sa.String),
+        sa.column("recipient", sa.String),
+        sa.column("recipient_key", sa.String),
+        sa.column("recipient_domain", sa.String),
+    )
+    latest = (
+        sa.select(outbox.c.id, outbox.c.recipient)
+        .where(outbox.c.kind == "acknowledgement")
+        .order_by(outbox.c.id.desc())
+        .limit(5000)
+    )
+    for row_id, recipient in conn.execute(latest).all():
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.id == row_id)
+            .values(recipient_key=recipient_key(recipient), recipient_domain=domain_of(recipient))
+        )
+
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_recipient_domain", table_name="outbox")
+    op.drop_index("ix_outbox_recipient_key", table_name="outbox")
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("recipient_domain")
+        batch.drop_column("recipient_key")
     op.drop_index("ix_problems_open_key", table_name="problems")
     op.drop_table("problems")
