@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from mailbot import __version__
 from mailbot.app import App, NotReady
+from mailbot.calendar import usable_year, years_usable
 from mailbot.clock import Clock, FixedClock, OffsetClock
 from mailbot.config import Config, ConfigError, find_config, load_config
 from mailbot.logs import FORMATS, clean, setup_logging
@@ -47,23 +48,32 @@ def parse_instant(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"give a timezone, e.g. {text}+00:00")
+    return _in_calendar(value, text)
+
+
+def _in_calendar(value: Any, text: str) -> Any:
+    if not usable_year(value):
+        raise argparse.ArgumentTypeError(
+            f"{text} is outside the years mailbot's calendars cover ({years_usable()})"
+        )
     return value
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage; SPEC §2 reserves 2 for unreachable servers."""
+    """Bad usage is one line and exit 1 (SPEC §2: argparse's usage block and exit 2 are
+    not ours; 2 is for servers that cannot be reached)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"mailbot: {clean(message)}", file=sys.stderr)
+        print(f"mailbot: {clean(message)} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_INPUT)
 
 
 def parse_date(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
+    return _in_calendar(value, text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,7 +368,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from mailbot.migrations import upgrade
 
     cfg = config_from(args)
-    upgrade(cfg.database.url)
+    upgrade(cfg.database.connection_url())
     print("database schema is up to date")
     return EXIT_OK
 
@@ -381,10 +391,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     writer = {"html": reports.to_html, "csv": reports.to_csv, "json": reports.to_json}
     text = writer[args.format](report)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        output = Path(args.output)
+        writes = [(output, text)]
         if args.format == "csv":  # the list of breaches is a table of its own
-            breaches = Path(args.output).with_suffix(".breaches.csv")
-            breaches.write_text(reports.breaches_to_csv(report), encoding="utf-8")
+            writes.append((output.with_suffix(".breaches.csv"), reports.breaches_to_csv(report)))
+        for path, content in writes:
+            try:
+                path.write_text(content, encoding="utf-8")
+            except OSError as exc:  # a mistyped folder is the caller's to fix: exit 1
+                raise UsageError(f"--output: cannot write {path}: {exc.strerror}") from exc
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

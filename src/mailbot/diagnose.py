@@ -159,7 +159,7 @@ async def _smtp_session(
     out: list[Finding], cfg: SmtpConfig, secret: str, mailbox_address: str
 ) -> None:
     try:
-        context = tls_context(str(cfg.ca_file) if cfg.ca_file else None)
+        context = tls_context(cfg.ca_path)
     except (OSError, ssl.SSLError) as exc:  # already reported by the TLS step
         raise _Stop from exc
     smtp = aiosmtplib.SMTP(
@@ -359,7 +359,7 @@ def _tls(out: list[Finding], kind: str, cfg: ServerConfig, sock: socket.socket) 
         out.append(Finding(f"{kind} tls", True, 'not used (security = "none", loopback only)'))
         return
     try:
-        context = tls_context(str(cfg.ca_file) if cfg.ca_file else None)
+        context = tls_context(cfg.ca_path)
     except (OSError, ssl.SSLError) as exc:
         out.append(
             Finding(

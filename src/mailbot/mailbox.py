@@ -105,7 +105,7 @@ class Mailbox:
 
     def connect(self) -> None:
         cfg = self.cfg
-        context = tls_context(str(cfg.ca_file) if cfg.ca_file else None)
+        context = tls_context(cfg.ca_path)
         try:
             client = IMAPClient(
                 cfg.host,

@@ -783,7 +783,7 @@ async def _flush(
 
 
 async def _connect(cfg: SmtpConfig, tokens: OAuthTokens | None = None) -> aiosmtplib.SMTP:
-    context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+    context = ssl.create_default_context(cafile=cfg.ca_path)
     smtp = aiosmtplib.SMTP(
         hostname=cfg.host,
         port=cfg.port,

@@ -287,6 +287,7 @@ class Counter(Base):
 def make_engine(url: str) -> Engine:
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
+        _private_file(engine.url.database)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _record: Any) -> None:
@@ -297,6 +298,20 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+def _private_file(database: str | None) -> None:
+    """Create a new SQLite database readable by its owner alone, whatever the umask: it
+    holds residents' names and mail. SQLite gives its -wal and -shm files the database
+    file's permissions, so they are private too."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing database keeps the permissions its owner gave it
+    except OSError:
+        pass  # a folder that is not there: SQLite says so when it opens it
 
 
 @contextmanager
