@@ -37,6 +37,8 @@ def usable_year(day: date | datetime) -> bool:
 
 def years_usable() -> str:
     return f"{USABLE_YEARS.start}-{USABLE_YEARS.stop - 1}"
+
+
 # A working-day count beyond this is a bug or hostile input, not a deadline.
 _MAX_STEP = 5000
 # Working days in a year, at the least (52 weeks, less every bank holiday and closure):
