@@ -300,3 +300,46 @@ def test_a_bounce_of_our_acknowledgement_joins_its_case(app, config_path, doveco
     assert main(["--config", str(config_path), "outbox", "dismiss", str(ack.id), *now]) == 0
     assert main(["--config", str(config_path), "outbox", "list"]) == 0
     assert "no messages that failed" in capsys.readouterr().out
+
+
+def test_paused_sending_heals_by_itself_at_its_next_try(app, dovecot, smtp):
+    from mailbot import outbox
+
+    deliver(dovecot, ["r0@example.com"])
+    smtp.refuse = "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied"
+    with pytest.raises(SendingPaused):
+        run_once(app)
+    smtp.refuse = None  # fixed, and nobody reloads anything
+
+    # The daemon's sending process calls flush whenever it wakes: not before the next try
+    # is due (one minute after the first refusal) ...
+    assert outbox.flush(app).sent == 0
+    assert acked(smtp) == []
+    # ... and then by itself.
+    app.clock.advance(timedelta(minutes=1))
+    assert outbox.flush(app).sent >= 1
+    assert acked(smtp) == ["r0@example.com"]
+
+
+def test_a_server_out_of_reach_is_told_once_it_has_lasted(app, dovecot, smtp, caplog):
+    import logging
+
+    deliver(dovecot, ["r0@example.com"])
+    smtp.stop()
+    caplog.set_level(logging.CRITICAL, "mailbot.problems")
+    with pytest.raises(SendingPaused):
+        run_once(app)
+    assert caplog.records == []  # a restart of a few minutes is not worth an alarm
+    app.clock.advance(timedelta(minutes=31))
+    with pytest.raises(SendingPaused):
+        run_once(app)
+    [alarm] = caplog.records
+    assert alarm.getMessage().startswith("cannot reach the SMTP server 127.0.0.1:")
+
+    smtp.start()
+    run_once(app)
+    assert acked(smtp) == ["r0@example.com"]
+    assert clerk_heard(smtp) == [
+        "mailbot cannot send mail: the SMTP server is out of reach",
+        "mailbot is sending mail again",
+    ]

@@ -875,7 +875,10 @@ def _refused(app: App, row_id: int, sender: str, refusal: Refusal, pauses: Pause
     the rest); one about the recipient or the message is this message's alone."""
     if refusal.pauses_sending:
         detail = f"the SMTP server refuses to send mail from {sender}: {refusal.reply}"
-        pauses.pause(sender, ProblemKind.SENDING_REFUSED, detail)
+        # "Not now" (4xx) may pass by itself, like a server out of reach: the clerk hears
+        # only if it lasts. A permanent refusal will not, and is told at once.
+        kind = ProblemKind.SENDING_REFUSED if refusal.permanent else ProblemKind.SMTP_UNREACHABLE
+        pauses.pause(sender, kind, detail)
         return _hold(app.sessions, row_id, pauses.reason(sender))
     return _failed(app.sessions, app.clock, row_id, f"SMTP {refusal.reply}", refusal.permanent)
 
@@ -1028,8 +1031,9 @@ def _hold(sessions: sessionmaker[Session], row_id: int, reason: str) -> str:
 # A refusal of our account, our sender address or this server (mailbot.refusals) is not
 # any message's fault: every message from that address would meet it. Sending as that
 # address pauses (its messages turn 'paused', none is failed or charged an attempt), a
-# Problem tells the clerk, and a retry after 1, 2, 4 … minutes (at most 10; at once after
-# a reload or on `run --once`) sends the oldest again: taken, and everything resumes.
+# Problem tells the clerk, and after 1, 2, 4 … minutes (at most 10; at once after a reload
+# or on `run --once`) its messages are put back in line: the first the server takes ends
+# the pause, and the rest follow; the first it refuses pauses them all again.
 
 EVERY_SENDER = "*"  # a refusal of the connection or the sign-in: nothing can be sent
 CONNECT_ERRORS = (aiosmtplib.SMTPException, OSError, ssl.SSLError, OAuthError, ConfigError)

@@ -136,12 +136,9 @@ def _tell_clerk(app: App, session: Session, problem: Problem, now: datetime, fix
 
 
 def headline(problem: Problem) -> str:
-    """A few words for the systemd status line."""
-    return {
-        ProblemKind.SENDING_REFUSED: "SENDING PAUSED: the SMTP server refuses mailbot",
-        ProblemKind.SMTP_UNREACHABLE: "SENDING PAUSED: cannot reach the SMTP server",
-        ProblemKind.FOLDER_MISSING: "FOLDER MISSING",
-    }[ProblemKind(problem.kind)] + f" ({problem.detail[:120]})"
+    """For the systemd status line: what is wrong, in capitals, then the detail."""
+    label = "FOLDER MISSING" if problem.kind == ProblemKind.FOLDER_MISSING else "SENDING PAUSED"
+    return f"{label}: {problem.detail[:200]}"
 
 
 def subject(problem: Problem, fixed: bool = False) -> str:
@@ -152,7 +149,7 @@ def subject(problem: Problem, fixed: bool = False) -> str:
         }.get(kind, "mailbot is sending mail again")
     return {
         ProblemKind.SENDING_REFUSED: "mailbot cannot send mail: the SMTP server refuses it",
-        ProblemKind.SMTP_UNREACHABLE: "mailbot cannot reach the SMTP server",
+        ProblemKind.SMTP_UNREACHABLE: "mailbot cannot send mail: the SMTP server is out of reach",
         ProblemKind.FOLDER_MISSING: "mailbot cannot find a mail folder",
     }[kind]
 
