@@ -175,11 +175,23 @@ def _bounce(n: int) -> bytes:
     ).encode()
 
 
+def _names_a_case(raw: bytes) -> bool:
+    from mailbot.parse import parse_message
+    from mailbot.thread import references_in
+
+    msg = parse_message(raw)
+    return bool(references_in(msg.subject) or references_in(msg.text))
+
+
 def mixed_corpus(count: int, seed: int = 42) -> Corpus:
     """Per hundred: ~75 residents, 8 follow-ups, 7 auto-replies, 5 newsletters,
     3 bounces, 2 duplicates, in a random order as a real mailbox has them."""
     rng = random.Random(seed)
-    templates = [p.read_bytes() for p in sorted(CORPUS.glob("*.eml"))]
+    # First messages only: a template that quotes a case's reference is a reply, and
+    # would join whichever bench case happens to have that reference.
+    templates = [
+        raw for p in sorted(CORPUS.glob("*.eml")) if not _names_a_case(raw := p.read_bytes())
+    ]
     weights = {
         "resident": 75,
         "follow-up": 8,

@@ -58,7 +58,7 @@ from mailbot.policy import Policy
 from mailbot.problems import SENDING_KINDS, ProblemKind, open_problems, report, resolve
 from mailbot.refusals import Refusal, Step, sort_refusal
 from mailbot.route import holders
-from mailbot.store import Case, CaseEvent, NoTurn, OutboxMessage, UTCDateTime
+from mailbot.store import Case, CaseEvent, NoTurn, OutboxMessage, Problem, UTCDateTime
 
 if TYPE_CHECKING:
     from mailbot.app import App
@@ -1073,18 +1073,24 @@ class Pauses:
         now = app.clock.now()
         waiting: dict[str, tuple[datetime, str]] = {}
         trying: set[str] = set()
-        with app.sessions.begin() as session:
-            for problem in open_problems(session, SENDING_KINDS):
-                sender = _sender_of(problem.key)
-                if problem.retry_at is not None and problem.retry_at > now:
-                    waiting[sender] = (problem.retry_at, problem.detail)
-                    continue
+        # A plain query, in no transaction: this runs at every pass, and nearly always
+        # finds nothing.
+        with app.engine.connect() as conn:
+            found = conn.execute(_open_pauses()).all()
+        for key, retry_at, detail in found:
+            sender = _sender_of(key)
+            if retry_at is not None and retry_at > now:
+                waiting[sender] = (retry_at, detail)
+            else:
                 trying.add(sender)
-                session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.status == "paused", _of_sender(app, sender))
-                    .values(status="pending", next_attempt_at=now)
-                )
+        if trying:
+            with app.sessions.begin() as session:
+                for sender in trying:
+                    session.execute(
+                        update(OutboxMessage)
+                        .where(OutboxMessage.status == "paused", _of_sender(app, sender))
+                        .values(status="pending", next_attempt_at=now)
+                    )
         return cls(app, waiting, trying)
 
     def waiting(self, sender: str) -> bool:
@@ -1123,6 +1129,15 @@ class Pauses:
                 .where(OutboxMessage.status == "paused", _of_sender(self.app, sender))
                 .values(status="pending", next_attempt_at=self.app.clock.now())
             )
+
+
+@functools.cache
+def _open_pauses() -> Select:
+    problems = Problem.__table__
+    return select(problems.c.key, problems.c.retry_at, problems.c.detail).where(
+        problems.c.resolved_at.is_(None),
+        problems.c.kind.in_([str(kind) for kind in SENDING_KINDS]),
+    )
 
 
 def _sender_of(key: str) -> str:

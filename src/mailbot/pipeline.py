@@ -398,8 +398,13 @@ def _prepare(app: App, box: ImapConfig, fetched: FetchedMessage, sent: bool) -> 
     # Only a message the screen lets through can open a case (staff mail is screened
     # out as the council's own).
     if reasons:
+        # A delivery report, or a mail system's plain-text bounce, may be about one of ours.
         from_mail_system = any(r.startswith(("machine-", "null-return-path")) for r in reasons)
-        bounce = read_bounce(fetched.raw, from_mail_system=from_mail_system)
+        bounce = (
+            read_bounce(fetched.raw, from_mail_system=from_mail_system)
+            if from_mail_system or msg.content_type == "multipart/report"
+            else None
+        )
         return Prepared(msg, reasons, form=form, bounce=bounce)
     decision = _classify(app, msg, box)
     return Prepared(msg, decision=with_topic(decision, form) if form else decision, form=form)

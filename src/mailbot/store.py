@@ -198,8 +198,9 @@ class OutboxMessage(Base):
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True, index=True)
     kind: Mapped[str] = mapped_column(String(32))
-    recipient: Mapped[str] = mapped_column(String(254), index=True)
-    # The recipient as the daily caps count it (addresses.recipient_key, domain_of).
+    recipient: Mapped[str] = mapped_column(String(254))
+    # The recipient as the daily caps count it (addresses.recipient_key, domain_of): the
+    # caps and the follow-up window look acknowledgements up by these.
     recipient_key: Mapped[str | None] = mapped_column(String(254), nullable=True, index=True)
     recipient_domain: Mapped[str | None] = mapped_column(String(254), nullable=True)
     # What to write (template, subject, extra wording): composed into `raw` when sent.

@@ -40,6 +40,8 @@ def upgrade() -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("recipient_key", sa.String(254), nullable=True))
         batch.add_column(sa.Column("recipient_domain", sa.String(254), nullable=True))
+    # The caps look acknowledgements up by recipient_key now, not by the address as given.
+    op.drop_index("ix_outbox_recipient", table_name="outbox")
     op.create_index("ix_outbox_recipient_key", "outbox", ["recipient_key"])
     op.create_index("ix_outbox_recipient_domain", "outbox", ["recipient_domain", "created_at"])
     # The caps look back one day: fill in the latest acknowledgements as the daemon would.
@@ -71,6 +73,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_outbox_recipient_domain", table_name="outbox")
     op.drop_index("ix_outbox_recipient_key", table_name="outbox")
+    op.create_index("ix_outbox_recipient", "outbox", ["recipient"])
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("recipient_domain")
         batch.drop_column("recipient_key")
