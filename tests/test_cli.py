@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect
@@ -146,14 +147,9 @@ def test_bad_arguments_exit_1_with_a_clear_message(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_check_names_file_line_and_key_of_a_policy_typo(tmp_path, capsys):
-    from mailbot.resources import builtin_dir
-
-    policy = tmp_path / "ours.toml"
-    text = (builtin_dir("policies") / "stafford.toml").read_text()
-    policy.write_text(text.replace("respond =", "respnd =", 1))
-    line = next(n for n, row in enumerate(policy.read_text().splitlines(), 1) if "respnd" in row)
-    config = tmp_path / "mailbot.toml"
+def minimal_config(folder: Path, policy: str) -> Path:
+    """A config that loads (no servers needed) with `policy`."""
+    config = folder / "mailbot.toml"
     config.write_text(
         f"""[council]
 name = "Test"
@@ -171,6 +167,17 @@ email = "ann@example.gov.uk"
 roles = ["clerk"]
 """
     )
+    return config
+
+
+def test_check_names_file_line_and_key_of_a_policy_typo(tmp_path, capsys):
+    from mailbot.resources import builtin_dir
+
+    policy = tmp_path / "ours.toml"
+    text = (builtin_dir("policies") / "stafford.toml").read_text()
+    policy.write_text(text.replace("respond =", "respnd =", 1))
+    line = next(n for n, row in enumerate(policy.read_text().splitlines(), 1) if "respnd" in row)
+    config = minimal_config(tmp_path, str(policy))
     assert main(["--config", str(config), "check"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
@@ -185,24 +192,7 @@ def test_check_names_a_damaged_classifier_model(tmp_path, capsys, monkeypatch):
     damaged.write_text('{"format": 1, "layers": [{"name": "shipped"}]}')
     monkeypatch.setattr(model, "SHIPPED", damaged)
     monkeypatch.setattr(model.read_model, "__defaults__", (damaged,))
-    config = tmp_path / "mailbot.toml"
-    config.write_text(
-        """[council]
-name = "Test"
-policy = "stafford"
-mailbox_address = "council@example.gov.uk"
-[imap]
-host = "127.0.0.1"
-security = "none"
-[smtp]
-host = "127.0.0.1"
-security = "none"
-[[officers]]
-name = "Ann"
-email = "ann@example.gov.uk"
-roles = ["clerk"]
-"""
-    )
+    config = minimal_config(tmp_path, "stafford")
     assert main(["--config", str(config), "check"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"mailbot: {damaged}: the classifier model is damaged: missing 'vocabulary'"

@@ -401,7 +401,56 @@ def test_cli_check_accepts_a_good_config(
     monkeypatch.setenv("MAILBOT_TEST_SMTP_PASSWORD", "x")
     path = write(tmp_path, good_text)
     assert main(["--config", str(path), "check"]) == 0
-    assert capsys.readouterr().out == f"ok: {path} (policy stafford)\n"
+    out = capsys.readouterr()
+    assert out.out == (
+        f"ok: {path} (policy stafford)\n"
+        "officers' mail is trusted by: nothing (only the sent folder)\n"
+    )
+    assert out.err.startswith("warning: commands.trust: not set")
+
+
+@pytest.mark.parametrize(
+    ("table", "mode", "warning"),
+    [
+        ('trust = "microsoft365"', "microsoft365", ""),
+        ('trust = "google"', "google", ""),
+        ('authserv_id = "mx.council.example.gov.uk"', "authserv", 'implies trust = "authserv"'),
+        ('internal_relays = ["10.0.0.5"]', "relays", 'implies trust = "relays"'),
+    ],
+)
+def test_cli_check_says_which_trust_mode_is_in_force(
+    tmp_path, good_text, monkeypatch, capsys, table, mode, warning
+):
+    monkeypatch.setenv("MAILBOT_TEST_SMTP_PASSWORD", "x")
+    path = write(tmp_path, good_text + f"\n[commands]\n{table}\n")
+    assert main(["--config", str(path), "check"]) == 0
+    out = capsys.readouterr()
+    assert f"officers' mail is trusted by: {mode}\n" in out.out
+    assert (warning in out.err) if warning else out.err == ""
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('internal_relays = [""]', "commands.internal_relays: an empty name would match nothing"),
+        ('internal_relays = ["*.council.example.gov.uk"]', "not an IP address, network or whole"),
+        ('trust = "relays"', 'commands.internal_relays: trust = "relays" needs at least one'),
+        ('trust = "authserv"', 'commands.authserv_id: trust = "authserv" needs'),
+        ('trust = "exchange"', "commands.trust: must be"),
+        ('trust = "google"\nauthserv_id = "mx.x.example"', "commands.authserv_id: not used with"),
+        (
+            'authserv_id = "mx.x.example"\ninternal_relays = ["10.0.0.5"]',
+            "commands.trust: authserv_id and internal_relays are both set",
+        ),
+    ],
+)
+def test_cli_check_refuses_a_commands_table_that_trusts_wrongly(
+    tmp_path, good_text, monkeypatch, capsys, table, expected
+):
+    monkeypatch.setenv("MAILBOT_TEST_SMTP_PASSWORD", "x")
+    path = write(tmp_path, good_text + f"\n[commands]\n{table}\n")
+    assert main(["--config", str(path), "check"]) == 1
+    assert expected in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -209,7 +209,7 @@ def test_each_spam_verdict_is_held_and_never_acknowledged(app, dovecot, smtp):
     assert [m.outcome for m in found] == ["suppressed"] * (len(VERDICTS) + 1)
     assert all(m.reasons[0].startswith("spam: ") for m in found), [m.reasons for m in found]
     assert found[0].reasons == [
-        "spam: marked as spam or phishing by the council's mail servers "
+        "spam: marked as spam, phishing or forged by the council's mail servers "
         "(X-MS-Exchange-Organization-SCL: 9)"
     ]
     assert cases(app) == []
@@ -274,8 +274,8 @@ def test_release_opens_and_acknowledges_a_held_message_exactly_once(
     assert case.received_at == ARRIVED and case.respond_by.isoformat() == "2026-11-10"
     assert (
         "note",
-        "released by the clerk from spam (spam: marked as spam or phishing by the council's "
-        "mail servers (X-Spam-Flag: YES))",
+        "released by the clerk from spam (spam: marked as spam, phishing or forged by the "
+        "council's mail servers (X-Spam-Flag: YES))",
     ) in history(app, case.ref)
     [row] = rows(app)
     assert (row.outcome, row.case_id) == ("released", case.id)
@@ -333,3 +333,43 @@ def test_release_refuses_what_was_never_held(app, config, dovecot, smtp, capsys)
         "mailbot: 'last tuesday' is not a held message's ID as the digest gives it"
     )
     assert len(to_residents(smtp)) == 1
+
+
+def test_mail_whose_domain_failed_dmarc_at_the_border_is_held_as_forged(
+    tmp_path, dovecot, smtp, database_url, clock
+):
+    """Microsoft 365 recorded that bank.example disowns the message: answering it would
+    mail whoever it pretends to be (or the address it forged), so it is held, listed for
+    the clerk and can be released like spam."""
+    extra = FORMS_TOML + '\n[commands]\ntrust = "microsoft365"\n'
+    config = council_config(tmp_path, dovecot, smtp, database_url, extra=extra)
+    app = App.load(load_config(config), clock)
+    exchange = (
+        "spf=fail (sender IP is 192.0.2.7) smtp.mailfrom=bank.example; dkim=none "
+        "(message not signed) header.d=none;dmarc=fail action=oreject "
+        "header.from=bank.example;compauth=fail reason=000"
+    )
+    forged = resident_mail(
+        sender="alerts@bank.example",
+        message_id="<f@bank.example>",
+        headers={"Authentication-Results": exchange},
+    )
+    honest = resident_mail(
+        message_id="<h@example.com>",
+        headers={"Authentication-Results": "dmarc=pass action=none header.from=example.com"},
+    )
+    dovecot.append(forged, when=ARRIVED)
+    dovecot.append(honest, when=ARRIVED)
+    run_once(app)
+
+    held, answered = rows(app)
+    assert held.outcome == "suppressed"
+    assert held.reasons == [
+        "spam: marked as spam, phishing or forged by the council's mail servers "
+        "(DMARC failed for bank.example (Microsoft 365))"
+    ]
+    assert answered.outcome == "case-opened"
+    assert [m.rcpt_tos for m in to_residents(smtp)] == [["jane.doe@example.com"]]
+    [digest] = smtp.to(CHRIS)
+    assert f"ID {held.uid}  Tue 03 Nov 09:30  from alerts@bank.example" in digest.text()
+    app.engine.dispose()

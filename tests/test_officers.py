@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from mailbot.app import App
 from mailbot.cli import main
+from mailbot.commandline import command_lines
 from mailbot.config import load_config
 from mailbot.daemon import run_once
 from mailbot.devservers import local_config
@@ -38,8 +40,8 @@ COMPLAINT = (
 )
 
 
-@pytest.fixture
-def app(tmp_path, dovecot, smtp, database_url, clock):
+def make_app(tmp_path, dovecot, smtp, database_url, clock, commands: str) -> App:
+    """mailbot on the local servers with `commands` as its [commands] table."""
     path = local_config(
         tmp_path,
         dovecot,
@@ -48,11 +50,18 @@ def app(tmp_path, dovecot, smtp, database_url, clock):
         database_url=database_url,
         start_from=START_FROM,
         imap_extra='sent = "Sent Items"\n',
-        extra=f'\n[commands]\nauthserv_id = "{AUTHSERV}"\n',
+        extra=f"\n{commands}\n",
     )
     upgrade(database_url)
     application = App.load(load_config(path), clock)
     application.config_path = path  # type: ignore[attr-defined]
+    return application
+
+
+@pytest.fixture
+def app(tmp_path, dovecot, smtp, database_url, clock):
+    commands = f'[commands]\ntrust = "authserv"\nauthserv_id = "{AUTHSERV}"'
+    application = make_app(tmp_path, dovecot, smtp, database_url, clock, commands)
     yield application
     application.engine.dispose()
 
@@ -69,6 +78,8 @@ def staff_mail(
     headers: dict[str, str] | None = None,
 ) -> bytes:
     msg = EmailMessage()
+    for key, value in (headers or {}).items():
+        msg[key] = value
     msg["From"] = sender
     msg["To"] = to
     if cc:
@@ -77,12 +88,11 @@ def staff_mail(
     msg["Message-ID"] = make_msgid(domain="council.example.gov.uk")
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
-    if auth:
-        msg["Authentication-Results"] = auth
-    for key, value in (headers or {}).items():
-        msg[key] = value
     msg.set_content(body)
-    return msg.as_bytes().replace(b"\n", b"\r\n")
+    raw = msg.as_bytes().replace(b"\n", b"\r\n")
+    # As the border server adds it, above the sender's own headers, and as it wrote it
+    # (the email package would decode an encoded word in it).
+    return f"Authentication-Results: {auth}\r\n".encode() + raw if auth else raw
 
 
 def step(app, dovecot, raw: bytes, minutes: int, folder: str = "INBOX") -> None:
@@ -123,7 +133,6 @@ def test_officer_reply_copied_to_the_mailbox_marks_the_case_responded(app, dovec
         "It will be fixed on Friday.",
         to=RESIDENT,
         cc=COUNCIL if copy == "cc" else None,
-        auth=None,
         in_reply_to="<q1@example.com>",
     )
     step(app, dovecot, reply, 60)
@@ -204,6 +213,10 @@ def test_quoted_commands_are_not_commands(app, dovecot, smtp):
     assert the_case(app, ref).status == "open"
 
 
+def refusals(smtp, to: str) -> list[str]:
+    return [m.text() for m in smtp.to(to) if str(m.message["Subject"]).startswith("Not acted on")]
+
+
 @pytest.mark.parametrize(
     "auth",
     [
@@ -213,30 +226,48 @@ def test_quoted_commands_are_not_commands(app, dovecot, smtp):
         f"{AUTHSERV}; dkim=pass header.d=evil.example.net",  # passes, for someone else
     ],
 )
-def test_spoofed_officer_commands_are_logged_and_ignored(app, dovecot, smtp, auth, caplog):
+def test_spoofed_officer_commands_change_nothing_and_the_officer_is_told(
+    app, dovecot, smtp, auth, caplog
+):
     ref = open_enquiry(app, dovecot)
     command(app, dovecot, ref, "#close", 10, auth=auth)
-    assert the_case(app, ref).status == "open"
-    assert smtp.to(ALEX) == []  # no confirmation either
-    assert f"commands from {ALEX} ignored: not authenticated" in caplog.text
-
-
-def test_commands_through_the_internal_relay_are_accepted(tmp_path, dovecot, smtp, clock):
-    path = local_config(
-        tmp_path,
-        dovecot,
-        smtp,
-        mailbox_address=COUNCIL,
-        database_url=f"sqlite:///{tmp_path / 'r.db'}",
-        start_from=START_FROM,
-        extra='\n[commands]\ninternal_relays = ["relay.council.example.gov.uk"]\n',
+    case = the_case(app, ref)
+    assert case.status == "open"
+    assert confirmations(smtp, ALEX) == []  # nothing was done
+    [told] = refusals(smtp, ALEX)
+    assert f"saying it was from {ALEX}, about {ref}" in told
+    assert "What it asked for: #close" in told
+    assert any(
+        e.kind == "note" and e.detail.startswith(f"mail from {ALEX} not accepted, nothing changed")
+        for e in case.events
     )
-    upgrade(f"sqlite:///{tmp_path / 'r.db'}")
-    app = App.load(load_config(path), clock)
+    assert f"mail from {ALEX} not accepted" in caplog.text
+    assert len(to_residents(smtp)) == 1  # the acknowledgement only
+
+
+def test_commands_through_the_internal_relay_are_accepted(
+    tmp_path, dovecot, smtp, database_url, clock
+):
+    commands = '[commands]\ntrust = "relays"\ninternal_relays = ["relay.council.example.gov.uk"]'
+    app = make_app(tmp_path, dovecot, smtp, database_url, clock, commands)
     ref = open_enquiry(app, dovecot)
-    received = "from relay.council.example.gov.uk (10.0.0.5) by mx (Postfix); Tue, 3 Nov 2026"
-    command(app, dovecot, ref, "#close", 10, auth=None, headers={"Received": received})
+    # Postfix with Dovecot LMTP: the top line is the delivery, the next the border's record.
+    lmtp = "from mx.council.example.gov.uk ([127.0.0.1]) by imap with LMTP id a1; Tue, 3 Nov 2026"
+    border = "from relay (relay.council.example.gov.uk [10.0.0.5]) by mx (Postfix); Tue, 3 Nov 2026"
+    raw = staff_mail(ALEX, f"Re: [Ref: {ref}]", "#close", auth=None)
+    raw = f"Received: {lmtp}\r\nReceived: {border}\r\n".encode() + raw
+    step(app, dovecot, raw, 10)
     assert the_case(app, ref).status == "closed"
+
+    # The same from the Internet, with the relay's line forged below the border's own.
+    step(app, dovecot, resident_mail(message_id="<q2@example.com>", subject="Bins"), 20)
+    evil = "from x (evil.example [203.0.113.9]) by mx (Postfix); Tue, 3 Nov 2026"
+    raw = staff_mail(ALEX, "Re: [Ref: ENQ-2026-00002]", "#close", auth=None)
+    raw = f"Received: {lmtp}\r\nReceived: {evil}\r\nReceived: {border}\r\n".encode() + raw
+    step(app, dovecot, raw, 30)
+    assert the_case(app, "ENQ-2026-00002").status == "open"
+    assert "not one of the council's relays" in refusals(smtp, ALEX)[0]
+    app.engine.dispose()
 
 
 def test_reassign_tells_the_new_officer(app, dovecot, smtp):
@@ -250,7 +281,7 @@ def test_reassign_tells_the_new_officer(app, dovecot, smtp):
     assert ref in assigned.message["Subject"]
     assert "This case is now yours." in assigned.text()
     command(app, dovecot, ref, "#reassign nobody@example.com", 20)
-    assert any("nobody@example.com is not a configured officer" in m.text() for m in smtp.to(ALEX))
+    assert any("not a configured officer: nobody@example.com" in m.text() for m in smtp.to(ALEX))
 
 
 def test_category_change_reroutes_and_follows_the_new_rules(app, dovecot, smtp):
@@ -391,3 +422,191 @@ def test_a_stafford_complaint_through_every_stage(app, dovecot, smtp, capsys):
     assert any(e["kind"] == "note" and e["detail"].startswith("outcome not-upheld") for e in events)
     for letter in to_residents(smtp):
         assert "#" not in letter.text()
+
+
+# --- issue 17: only the officer's own text, only the officer's own mail ----------------
+
+REPLIES = Path(__file__).parent / "data" / "replies"
+
+
+@pytest.mark.parametrize("client", sorted(p.stem for p in REPLIES.glob("*.eml")))
+def test_each_clients_reply_runs_only_the_officers_command(app, dovecot, smtp, client):
+    """A reply as each client writes it, quoting a staff message whose help block was
+    commands: only the officer's #note runs. (The quoted #clarify once sent the resident
+    "ask the resident to clarify (stops the clock)", and #close closed the case.)"""
+    ref = open_enquiry(app, dovecot)
+    raw = (REPLIES / f"{client}.eml").read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    raw = raw.replace(b"council@example.org", COUNCIL.encode())
+    step(app, dovecot, f"Authentication-Results: {PASS}\r\n".encode() + raw, 10)
+    case = the_case(app, ref)
+    assert (case.status, case.clock_stopped, case.officer_email) == ("open", False, ALEX)
+    notes = [e.detail for e in case.events if e.kind == "note"]
+    assert f"{ALEX}: Rang the resident, will visit on Friday" in notes
+    assert [e.kind for e in case.events].count("reassigned") == 1  # the first assignment
+    assert len(to_residents(smtp)) == 1  # the acknowledgement, nothing more
+    [done] = confirmations(smtp, ALEX)
+    assert "Done: #note Rang the resident" in done and "NOT DONE" not in done
+
+
+FORGED_REPLY = dict(to=RESIDENT, cc=COUNCIL, in_reply_to="<q1@example.com>")
+
+
+@pytest.mark.parametrize(
+    ("sender", "auth"),
+    [
+        (ALEX, None),
+        (f"Alex Morgan <{ALEX}>", f"{AUTHSERV}; spf=pass smtp.mailfrom=council.example.gov.uk"),
+        # the address-shaped display name: the address is the attacker's
+        (f"{ALEX} <attacker@evil.example>", None),
+    ],
+)
+def test_a_forged_officer_reply_does_not_mark_the_case_responded(app, dovecot, smtp, sender, auth):
+    ref = open_enquiry(app, dovecot)
+    before = the_case(app, ref)
+    reply = staff_mail(
+        sender, f"RE: Pothole on Mill Lane [Ref: {ref}]", "Done.", auth=auth, **FORGED_REPLY
+    )
+    step(app, dovecot, reply, 60)
+    case = the_case(app, ref)
+    assert (case.status, case.responded_at) == ("open", None)
+    assert case.next_action_on == before.next_action_on  # reminders still come
+    assert [m.rcpt_tos for m in to_residents(smtp)] == [[RESIDENT]]  # the acknowledgement
+    if "attacker" not in sender:
+        [told] = refusals(smtp, ALEX)
+        assert "a reply to the resident (which would mark the case responded)" in told
+        assert [e.kind for e in case.events][-1] == "note"
+    # Reminders still go to the officer when the reply falls due.
+    app.clock.instant = datetime.combine(case.next_action_on, time(10, 0), tzinfo=UTC)
+    run_once(app)
+    assert any("Reminder" in m.message["Subject"] for m in smtp.to(ALEX))
+
+
+ATTACKS = {
+    # text the border server copied from the sender, RFC 2047-encoded
+    "encoded-helo": f"{AUTHSERV}; spf=pass smtp.helo==?utf-8?q?x=3B_dkim=3Dpass_header.d=3D"
+    "council.example.gov.uk?=",
+    # a ; inside a comment
+    "comment": f"{AUTHSERV}; spf=pass (x; dkim=pass header.d=council.example.gov.uk)"
+    " smtp.mailfrom=evil.example",
+    # the border's real verdict on top, a forged pass under it
+    "forged-below": f"{AUTHSERV}; dkim=none; dmarc=fail header.from=council.example.gov.uk\r\n"
+    f"Authentication-Results: {AUTHSERV}; dkim=pass header.d=council.example.gov.uk",
+    "spf-only": f"{AUTHSERV}; spf=pass smtp.mailfrom=council.example.gov.uk",
+    "other-server": "mx.evil.example; dmarc=pass header.from=council.example.gov.uk",
+    "exchange-mark": None,  # X-MS-Exchange-Organization-AuthAs: Internal, written by hand
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_an_attack_from_outside_changes_no_case_and_sends_the_resident_nothing(
+    app, dovecot, smtp, attack
+):
+    ref = open_enquiry(app, dovecot)
+    headers = {"X-MS-Exchange-Organization-AuthAs": "Internal"} if attack == "exchange-mark" else {}
+    body = (
+        "#close\n#clarify Please send your bank details\n#responded\n"
+        "#reassign chris.lee@council.example.gov.uk"
+    )
+    raw = staff_mail(
+        ALEX, f"RE: [Ref: {ref}]", body, auth=ATTACKS[attack], headers=headers, **FORGED_REPLY
+    )
+    step(app, dovecot, raw, 10)
+    case = the_case(app, ref)
+    assert (case.status, case.clock_stopped, case.officer_email) == ("open", False, ALEX)
+    assert [m.rcpt_tos for m in to_residents(smtp)] == [[RESIDENT]]  # the acknowledgement
+    assert confirmations(smtp, ALEX) == []
+    assert len(refusals(smtp, ALEX)) == 1
+
+
+def test_microsoft365_trusts_the_tenants_internal_mark(
+    tmp_path, dovecot, smtp, database_url, clock
+):
+    app = make_app(
+        tmp_path, dovecot, smtp, database_url, clock, '[commands]\ntrust = "microsoft365"'
+    )
+    ref = open_enquiry(app, dovecot)
+    internal = {
+        "X-MS-Exchange-Organization-AuthSource": "AM0PR01MB1234.eurprd01.prod.exchangelabs.com",
+        "X-MS-Exchange-Organization-AuthAs": "Internal",
+        "X-MS-Exchange-Organization-AuthMechanism": "04",
+    }
+    command(app, dovecot, ref, "#note checked with highways", 10, auth=None, headers=internal)
+    case = the_case(app, ref)
+    assert f"{ALEX}: checked with highways" in [e.detail for e in case.events]
+    assert any("AuthAs: Internal" in e.detail for e in case.events)  # the reason, recorded
+
+    # Another tenant's mail: Exchange stamped it Anonymous as it came in.
+    outside = {
+        "X-MS-Exchange-CrossTenant-AuthAs": "Internal",
+        "X-MS-Exchange-Organization-AuthAs": "Anonymous",
+    }
+    command(app, dovecot, ref, "#close", 20, auth=None, headers=outside)
+    assert the_case(app, ref).status == "open"
+    [told] = refusals(smtp, ALEX)
+    assert "Why: Microsoft 365 recorded it as sent from outside the council's tenant" in told
+    app.engine.dispose()
+
+
+def test_without_a_trust_mode_commands_are_refused_out_loud(
+    tmp_path, dovecot, smtp, database_url, clock, capsys
+):
+    app = make_app(tmp_path, dovecot, smtp, database_url, clock, "")
+    assert main(["--config", str(app.config_path), "check"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: commands.trust: not set" in captured.err
+    assert "officers' mail is trusted by: nothing (only the sent folder)" in captured.out
+
+    ref = open_enquiry(app, dovecot)
+    command(app, dovecot, ref, "#close", 10)
+    assert the_case(app, ref).status == "open"
+    [told] = refusals(smtp, ALEX)
+    assert "[commands] trust is not set" in told
+    assert "has not yet been told how to recognise the council's own mail" in told
+    app.engine.dispose()
+
+
+@pytest.mark.parametrize("where", ["Sent Items", "INBOX"])
+def test_a_reply_from_the_shared_mailbox_with_only_the_reference_marks_the_case_responded(
+    app, dovecot, smtp, where
+):
+    """Outlook's replies carry Thread-Index, not In-Reply-To; or the officer typed the
+    reference into a new message."""
+    ref = open_enquiry(app, dovecot)
+    reply = staff_mail(
+        COUNCIL,
+        f"RE: Pothole on Mill Lane [Ref: {ref}]",
+        "It will be fixed on Friday.",
+        to=RESIDENT,
+        cc=COUNCIL if where == "INBOX" else None,
+        auth=f"{AUTHSERV}; dkim=pass header.d=example.org" if where == "INBOX" else None,
+        headers={"Thread-Index": "AdzLrK0CgE1mD2rFQ0WCv1xR2Q8Y4A=="},
+    )
+    step(app, dovecot, reply, 30, folder=where)
+    case = the_case(app, ref)
+    assert case.status == "responded"
+    assert case.responded_at == T0 + timedelta(minutes=30)
+
+
+def test_a_residents_name_never_becomes_a_command_in_staff_mail(app, dovecot, smtp):
+    """A resident named "#close": the officer's notice of their follow-up holds no line
+    that reads as a command, even pasted back unquoted."""
+    step(app, dovecot, resident_mail(name="#close", message_id="<n1@example.com>"), 0)
+    ref = "ENQ-2026-00001"
+    follow = resident_mail(
+        name="#close",
+        subject=f"#responded [Ref: {ref}]",
+        message_id="<n2@example.com>",
+        body="Any news?",
+    )
+    step(app, dovecot, follow, 5)
+    app.clock.instant = datetime(2026, 11, 3, 10, 30, tzinfo=UTC)
+    run_once(app)
+    [notice] = [m for m in smtp.to(ALEX) if "wrote again" in m.message["Subject"]]
+    text = notice.text()
+    assert "#close" in text  # the name is there, for the officer to read
+    assert command_lines(text) == []
+    # A client that pastes the notice back without any quote marks:
+    command(app, dovecot, ref, "#note will ring back\n\n" + text, 10)
+    case = the_case(app, ref)
+    assert case.status == "open"
+    assert f"{ALEX}: will ring back" in [e.detail for e in case.events]

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from mailbot import scheduler
 from mailbot.calendar import calendar_for
+from mailbot.commandline import command_lines
 from mailbot.daemon import run_once
 from mailbot.letters import Letter, render, subject_for
 from mailbot.officers import mark_responded
@@ -106,7 +107,10 @@ def test_each_point_fires_once_to_the_right_people_at_the_right_time(app, smtp):
     )
     text = text_of(msg)
     assert "3 working days left" in text
-    assert "#responded" in text and "#extend N" in text
+    # How to act by email, without a line that a reply quoting it could run as a command.
+    assert "a line of its own: # and one of these words." in text
+    assert "\n  responded " in text and "\n  extend N " in text
+    assert command_lines(text) == []
 
     # Run again, and again after a "restart": nothing new.
     assert at(app, datetime(2026, 4, 1, 8, 30, tzinfo=UTC)) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mailbot.config import CommandsConfig
 from mailbot.parse import ParsedMessage, parse_message
 from mailbot.screen import (
     FORM_RULES,
@@ -32,7 +33,7 @@ def mail(
     return parse_message(("\r\n".join(lines) + "\r\n\r\nThe pothole is deep.\r\n").encode())
 
 
-SPAM = "spam: marked as spam or phishing by the council's mail servers"
+SPAM = "spam: marked as spam, phishing or forged by the council's mail servers"
 
 # Each case: the message, and the one reason it must get (no other rule may fire).
 CASES: list[tuple[str, ParsedMessage, str]] = [
@@ -442,3 +443,56 @@ def test_scl_threshold_is_the_councils() -> None:
     assert screen(six, lenient) == []
     inside = mail("X-Forefront-Antispam-Report: SCL:7;SFV:NSPM")
     assert screen(inside, lenient) == [f"{SPAM} (X-Forefront-Antispam-Report: SCL:7)"]
+
+
+# --- DMARC failed at the council's border (SPEC §6) --------------------------------------
+
+MX = "mx.council.example.gov.uk"
+FAIL = "dmarc=fail (p=REJECT sp=REJECT dis=NONE) header.from=bank.example"
+
+
+@pytest.mark.parametrize(
+    ("commands", "header", "by"),
+    [
+        (CommandsConfig(trust="authserv", authserv_id=MX), f"{MX}; {FAIL}", MX),
+        (
+            CommandsConfig(trust="authserv", authserv_id=MX),
+            f"MX.Council.Example.Gov.UK; {FAIL}",
+            MX,
+        ),
+        (CommandsConfig(trust="google"), f"mx.google.com; {FAIL}", "mx.google.com"),
+        (
+            CommandsConfig(trust="microsoft365"),
+            "spf=fail (sender IP is 192.0.2.7) smtp.mailfrom=bank.example; dkim=none "
+            "(message not signed) header.d=none;dmarc=fail action=oreject "
+            "header.from=bank.example;compauth=fail reason=000",
+            "Microsoft 365",
+        ),
+    ],
+)
+def test_mail_whose_domain_failed_dmarc_at_the_border_is_held(commands, header, by) -> None:
+    ctx = ScreenContext(frozenset({COUNCIL}), commands=commands)
+    forged = mail(f"Authentication-Results: {header}", sender="Your Bank <alerts@bank.example>")
+    assert screen(forged, ctx) == [f"{SPAM} (DMARC failed for bank.example ({by}))"]
+
+
+def test_only_the_borders_own_dmarc_verdict_counts() -> None:
+    ctx = ScreenContext(
+        frozenset({COUNCIL}), commands=CommandsConfig(trust="authserv", authserv_id=MX)
+    )
+    passed = mail(
+        f"Authentication-Results: {MX}; dmarc=pass header.from=example.com",
+        f"Authentication-Results: other.example; {FAIL}",
+    )
+    assert screen(passed, ctx) == []
+    # With no border named (relays, or no trust mode) there is no verdict to read.
+    for commands in (None, CommandsConfig(trust="relays", internal_relays=["192.0.2.1"])):
+        ctx = ScreenContext(frozenset({COUNCIL}), commands=commands)
+        assert screen(mail(f"Authentication-Results: {MX}; {FAIL}"), ctx) == []
+
+
+def test_an_unreadable_border_verdict_is_no_verdict() -> None:
+    ctx = ScreenContext(
+        frozenset({COUNCIL}), commands=CommandsConfig(trust="authserv", authserv_id=MX)
+    )
+    assert screen(mail(f"Authentication-Results: {MX}; dmarc=((("), ctx) == []

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from pydantic import BaseModel, ValidationError, field_validator
 
 from mailbot.model import Model, Scored, model_text
+from mailbot.quotation import parts
 from mailbot.resources import builtin_dir
 
 if TYPE_CHECKING:
@@ -265,10 +266,6 @@ class _Text:
         return cls(text, lowered, frozenset(_WORD.findall(lowered)))
 
 
-# Where the resident's own words end and the quoted conversation starts.
-_ON_WROTE = re.compile(r"^On\b.{0,300}?\bwrote:\s*$", re.IGNORECASE | re.DOTALL)
-_OUTLOOK_RULE = re.compile(r"^(?:-{2,}\s*Original Message\s*-{2,}|_{10,})\s*$", re.IGNORECASE)
-_OUTLOOK_FROM = re.compile(r"^From:\s", re.IGNORECASE)
 _SIGNATURE = re.compile(r"^--\s?$")
 # Business and solicitors' footers talk of "personal data", "disclosure" and the Data
 # Protection Act in every email they send; they are not the resident's request.
@@ -295,56 +292,28 @@ _SUBJECT_NOISE = re.compile(
 )
 
 
-def _reply_header(lines: list[str], i: int) -> str | None:
-    """The header introducing a quoted earlier message at line i, if one starts there."""
-    stripped = lines[i].strip()
-    if stripped[:3].lower() == "on ":
-        joined = " ".join(s.strip() for s in lines[i : i + 3])
-        if found := _ON_WROTE.match(joined):
-            return found.group(0)
-    if _OUTLOOK_RULE.match(stripped):
-        return " ".join(lines[i : i + 3])
-    following = lines[i + 1 : i + 3]
-    if _OUTLOOK_FROM.match(stripped) and any(
-        s.strip().lower().startswith(("sent:", "date:")) for s in following
-    ):
-        return stripped
-    return None
-
-
 def resident_text(text: str, own_address: str | None = None) -> str:
     """The resident's own words, for scoring.
 
     Left out: the council's earlier messages quoted in a reply (they say "Freedom of
     Information" and "complaint" in every acknowledgement), sign-off lines, signatures
-    and disclaimers. The resident's own earlier message, quoted under "On ..., <their
-    address> wrote:", is kept: "and again this week" means nothing without it.
+    and disclaimers. Quotation is recognised as officers' replies are (mailbot.quotation),
+    with one difference: the resident's own earlier message, quoted under "On ..., <their
+    address> wrote:" or a header block naming them, is kept: "and again this week" means
+    nothing without it.
     """
-    lines = text[: MAX_SCORED_CHARS * 2].replace("\r\n", "\n").replace("\r", "\n").split("\n")
     own = (own_address or "").lower()
     kept: list[str] = []
-    quoting_self = False
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped.startswith(">"):
-            if quoting_self:
-                kept.append(stripped.lstrip("> "))
+    for part in parts(text[: MAX_SCORED_CHARS * 2]):
+        if part.quoted and not (own and own in part.introduced_by.lower()):
             continue
-        if _SIGNATURE.match(line) or _DISCLAIMER.match(stripped):
-            break
-        header = _reply_header(lines, i)
-        if header is not None:
-            quoting_self = bool(own) and own in header.lower()
-            # After the header come ">" lines (skipped or kept above) or, Outlook-style,
-            # the earlier message as plain text: the rest is someone else's unless it is
-            # the resident's own.
-            following = next((s for s in lines[i + 1 : i + 4] if s.strip()), "")
-            if quoting_self or following.lstrip().startswith(">"):
-                continue
-            break
-        if manners := _MANNERS.match(stripped):
-            line = stripped[manners.end() :]
-        kept.append(line)
+        for line in part.lines:
+            stripped = line.strip()
+            if _SIGNATURE.match(line) or _DISCLAIMER.match(stripped):
+                return "\n".join(kept)[:MAX_SCORED_CHARS]
+            if manners := _MANNERS.match(stripped):
+                line = stripped[manners.end() :]
+            kept.append(line)
     return "\n".join(kept)[:MAX_SCORED_CHARS]
 
 
@@ -595,6 +564,10 @@ def _why(category: Category, first: Category, rules: ClassificationRules) -> str
     return f"{category} scored higher"
 
 
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"
+
+
 def _summary(
     ranking: list[Category],
     total: dict[Category, float],
@@ -611,5 +584,5 @@ def _summary(
     behind = ", ".join(f"{c} {total[c]:.2f}" for c in ranking[1:3])
     return (
         f"{winner}: score {total[winner]:.2f} (model {scored.scores[winner]:.2f},"
-        f" rules {tallies[winner].points} points); then {behind}"
+        f" rules {_points(tallies[winner].points)}); then {behind}"
     )

@@ -283,7 +283,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         if failed(findings):
             bad = sum(not f.ok for f in findings)
             return _fail(EXIT_UNREACHABLE, f"{bad} connection check(s) failed; see above")
+    for warning in cfg.commands.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"ok: {find_config(args.config)} (policy {cfg.council.policy})")
+    mode = cfg.commands.mode
+    print(f"officers' mail is trusted by: {mode or 'nothing (only the sent folder)'}")
     return EXIT_OK
 
 

@@ -295,14 +295,87 @@ class ScreeningConfig(_Strict):
     follow_up_minutes: Annotated[int, Field(ge=0, le=1440)] = 15
 
 
-class CommandsConfig(_Strict):
-    """How mailbot knows an officer's #command really came from that officer."""
+TRUST_MODES = ("microsoft365", "google", "authserv", "relays")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.?$")
 
-    # The receiving mail server's id at the start of its Authentication-Results header
-    # (e.g. "mx.council.example.gov.uk"); only that server's verdict is trusted.
+
+class CommandsConfig(_Strict):
+    """How mailbot knows an officer's mail (a #command, a reply that marks a case
+    responded) really came from that officer (trust.py; README, Officers)."""
+
+    # microsoft365 | google | authserv | relays; unset, nothing an officer mails is trusted
+    # (only the mailbox's sent folder is).
+    trust: Literal["microsoft365", "google", "authserv", "relays"] | None = None
+    # trust = "authserv": the council's border server's id at the start of the
+    # Authentication-Results it adds (e.g. "mx.council.example.gov.uk").
     authserv_id: str | None = None
-    # Host names of the council's own relay: mail received from one is internal.
+    # trust = "relays": the council's own relays as its border server records them: IP
+    # addresses, networks ("10.0.0.0/8") or whole host names (reverse DNS).
     internal_relays: list[str] = []
+
+    @field_validator("authserv_id")
+    @classmethod
+    def _authserv_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _HOST_NAME.match(value.strip()):
+            raise ValueError(f"not a server name: {value!r} (e.g. mx.council.example.gov.uk)")
+        return value.strip().lower().rstrip(".")
+
+    @field_validator("internal_relays")
+    @classmethod
+    def _relays(cls, values: list[str]) -> list[str]:
+        for value in values:
+            text = value.strip()
+            if not text:
+                raise ValueError("an empty name would match nothing the server records")
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                if not _HOST_NAME.match(text):
+                    raise ValueError(
+                        f"not an IP address, network or whole host name: {value!r}"
+                    ) from None
+        return [value.strip().lower().rstrip(".") for value in values]
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> CommandsConfig:
+        if self.trust is None and self.authserv_id and self.internal_relays:
+            raise ValueError(
+                "trust: authserv_id and internal_relays are both set; say which one counts "
+                'with trust = "authserv" or trust = "relays"'
+            )
+        if self.trust == "authserv" and not self.authserv_id:
+            raise ValueError('authserv_id: trust = "authserv" needs the border server\'s id')
+        if self.trust == "relays" and not self.internal_relays:
+            raise ValueError('internal_relays: trust = "relays" needs at least one relay')
+        if self.trust not in (None, "authserv") and self.authserv_id:
+            raise ValueError(f'authserv_id: not used with trust = "{self.trust}"')
+        if self.trust not in (None, "relays") and self.internal_relays:
+            raise ValueError(f'internal_relays: not used with trust = "{self.trust}"')
+        return self
+
+    @property
+    def mode(self) -> str | None:
+        """The mode in force: `trust`, or the one an older config's keys imply."""
+        if self.trust is not None:
+            return self.trust
+        if self.authserv_id:
+            return "authserv"
+        return "relays" if self.internal_relays else None
+
+    def warnings(self) -> list[str]:
+        """What `mailbot check` should say about this table, one line each."""
+        if self.mode is None:
+            return [
+                "commands.trust: not set, so mailbot cannot tell an officer's mail from a "
+                "forgery: #commands and replies copied to the mailbox are refused (the "
+                "officer is told); only the sent folder counts. Set it (README: Officers)"
+            ]
+        if self.trust is None:
+            key = "authserv_id" if self.mode == "authserv" else "internal_relays"
+            return [f'commands.trust: not set; {key} implies trust = "{self.mode}" (say so)']
+        return []
 
 
 class SpamConfig(_Strict):

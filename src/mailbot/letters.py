@@ -251,7 +251,7 @@ def render(app: App, session: Session, row: QueuedLetter, case: CaseLike | None 
     name = letter.template
     if letter.fallback and name not in app.templates.names():
         name = letter.fallback
-    rendered, problem = app.templates.render_safe(name, context)
+    rendered, problem = app.templates.render_safe(name, context, staff=letter.audience == "staff")
     if problem:
         log.error("template problem, used the built-in wording: %s", problem)
         tell_clerk_about_template(app, session, name, problem, now)
@@ -417,6 +417,13 @@ SAMPLE_EXTRA: dict[str, dict[str, Any]] = {
             {"line": "#outcome maybe", "ok": False, "detail": "give one of: upheld, ..."},
         ]
     },
+    "mail-refused": {
+        "sender": "sam.patel@council.example.gov.uk",
+        "reason": "Microsoft 365 recorded it as sent from outside the council's tenant",
+        "asked": ["#close"],
+        "subject": "RE: Spending on consultants",
+        "mode": "microsoft365",
+    },
     "template-problem": {
         "template_name": "acknowledgement-foi",
         "problem": "acknowledgement-foi.txt:3: 'resident' has no attribute 'nmae'",
@@ -474,7 +481,7 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
                         "name": "4711",
                         "received": "Tue 03 Nov 09:30",
                         "sender": "win.big@example.net",
-                        "reason": "spam: marked as spam or phishing by the council's mail "
+                        "reason": "spam: marked as spam, phishing or forged by the council's mail "
                         "servers (X-Spam-Flag: YES)",
                     }
                 ],
@@ -549,8 +556,8 @@ def preview(app: App, name: str, ref: str | None = None) -> str:
             session.expunge(found)
             case = found
     context = sample_context(app, name, case)
-    rendered = app.templates.render(name if name in names else general, context)
     staff = general not in ("acknowledgement", "holding")
+    rendered = app.templates.render(name if name in names else general, context, staff=staff)
     officer = context.get("officer") or {}
     clerk = next(iter(app.cfg.officers_with("clerk")), None)
     staff_to = officer.get("email") or (clerk.email if clerk else app.cfg.council.mailbox_address)

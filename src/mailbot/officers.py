@@ -10,15 +10,17 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from mailbot import trust
 from mailbot.app import App
 from mailbot.calendar import calendar_for
-from mailbot.classify import resident_text
+from mailbot.commandline import command_lines
 from mailbot.config import Config
 from mailbot.deadlines import ExtensionRefused, compute, extend
 from mailbot.letters import Letter, subject_for
-from mailbot.outbox import notify_officer, queue
-from mailbot.parse import ParsedMessage
+from mailbot.outbox import notify_officer, notify_role, queue
+from mailbot.parse import ParsedMessage, clean_text
 from mailbot.policy import Duration
+from mailbot.quotation import own_text
 from mailbot.route import choose_officer
 from mailbot.scheduler import holding_letter, local_today, schedule
 from mailbot.store import PREFIXES, Case, CategoryCorrection, add_event
@@ -38,8 +40,10 @@ COMMANDS = (
     "outcome",
     "note",
 )
-_COMMAND_LINE = re.compile(r"^#([A-Za-z][A-Za-z-]*)\b[ \t]*(.*)$")
 OUTCOMES = ("upheld", "partly-upheld", "not-upheld")
+# A line that starts like a command but is not written as one ("#close." or "#Close,"):
+# the officer hears it was not understood rather than nothing.
+_LOOKS_LIKE_COMMAND = re.compile(r"^[ \t]*#[A-Za-z]")
 
 
 class CommandError(Exception):
@@ -60,13 +64,19 @@ class Result:
     detail: str
 
 
-def find_commands(text: str) -> list[Command]:
-    """#command lines in the writer's own words (never in quoted text)."""
+def find_commands(text: str, html: str = "") -> list[Command]:
+    """#command lines in the writer's own words, never in what they quoted (quotation.py).
+
+    A line that looks like a command but is not written as one comes back with the name
+    "" so the officer is told it was not understood.
+    """
     found = []
-    for raw in resident_text(text).splitlines():
-        match = _COMMAND_LINE.match(raw.strip())
-        if match:
-            found.append(Command(match.group(1).lower(), match.group(2).strip(), raw.strip()))
+    for raw in own_text(text, html).splitlines():
+        parsed = command_lines(raw)
+        if parsed:
+            found.append(Command(parsed[0].name, parsed[0].argument, parsed[0].line))
+        elif _LOOKS_LIKE_COMMAND.match(raw):
+            found.append(Command("", "", raw.strip()[:200]))
     return found
 
 
@@ -74,58 +84,11 @@ def find_commands(text: str) -> list[Command]:
 
 
 def staff_sender(msg: ParsedMessage, cfg: Config) -> str | None:
-    """The officer's address, or the council mailbox's, when staff wrote this message."""
+    """The officer's address, or the council mailbox's, when staff wrote this message
+    (by its From address; whether they really did is trust.decide's question)."""
     if msg.from_addr and (msg.from_addr in cfg.mailbox_addresses or cfg.officer(msg.from_addr)):
         return msg.from_addr
     return None
-
-
-def authenticated(msg: ParsedMessage, cfg: Config, *, from_sent_folder: bool) -> str | None:
-    """Why we believe the staff sender really sent this, or None (then commands are ignored).
-
-    The sent folder can only be written by someone signed in to the mailbox. Otherwise the
-    receiving server's Authentication-Results (the trusted server's own, first one) must
-    show DKIM, SPF or DMARC passing for the sender's domain, or the message must have come
-    through the council's own relay.
-    """
-    if from_sent_folder:
-        return "in the mailbox's sent folder"
-    commands = cfg.commands
-    sender_domain = (msg.from_addr or "").rsplit("@", 1)[-1]
-    if commands.authserv_id:
-        for value in _all(msg, "authentication-results"):
-            authserv, _, results = value.partition(";")
-            if authserv.strip().split()[0:1] != [commands.authserv_id]:
-                continue  # someone else's header, perhaps forged by the sender
-            for method, domain in _passes(results):
-                if domain == sender_domain or domain.endswith("." + sender_domain):
-                    return f"{method}=pass for {domain} ({commands.authserv_id})"
-            break  # only the trusted server's topmost header counts
-    received = next(iter(_all(msg, "received")), "")
-    for relay in commands.internal_relays:
-        if re.search(rf"\bfrom\s+{re.escape(relay)}\b", received, re.IGNORECASE):
-            return f"received from the internal relay {relay}"
-    return None
-
-
-def _all(msg: ParsedMessage, name: str) -> list[str]:
-    return [value for key, value in msg.headers if key == name]
-
-
-def _passes(results: str) -> list[tuple[str, str]]:
-    """(method, domain) for each dkim/spf/dmarc=pass result in an Authentication-Results."""
-    found = []
-    for part in results.split(";"):
-        match = re.match(r"\s*(dkim|spf|dmarc)\s*=\s*pass\b(.*)", part, re.IGNORECASE)
-        if not match:
-            continue
-        domain = re.search(
-            r"(?:header\.d|header\.from|smtp\.mailfrom|header\.i)\s*=\s*(?:[^@\s;]*@)?([A-Za-z0-9.-]+)",
-            match.group(2),
-        )
-        if domain:
-            found.append((match.group(1).lower(), domain.group(1).lower().rstrip(".")))
-    return found
 
 
 # --- what staff mail does to a case -------------------------------------------------
@@ -145,24 +108,112 @@ def handle_staff_mail(
 ) -> tuple[str, list[str]]:
     """An officer's (or the mailbox's) message: a reply to the resident, commands, or both.
 
-    Returns the outcome and reasons to record with the message.
+    Nothing changes unless trust.decide believes the sender wrote it; then the decision
+    and its reason go into the case history. Returns the outcome and reasons to record
+    with the message.
     """
-    commands = find_commands(msg.text)
-    reasons: list[str] = []
-    if case is not None and case.resident_email in {*msg.to_addrs, *msg.cc_addrs}:
+    commands = find_commands(msg.text, msg.html)
+    replied = case is not None and case.resident_email in {*msg.to_addrs, *msg.cc_addrs}
+    if not commands and not replied:
+        return "staff-mail", []
+    decision = trust.decide(msg, sender, app.cfg.commands, from_sent_folder=from_sent_folder)
+    if not decision.trusted:
+        return "refused", refuse(app, session, msg, case, sender, decision, commands, replied, now)
+    reasons = [f"from {sender}: {decision.reason}"]
+    if case is not None:
+        asked = ", ".join(c.line[:60] for c in commands) or "a reply to the resident"
+        add_event(
+            session, case, now, "note", f"mail from {sender} accepted ({decision.reason}): {asked}"
+        )
+    if replied:
+        assert case is not None
         mark_responded(session, case, arrived, f"reply sent by {sender}")
         reasons.append(f"reply to the resident by {sender}")
     if not commands:
-        return ("officer-reply" if reasons else "staff-mail"), reasons
-
-    trust = authenticated(msg, app.cfg, from_sent_folder=from_sent_folder)
-    if trust is None:
-        log.warning("commands from %s ignored: not authenticated", sender)
-        return "suppressed", [*reasons, f"commands from {sender} ignored: not authenticated"]
+        return "officer-reply", reasons
     results = [apply(app, session, case, c, sender=sender, now=now) for c in commands]
     _confirm(app, session, case, sender, results, confirm_key, now)
     done = ", ".join(r.line for r in results if r.ok) or "none"
-    return "command", [*reasons, f"commands from {sender} ({trust}): {done}"]
+    return "command", [*reasons, f"commands from {sender}: {done}"]
+
+
+def refuse(
+    app: App,
+    session: Session,
+    msg: ParsedMessage,
+    case: Case | None,
+    sender: str,
+    decision: trust.Decision,
+    commands: list[Command],
+    replied: bool,
+    now: datetime,
+) -> list[str]:
+    """Mail that looks like an officer's but is not trusted: it changes nothing, it is
+    kept as a note on the case, and the officer it names is told, at their configured
+    address (never the message's), once a day per case. Returns the reasons to record."""
+    asked = [c.line[:100] for c in commands]
+    if replied:
+        asked.append("a reply to the resident (which would mark the case responded)")
+    what = "; ".join(asked)
+    log.warning(
+        "mail from %s not accepted: %s",
+        sender,
+        decision.reason,
+        extra={"case": case.ref if case else None},
+    )
+    if case is not None:
+        add_event(
+            session,
+            case,
+            now,
+            "note",
+            f"mail from {sender} not accepted, nothing changed: {decision.reason}; "
+            f"it asked for: {what}",
+        )
+    officer = app.cfg.officer(sender)
+    day = local_today(app.policy, now).isoformat()
+    extra = {
+        "sender": sender,
+        "reason": decision.reason,
+        "asked": asked,
+        "subject": clean_text(msg.subject, 150),
+        "mode": app.cfg.commands.mode or "",
+    }
+    key = f"refused:{sender}:{case.ref if case else '-'}:{day}"
+    subject = f"Not acted on: mail from your address about {case.ref if case else 'a case'}"
+    if officer is not None:
+        letter = Letter(
+            kind="refused",
+            template="mail-refused",
+            recipient=officer.email,
+            to_name=officer.name,
+            subject=subject,
+            audience="staff",
+            extra=extra,
+        )
+        queue(
+            session,
+            [(key, letter, case.id if case else None)],
+            mailbox_address=app.cfg.council.mailbox_address,
+            now=now,
+        )
+        told = officer.email
+    else:  # the mailbox's own address: whoever looks after mailbot hears of it
+        notify_role(
+            app,
+            session,
+            case,
+            role="clerk",
+            template="mail-refused",
+            kind="refused",
+            subject=subject.replace("your address", "the mailbox's address"),
+            key=key,
+            now=now,
+            extra=extra,
+            at_once=True,
+        )
+        told = "the clerk"
+    return [f"mail from {sender} not accepted: {decision.reason}; {told} told"]
 
 
 def mark_responded(session: Session, case: Case, at: datetime, detail: str) -> None:
@@ -177,6 +228,12 @@ def apply(
     app: App, session: Session, case: Case | None, command: Command, *, sender: str, now: datetime
 ) -> Result:
     """Carry out one command; a problem becomes a message for the officer, never a crash."""
+    if not command.name:
+        return Result(
+            command.line,
+            False,
+            "not understood: write the command alone at the start of its line, e.g. #close",
+        )
     if command.name not in COMMANDS:
         return Result(command.line, False, f"unknown command; known: #{', #'.join(COMMANDS)}")
     if case is None:
@@ -211,7 +268,7 @@ def _responded(app: App, session: Session, case: Case, arg: str, by: str, now: d
 def _reassign(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     officer = app.cfg.officer(arg.strip()) if arg.strip() else None
     if officer is None:
-        raise CommandError(f"{arg.strip() or '(no address)'} is not a configured officer")
+        raise CommandError(f"not a configured officer: {arg.strip() or '(no address)'}")
     old = case.officer_name or "nobody"
     case.officer_email, case.officer_name = officer.email, officer.name
     add_event(session, case, now, "reassigned", f"from {old} to {officer.name} by {by}")

@@ -52,6 +52,12 @@ _FOLD = re.compile(r"\r\n|\r|\n")
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")
 _BLANK_LINE = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n")
 _CONTAINER = re.compile(rb"^content-type:[ \t]*(?:multipart|message)/", re.I | re.M)
+# Headers kept exactly as the servers wrote them (unfolded, never RFC 2047-decoded), for
+# the decision whether an officer's mail is authentic (trust.py): decoding would let a
+# sender's encoded words turn into text the decision reads.
+_TRACE_HEADERS = frozenset({"authentication-results", "received"})
+_TRACE_PREFIX = "x-ms-exchange-organization-"
+MAX_HTML_CHARS = MAX_TEXT_CHARS * 4
 
 # Labels that mail clients use for a wider charset than the label says (as browsers do).
 _CHARSET_ALIASES = {
@@ -119,6 +125,13 @@ class ParsedMessage:
     truncated: bool = False
     defects: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Every address the From headers name (one, in any message a person sent).
+    from_addrs: tuple[str, ...] = ()
+    # The first text/html part as written (capped), for reading quotation by its structure.
+    html: str = field(default="", repr=False)
+    # Authentication-Results, Received and X-MS-Exchange-Organization-* headers, top first,
+    # as the servers wrote them (see _TRACE_HEADERS).
+    trace: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def header(self, name: str) -> str | None:
         """The first value of a header (decoded, one line), or None."""
@@ -163,7 +176,12 @@ def parse_message(raw: bytes, *, truncated: bool = False) -> ParsedMessage:
 
     from_name, from_addr = _sender(raw_first.get("from", []))
     reply_to = _sender(raw_first.get("reply-to", [])[:1])[1]
-    text = _body_text(msg, defects)
+    text, html = _body_text(msg, defects)
+    trace = tuple(
+        (key, clean_text(value, MAX_RAW_HEADER_CHARS))
+        for key, value in items
+        if key in _TRACE_HEADERS or key.startswith(_TRACE_PREFIX)
+    )
     own_ids = _message_ids(first.get("message-id", ""))
     return ParsedMessage(
         message_id=own_ids[0] if own_ids else None,
@@ -181,6 +199,9 @@ def parse_message(raw: bytes, *, truncated: bool = False) -> ParsedMessage:
         truncated=truncated,
         defects=tuple(dict.fromkeys(defects)),
         headers=tuple(headers),
+        from_addrs=_addresses(raw_first.get("from", [])),
+        html=html,
+        trace=trace,
     )
 
 
@@ -398,12 +419,20 @@ def _pairs(value: str) -> list[tuple[str, str]]:
 
 
 def _sender(values: list[str]) -> tuple[str, str | None]:
-    """Display name and address: the first valid address in the first From headers."""
+    """Display name and address: the first valid address in the first From headers.
+
+    An address in angle brackets is the address: in `alex@council.example <x@evil.example>`
+    the first part is a display name (unquoted, so malformed), however it looks.
+    """
     for value in values[:5]:
-        for name, addr in _pairs(value):
-            valid = valid_address(addr)
-            if valid:
-                return clean_text(name, 100), valid
+        pairs = [(name, valid_address(addr)) for name, addr in _pairs(value)]
+        angles = {valid_address(a) for a in _ANGLE_ADDR.findall(_protect_words(value)[0])}
+        angled = [(name, addr) for name, addr in pairs if addr and addr in angles]
+        for name, addr in angled or pairs:
+            if addr:
+                if not name and angled and "<" in value:
+                    name = _decode_words(value.split("<")[0].strip().strip('"'))
+                return clean_text(name, 100), addr
     return "", None
 
 
@@ -425,27 +454,45 @@ def _content_type(msg: Message) -> str:
         return "text/plain"
 
 
-def _body_text(msg: Message, defects: list[str]) -> str:
-    """Readable text: the first text/plain part, else HTML turned into text."""
+def _body_text(msg: Message, defects: list[str]) -> tuple[str, str]:
+    """Readable text (the first text/plain part, else HTML turned into text) and the HTML
+    the sender wrote it in: the HTML alternative of that plain part, or the HTML body.
+
+    Only an alternative of the same text counts: HTML further on (a forwarded message's,
+    say) is not what the sender wrote.
+    """
     plain: str | None = None
     html: str | None = None
-    for part, _depth in _walk(msg, defects):
-        if plain is not None:
+    plain_parent: Message | None = None
+    html_parent: Message | None = None
+    for part, _depth, parent in _walk(msg, defects):
+        if plain is not None and html is not None:
             continue  # keep walking only to count parts and depth
         if part.is_multipart() or _is_attachment(part):
             continue
         ctype = _content_type(part)
-        if ctype == "text/plain":
+        if ctype == "text/plain" and plain is None:
             plain = _decode_part(part, defects)
+            plain_parent = parent
             if not plain.strip():
                 plain = None  # an empty plain part in front of a real HTML one
         elif ctype == "text/html" and html is None:
-            html = _decode_part(part, defects)
+            html, html_parent = _decode_part(part, defects), parent
     if plain is not None:
-        return _clean_body(plain)
+        alternative = (
+            html is not None
+            and plain_parent is not None
+            and plain_parent is html_parent
+            and _content_type(plain_parent) == "multipart/alternative"
+        )
+        return _clean_body(plain), _clean_html(html) if alternative else ""
     if html is not None:
-        return _clean_body(html_to_text(html))
-    return ""
+        return _clean_body(html_to_text(html)), _clean_html(html)
+    return "", ""
+
+
+def _clean_html(html: str | None) -> str:
+    return _BODY_CONTROL.sub("", (html or "")[:MAX_HTML_CHARS])
 
 
 def _clean_body(text: str) -> str:
@@ -454,12 +501,13 @@ def _clean_body(text: str) -> str:
     return _BODY_CONTROL.sub("", text)[:MAX_TEXT_CHARS]
 
 
-def _walk(msg: Message, defects: list[str]) -> Iterator[tuple[Message, int]]:
-    """Depth-first parts with their depth, stopping at MAX_PARTS and MAX_DEPTH."""
-    stack: list[tuple[Message, int]] = [(msg, 0)]
+def _walk(msg: Message, defects: list[str]) -> Iterator[tuple[Message, int, Message | None]]:
+    """Depth-first parts with their depth and container, stopping at MAX_PARTS and
+    MAX_DEPTH."""
+    stack: list[tuple[Message, int, Message | None]] = [(msg, 0, None)]
     seen = 0
     while stack:
-        part, depth = stack.pop()
+        part, depth, parent = stack.pop()
         seen += 1
         if seen > MAX_PARTS:
             defects.append(f"more than {MAX_PARTS} MIME parts; the rest ignored")
@@ -467,7 +515,7 @@ def _walk(msg: Message, defects: list[str]) -> Iterator[tuple[Message, int]]:
         if depth > MAX_DEPTH:
             defects.append(f"MIME nesting deeper than {MAX_DEPTH}; the rest ignored")
             continue
-        yield part, depth
+        yield part, depth, parent
         if depth and _is_attachment(part):
             continue  # a forwarded message sent as an attachment is not this message's body
         try:
@@ -475,7 +523,7 @@ def _walk(msg: Message, defects: list[str]) -> Iterator[tuple[Message, int]]:
         except Exception:
             payload = None
         if isinstance(payload, list):
-            stack.extend((child, depth + 1) for child in reversed(payload))
+            stack.extend((child, depth + 1, part) for child in reversed(payload))
 
 
 def _is_attachment(part: Message) -> bool:

@@ -387,7 +387,9 @@ def _prepare(app: App, box: ImapConfig, fetched: FetchedMessage, sent: bool) -> 
         return Prepared(msg)
     cfg = app.cfg
     form = read_form(msg, cfg.forms, cfg.own_addresses)
-    context = ScreenContext(cfg.own_addresses, scl_threshold=cfg.spam.scl_threshold, form=form)
+    context = ScreenContext(
+        cfg.own_addresses, scl_threshold=cfg.spam.scl_threshold, commands=cfg.commands, form=form
+    )
     for problem in spam_verdict(msg, cfg.spam.scl_threshold).unreadable:
         log.warning(
             "spam verdict not understood, so not obeyed: %s",
@@ -455,7 +457,7 @@ def _decide(
     case = find_case(
         session,
         msg,
-        frozenset(o.email for o in app.cfg.officers),
+        app.cfg.own_addresses,  # the officers and the council's mailboxes
         recently_acknowledged=recent.case_since(now - timedelta(minutes=window))
         if recent and window
         else None,

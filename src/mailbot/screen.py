@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailbot.parse import ParsedMessage, clean_text
+from mailbot.trust import dmarc_failure
 
 if TYPE_CHECKING:
+    from mailbot.config import CommandsConfig
     from mailbot.forms import FormSubmission
 
 LOOP_HEADER = "X-Mailbot-Loop"
@@ -33,6 +35,8 @@ class ScreenContext:
     sent_to_domain_last_day: int | None = None
     cap_per_domain_per_day: int = 20
     scl_threshold: int = 5  # [spam] scl_threshold: Exchange's spam confidence level held
+    # [commands]: where the council's border server records its DMARC verdicts
+    commands: CommandsConfig | None = None
     # The web form's reading of the message, when its sender is a configured form: the
     # rules then judge the resident it names, not the form's own no-reply sender.
     form: FormSubmission | None = None
@@ -290,7 +294,11 @@ def _fields(value: str) -> Iterator[tuple[str, str]]:
 
 
 def _spam(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
-    return "; ".join(spam_verdict(msg, ctx.scl_threshold).held) or None
+    held = list(spam_verdict(msg, ctx.scl_threshold).held)
+    # A sender whose domain disowns the message: answering would mail whoever it forged.
+    if forged := dmarc_failure(msg, ctx.commands):
+        held.append(forged)
+    return "; ".join(held) or None
 
 
 def _over_cap(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
@@ -317,7 +325,7 @@ def _form_resident(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
 # so the pipeline screens with them before its database transaction; the cap needs the
 # database's count, so it comes last, inside it.
 MESSAGE_RULES: tuple[Rule, ...] = (
-    Rule("spam", "marked as spam or phishing by the council's mail servers", _spam),
+    Rule("spam", "marked as spam, phishing or forged by the council's mail servers", _spam),
     Rule("no-sender", "sender address missing or invalid", _no_sender),
     Rule("auto-submitted", "automatic mail (RFC 3834 Auto-Submitted)", _auto_submitted),
     Rule("precedence", "bulk, list, junk or auto-reply precedence", _precedence),

@@ -15,6 +15,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
 from mailbot.calendar import reopening_phrase
+from mailbot.commandline import defuse
 from mailbot.parse import clean_text
 from mailbot.resources import builtin_dir
 from mailbot.sandbox import BoundedSandbox, Budget, TemplateTooCostly
@@ -63,14 +64,18 @@ class Templates:
         # the built-in one is used straight away until the folder changes.
         self._too_slow: dict[str, tuple[str, int]] = {}
 
-    def render(self, name: str, context: dict[str, Any]) -> Rendered:
+    def render(self, name: str, context: dict[str, Any], *, staff: bool = False) -> Rendered:
         """Render `name`.txt; the HTML part is the same text in the shared HTML layout.
 
+        `staff`: for council staff, whose replies are read for #commands; no line of it
+        may read as one (commandline.defuse), whatever a resident's name or subject says.
         Anything that goes wrong, Jinja's errors or any other (a number too large, a
         template that includes itself), is a TemplateProblem naming the file and line.
         """
         try:
             text = self._render(f"{name}.txt", context).strip() + "\n"
+            if staff:
+                text = defuse(text)
             paragraphs = [p.splitlines() for p in text.split("\n\n") if p.strip()]
             html = self._render("_layout.html", {**context, "paragraphs": paragraphs})
         except Exception as exc:
@@ -86,7 +91,9 @@ class Templates:
         """Template names (without .txt) available from any folder."""
         return {n.removesuffix(".txt") for n in self.env.list_templates() if n.endswith(".txt")}
 
-    def render_safe(self, name: str, context: dict[str, Any]) -> tuple[Rendered, str | None]:
+    def render_safe(
+        self, name: str, context: dict[str, Any], *, staff: bool = False
+    ) -> tuple[Rendered, str | None]:
         """Render, falling back to the built-in template and then to plain wording.
 
         A clerk's broken edit must never stop acknowledgements; the problem is returned
@@ -97,14 +104,14 @@ class Templates:
             problem = slow[0]
         else:
             try:
-                return self.render(name, context), None
+                return self.render(name, context, staff=staff), None
             except TemplateProblem as exc:
                 problem = str(exc)
                 if isinstance(exc.__cause__, TemplateTooCostly) and "took longer" in problem:
                     self._too_slow[name] = (problem, self._folder_stamp())
         if len(self.folders) > 1:
             try:
-                return builtin_templates().render(name, context), problem
+                return builtin_templates().render(name, context, staff=staff), problem
             except TemplateProblem:
                 pass
         case = context.get("case") or {}

@@ -25,15 +25,15 @@ def references_in(text: str) -> list[str]:
 def find_case(
     session: Session,
     msg: ParsedMessage,
-    officers: frozenset[str],
+    staff: frozenset[str],
     recently_acknowledged: int | None = None,
 ) -> Case | None:
     """The case this message follows up, or None for a new matter.
 
     In order: a reference typed in the subject; In-Reply-To/References naming any message
     of the case (not guessable, so from anyone); a reference in the body, which quoting
-    one of our letters puts there, when the sender is not the case's resident (their own
-    new matter may mention an old case); and failing all of those, the case
+    one of our letters puts there, when the sender is neither the case's resident (their
+    own new matter may mention an old case) nor staff; and failing all of those, the case
     `recently_acknowledged` (the id of the case whose acknowledgement went to this sender
     within `[screening] follow_up_minutes`).
 
@@ -41,6 +41,9 @@ def find_case(
     no acknowledgement: this is how a reply forwarded on, a helpdesk answering our letter
     from a new address each time, or a stranger quoting a reference to lure the council
     into writing to a third party, ends there instead of opening a case of its own.
+    Staff (an officer, or the council's mailbox: a reply sent from it by Outlook carries
+    only Thread-Index, no In-Reply-To) are found by the subject too; their mail changes a
+    case only when trust.py believes it.
     """
     for ref in references_in(msg.subject):
         case = case_by_ref(session, ref)
@@ -51,7 +54,7 @@ def find_case(
         return case
     for ref in references_in(msg.text[:BODY_SEARCHED])[:5]:
         case = case_by_ref(session, ref)
-        if case is not None and msg.from_addr not in {case.resident_email, *officers}:
+        if case is not None and msg.from_addr not in {case.resident_email, *staff}:
             return case
     if recently_acknowledged is not None:
         return session.get(Case, recently_acknowledged)
