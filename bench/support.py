@@ -141,7 +141,9 @@ class Corpus:
 def _resident(template: bytes, n: int) -> tuple[bytes, str, str]:
     """A real-looking resident message from the classification corpus, made unique."""
     msg = email.message_from_bytes(template)
-    sender = f"resident{n:05d}@residents.example.net"
+    # Ten residents to a domain, as a day's mail spreads over many (more than 20 from one
+    # domain would meet the per-domain cap on acknowledgements).
+    sender = f"resident{n:05d}@residents{n // 10}.example.net"
     message_id = f"<bench-{n:05d}@residents.example.net>"
     for name in ("From", "Reply-To", "Message-ID", "Date", "To"):
         del msg[name]
@@ -173,11 +175,23 @@ def _bounce(n: int) -> bytes:
     ).encode()
 
 
+def _names_a_case(raw: bytes) -> bool:
+    from mailbot.parse import parse_message
+    from mailbot.thread import references_in
+
+    msg = parse_message(raw)
+    return bool(references_in(msg.subject) or references_in(msg.text))
+
+
 def mixed_corpus(count: int, seed: int = 42) -> Corpus:
     """Per hundred: ~75 residents, 8 follow-ups, 7 auto-replies, 5 newsletters,
     3 bounces, 2 duplicates, in a random order as a real mailbox has them."""
     rng = random.Random(seed)
-    templates = [p.read_bytes() for p in sorted(CORPUS.glob("*.eml"))]
+    # First messages only: a template that quotes a case's reference is a reply, and
+    # would join whichever bench case happens to have that reference.
+    templates = [
+        raw for p in sorted(CORPUS.glob("*.eml")) if not _names_a_case(raw := p.read_bytes())
+    ]
     weights = {
         "resident": 75,
         "follow-up": 8,

@@ -45,6 +45,64 @@ def test_templates_check_names_file_and_line_of_each_problem(config_path, tmp_pa
     ]
 
 
+def test_templates_check_reports_costly_and_crashing_templates_with_exit_1(
+    config_path, tmp_path, capsys
+):
+    folder = tmp_path / "ours"
+    folder.mkdir()
+    (folder / "acknowledgement-enquiry.txt").write_text("Dear {{ resident.name }}\n{{ 9**(9**9) }}")
+    (folder / "holding.txt").write_text("{{ range(10**6)|list }}")
+    (folder / "reminder.txt").write_text('{% include "reminder.txt" %}')
+    override(config_path, folder)
+
+    for command in (["templates", "check"], ["check"]):
+        assert main(["--config", str(config_path), *command]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert f"{folder}/acknowledgement-enquiry.txt:2: a number too large for a letter" in err
+    # `templates check` lists every problem, one a line
+    main(["--config", str(config_path), "templates", "check"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"{folder}/acknowledgement-enquiry.txt:2: a number too large for a letter (over 4096 bits)",
+        f"{folder}/holding.txt:1: Range too big. The sandbox blocks ranges larger than "
+        "MAX_RANGE (100000).",
+        f"{folder}/reminder.txt:1: the template includes or calls itself without end",
+    ]
+
+
+def test_a_template_that_fails_at_sending_time_falls_back_and_tells_the_clerk(
+    app, config_path, dovecot, smtp, tmp_path
+):
+    from mailbot.app import App
+    from mailbot.config import load_config
+    from tests.conftest import to_residents
+
+    folder = tmp_path / "ours"
+    folder.mkdir()
+    # Passes `templates check` (the sample subject is short) and fails on a real one.
+    (folder / "acknowledgement-enquiry.txt").write_text(
+        '{% extends "_layout.txt" %}{% block body %}\n'
+        "{{ 10 ** (case.subject|length * 1000) }}{% endblock %}"
+    )
+    override(config_path, folder)
+    ours = App.load(load_config(config_path), app.clock)
+    dovecot.append(resident_mail(), when=datetime(2026, 11, 3, 9, 30, tzinfo=UTC))
+    run_once(ours)
+
+    [ack] = to_residents(smtp)
+    assert ack.rcpt_tos == ["jane.doe@example.com"]
+    assert "you will have a full reply by" in ack.text()  # the built-in wording
+    [told] = [
+        m
+        for m in smtp.to("chris.lee@council.example.gov.uk")  # the clerk
+        if m.message["Subject"].startswith("A template")
+    ]
+    assert told.message["Subject"].startswith("A template needs fixing: acknowledgement-enquiry")
+    assert f"{folder}/acknowledgement-enquiry.txt:2: a number too large" in told.text()
+    ours.engine.dispose()
+
+
 def test_preview_prints_the_exact_message_for_a_real_case(app, config_path, dovecot, capsys):
     dovecot.append(resident_mail(), when=datetime(2026, 11, 3, 9, 30, tzinfo=UTC))
     run_once(app)

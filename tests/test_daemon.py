@@ -279,7 +279,8 @@ def test_three_processes_on_one_postgresql_database_never_repeat(tmp_path, dovec
     url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
     try:
         config = council_config(tmp_path, dovecot, smtp, url)
-        residents = [f"resident{n}@example.com" for n in range(30)]
+        # Ten to a domain: more than 20 from one would meet the per-domain cap.
+        residents = [f"resident{n}@example{n // 10}.com" for n in range(30)]
         for n, who in enumerate(residents):
             dovecot.append(resident_mail(sender=who, message_id=f"<p{n}@x>"), when=ARRIVED)
         procs = [mailbot(config, "run", "--once", "--now", NOW) for _ in range(3)]

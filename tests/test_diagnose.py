@@ -96,6 +96,9 @@ def test_imap_wrong_password_and_missing_folder(dovecot: Account, tmp_path: Path
     assert found[-1].message == "folder 'Sent Itmes' not found"
     assert "set imap.sent to one of the folders on the server:" in found[-1].hint
     assert "'Sent Items'" in found[-1].hint
+    assert found[-1].hint.endswith(
+        "meanwhile mailbot reads 'Sent', which the server marks as the sent folder"
+    )
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from mailbot.cli import main
 from mailbot.daemon import run_once
 from mailbot.mailbox import FetchedMessage
+from mailbot.outbox import SendingPaused
 from mailbot.pipeline import DECIDED_BEFORE_A_TURN, process_batch
 from mailbot.store import Case, FolderState, InboundMessage, NoTurn, OutboxMessage
 from tests.conftest import COUNCIL, START_FROM, resident_mail, to_residents
@@ -88,7 +89,7 @@ def test_historic_mail_is_never_acknowledged(app, dovecot, smtp):
     assert len(cases(app)) == 1
     assert [m.rcpt_tos for m in to_residents(smtp)] == [["jane.doe@example.com"]]
     with app.sessions() as s:
-        state = s.scalar(select(FolderState))
+        state = s.scalar(select(FolderState).where(FolderState.folder.endswith("/INBOX")))
         assert state.last_uid == 1001
 
 
@@ -175,19 +176,24 @@ def test_follow_up_by_in_reply_to_our_acknowledgement_joins_the_case(app, doveco
     assert len(to_residents(smtp)) == 1
 
 
-def test_reference_typed_by_a_stranger_opens_a_new_case(app, dovecot, smtp):
+def test_reference_typed_by_a_stranger_joins_the_case_with_no_acknowledgement(app, dovecot, smtp):
+    # Issue 18: a stranger naming a case (a forwarded reply, a helpdesk answering from a
+    # new address, a lure with a reference in it) must not open a case and make the
+    # council write to whomever the message names.
     dovecot.append(resident_mail(message_id="<one@x>"), when=ARRIVED)
     run_once(app)
     dovecot.append(
         resident_mail(
             sender="someone.else@example.net",
-            subject="Re [Ref: ENQ-2026-00001]",
+            subject="Re [Ref: ENQ-2026-00001] claim your refund at http://lure.example",
             message_id="<x@y>",
         ),
         when=ARRIVED + timedelta(hours=1),
     )
     run_once(app)
-    assert [c.ref for c in cases(app)] == ["ENQ-2026-00001", "ENQ-2026-00002"]
+    assert [c.ref for c in cases(app)] == ["ENQ-2026-00001"]
+    assert [m.rcpt_tos for m in to_residents(smtp)] == [["jane.doe@example.com"]]
+    assert [m.outcome for m in inbound(app)] == ["case-opened", "follow-up"]
 
 
 def test_duplicate_message_id_gets_no_second_acknowledgement(app, dovecot, smtp):
@@ -344,17 +350,16 @@ def _only_bobs_fails(app, dovecot, smtp, reason: str) -> None:
 def test_smtp_down_then_back_sends_exactly_once(app, dovecot, smtp):
     smtp.stop()
     dovecot.append(resident_mail(), when=ARRIVED)
-    run_once(app)
+    with pytest.raises(SendingPaused, match="cannot reach the SMTP server"):
+        run_once(app)  # exit 2: a cron job's owner hears of it
     with app.sessions() as s:
         [row] = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == ACK)).all()
-        assert (row.status, row.attempts) == ("pending", 1)
-        assert "cannot reach SMTP server" in row.last_error
+        # Waiting for the server, with no attempt counted against the message.
+        assert (row.status, row.attempts) == ("paused", 0)
+        assert "cannot reach the SMTP server" in row.last_error
 
     smtp.start()
-    run_once(app)  # too early: the retry waits a minute
-    assert to_residents(smtp) == []
-    app.clock.advance(timedelta(minutes=2))
-    run_once(app)
+    run_once(app)  # a complete cycle tries paused sending again at once
     run_once(app)
     assert len(to_residents(smtp)) == 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,17 @@ class Instance:
     def sent_to(self, address: str) -> int:
         return len(self.smtp.to(address))
 
+    def new_mail_to_anyone(self) -> list[bytes]:
+        """Acknowledgements sent since the last call, whoever they went to."""
+        with self.smtp.lock:
+            fresh = self.smtp.messages[self.handed_on :]
+            self.handed_on = len(self.smtp.messages)
+        return [m.raw for m in fresh if m.message["Auto-Submitted"] == "auto-replied"]
+
+    def acknowledgements(self) -> int:
+        with self.smtp.lock:
+            return sum(m.message["Auto-Submitted"] == "auto-replied" for m in self.smtp.messages)
+
     def outcomes(self) -> list[str]:
         with self.app.sessions() as s:
             return list(s.scalars(select(InboundMessage.outcome).order_by(InboundMessage.uid)))
@@ -63,16 +75,18 @@ class Instance:
 @pytest.fixture
 def make_instance(
     dovecot_server: LocalDovecot, tmp_path: Path
-) -> Iterator[Callable[[str], Instance]]:
+) -> Iterator[Callable[..., Instance]]:
     made: list[Instance] = []
 
-    def make(name: str) -> Instance:
+    def make(name: str, extra: str = "") -> Instance:
         account = dovecot_server.add_account(f"{name}-{uuid.uuid4().hex[:8]}@example.org")
         smtp = SmtpCapture().start()
         folder = tmp_path / name
         folder.mkdir()
         url = f"sqlite:///{folder / 'mailbot.db'}"
-        config = local_config(folder, account, smtp, database_url=url, start_from=START_FROM)
+        config = local_config(
+            folder, account, smtp, database_url=url, start_from=START_FROM, extra=extra
+        )
         upgrade(url)
         clock = FixedClock(datetime(2026, 11, 3, 10, 0, tzinfo=UTC))
         instance = Instance(account, smtp, App.load(load_config(config), clock))
@@ -134,23 +148,42 @@ def test_two_mailbots_stop_even_when_a_gateway_strips_the_loop_headers(make_inst
 
 @dataclass
 class NaiveResponder:
-    """Replies to everything: its own From, "Re:" subject, no Auto-Submitted, no threading."""
+    """Replies to everything: its own From, "Re:" subject, no Auto-Submitted, no threading.
+
+    With `new_address_each_time`, each reply comes from an address of its own (a ticket
+    system's "ticket-N@"); with `quote`, it quotes the message it answers below its own
+    words, as mail clients and ticket systems do.
+    """
 
     address: str
     fixed_subject: str | None = None
+    new_address_each_time: bool = False
+    quote: bool = False
     replies: int = 0
 
     def reply_to(self, raw: bytes, mailbox: str) -> bytes:
         self.replies += 1
-        original = message_from_bytes(raw)
+        original = message_from_bytes(raw, policy=email.policy.default)
         msg = EmailMessage()
-        msg["From"] = f"Helpdesk <{self.address}>"
+        msg["From"] = f"Helpdesk <{self.sender}>"
         msg["To"] = mailbox
         msg["Subject"] = self.fixed_subject or f"Re: {original['Subject']}"
         msg["Date"] = format_datetime(ARRIVED)
         msg["Message-ID"] = make_msgid(domain="helpdesk.example.net")
-        msg.set_content("Thank you for your email. We will get back to you shortly.")
+        text = "Thank you for your email. We will get back to you shortly."
+        if self.quote:
+            body = original.get_body(("plain",))
+            quoted = body.get_content() if body is not None else ""
+            text += "\n\n" + "\n".join(f"> {line}" for line in quoted.splitlines())
+        msg.set_content(text)
         return msg.as_bytes()
+
+    @property
+    def sender(self) -> str:
+        if not self.new_address_each_time:
+            return self.address
+        local, _, domain = self.address.partition("@")
+        return f"{local}-{self.replies}@{domain}"
 
 
 def face(bot: Instance, responder: NaiveResponder) -> None:
@@ -200,3 +233,97 @@ def test_a_slow_responder_that_drops_the_subject_is_stopped_by_the_per_sender_ca
     cap = bot.app.cfg.screening.acknowledgements_per_sender_per_day
     assert bot.sent_to(responder.address) == responder.replies == cap
     assert bot.outcomes() == ["case-opened"] * cap + ["suppressed"]
+
+
+@pytest.mark.parametrize(
+    ("fixed_subject", "quote"),
+    [
+        (None, False),  # "Re: <our subject>": our reference in the subject
+        ("Your ticket has been received", True),  # our letter quoted, reference and all
+    ],
+    ids=["keeps-subject", "quotes-our-letter"],
+)
+def test_a_helpdesk_answering_from_a_new_address_each_time_gets_one_acknowledgement(
+    make_instance, fixed_subject, quote
+):
+    bot = make_instance("council")
+    desk = NaiveResponder(
+        "ticket@helpdesk.example.net",
+        fixed_subject=fixed_subject,
+        new_address_each_time=True,
+        quote=quote,
+    )
+    deliver(bot, resident_mail(sender=desk.address, message_id="<ask@x>"), 0)
+
+    # Answering after the follow-up window, from an address never seen before, each time:
+    # only what it carries of ours (the reference, our letter quoted) can tie it to the case.
+    window = timedelta(minutes=bot.app.cfg.screening.follow_up_minutes + 1)
+    for n in range(ROUNDS):
+        run_once(bot.app)
+        bot.app.clock.instant += window
+        for raw in bot.new_mail_to_anyone():
+            deliver(bot, desk.reply_to(raw, bot.address), n)
+
+    assert bot.acknowledgements() == 1
+    assert desk.replies == 1
+    assert bot.outcomes() == ["case-opened", "follow-up"]  # it joined the case, answered never
+
+
+def test_a_helpdesk_that_carries_nothing_of_ours_is_stopped_by_the_per_domain_cap(make_instance):
+    bot = make_instance("council", extra="[screening]\nacknowledgements_per_domain_per_day = 4\n")
+    desk = NaiveResponder(
+        "ticket@helpdesk.example.net", fixed_subject="We got your email", new_address_each_time=True
+    )
+    deliver(bot, resident_mail(sender=desk.address, message_id="<ask@x>"), 0)
+    window = timedelta(minutes=bot.app.cfg.screening.follow_up_minutes + 1)
+    for n in range(ROUNDS):
+        run_once(bot.app)
+        bot.app.clock.instant += window
+        for raw in bot.new_mail_to_anyone():
+            deliver(bot, desk.reply_to(raw, bot.address), n)
+
+    assert bot.acknowledgements() == desk.replies == 4
+    assert bot.outcomes() == ["case-opened"] * 4 + ["suppressed"]
+    with bot.app.sessions() as s:
+        last = s.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
+    assert last is not None and last.reasons[0].startswith(
+        "domain-cap: too many acknowledgements to this domain today (4 acknowledgements to "
+        "this domain in 24 hours (cap 4))"
+    )
+
+
+def test_tagged_addresses_cannot_get_round_the_per_address_cap(make_instance):
+    # Twenty forged senders victim+0@ … victim+19@, one mailbox, a lure in each subject,
+    # each after the follow-up window (within it, they would all join the first case).
+    bot = make_instance("council")
+    window = timedelta(minutes=bot.app.cfg.screening.follow_up_minutes + 1)
+    for n in range(20):
+        lure = f"Your refund is ready: http://lure.example/{n}"
+        deliver(bot, resident_mail(sender=f"victim+{n}@victim.example", subject=lure), n)
+        run_once(bot.app)
+        bot.app.clock.instant += window
+    cap = bot.app.cfg.screening.acknowledgements_per_sender_per_day
+    assert bot.acknowledgements() == cap
+    assert bot.outcomes() == ["case-opened"] * cap + ["suppressed"] * (20 - cap)
+
+
+def test_forged_senders_at_one_domain_are_stopped_by_the_per_domain_cap(make_instance):
+    bot = make_instance("council")
+    for n in range(25):
+        raw = resident_mail(sender=f"person{n}@victim.example", message_id=f"<{n}@x>")
+        deliver(bot, raw, 0)
+    run_once(bot.app)
+    cap = bot.app.cfg.screening.acknowledgements_per_domain_per_day
+    assert cap == 20
+    assert bot.acknowledgements() == cap
+    assert bot.outcomes().count("suppressed") == 25 - cap
+    # The clerk's digest lists them, to release any that is a resident's.
+    [digest] = bot.smtp.to("chris.lee@council.example.gov.uk")
+    assert "Held by the daily limits on acknowledgements: 5." in digest.text()
+    assert "from person24@victim.example" in digest.text()
+    # A large mail provider's residents are many and ordinary: only their own caps count.
+    other = make_instance("other")
+    for n in range(25):
+        deliver(other, resident_mail(sender=f"person{n}@gmail.com", message_id=f"<{n}@g>"), 0)
+    run_once(other.app)
+    assert other.acknowledgements() == 25

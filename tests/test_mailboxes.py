@@ -124,9 +124,13 @@ def test_each_mailbox_opens_cases_and_answers_from_its_own_address(app, dovecot,
         (f"{foi.user}/INBOX", 1),
     ]
     with app.sessions() as s:
+        # Each mailbox's own folders: its inbox, and the folder its server marks as the
+        # sent folder (read for officers' replies).
         assert sorted(s.scalars(select(FolderState.folder))) == [
             f"{dovecot.user}/INBOX",
+            f"{dovecot.user}/Sent",
             f"{foi.user}/INBOX",
+            f"{foi.user}/Sent",
         ]
     assert run_once(app) == 0
     assert len(to_residents(smtp)) == 2

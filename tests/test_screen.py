@@ -264,7 +264,11 @@ def test_each_rule_gives_its_exact_reason(msg: ParsedMessage, expected: str) -> 
 
 def test_every_rule_has_a_case() -> None:
     # The "form" rule's cases are in test_forms.py, with real form products' messages.
-    covered = {expected.split(":")[0] for _, _, expected in CASES} | {"sender-cap", "form"}
+    covered = {expected.split(":")[0] for _, _, expected in CASES} | {
+        "sender-cap",
+        "domain-cap",
+        "form",
+    }
     assert covered == {rule.name for rule in (*RULES, *FORM_RULES)}
 
 
@@ -279,6 +283,18 @@ def test_sender_cap() -> None:
     assert screen(msg, tight) == [
         "sender-cap: too many acknowledgements to this sender today "
         "(1 acknowledgements in 24 hours (cap 1))"
+    ]
+
+
+def test_domain_cap() -> None:
+    msg = mail()
+    # None: a large provider's domain, which the per-domain cap leaves alone.
+    for sent in (None, 19):
+        ctx = ScreenContext(frozenset({COUNCIL}), sent_to_domain_last_day=sent)
+        assert screen(msg, ctx) == []
+    assert screen(msg, ScreenContext(frozenset({COUNCIL}), sent_to_domain_last_day=20)) == [
+        "domain-cap: too many acknowledgements to this domain today "
+        "(20 acknowledgements to this domain in 24 hours (cap 20))"
     ]
 
 

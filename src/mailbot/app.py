@@ -45,7 +45,7 @@ class App:
 
     @classmethod
     def load(cls, cfg: Config, clock: Clock) -> App:
-        engine = make_engine(cfg.database.url)
+        engine = make_engine(cfg.database.connection_url())
         policy = load_policy(cfg.council.policy)
         return cls(
             cfg=cfg,
@@ -54,7 +54,7 @@ class App:
             sessions=session_factory(engine),
             policy=policy,
             rules=load_rules(policy.classification),
-            templates=Templates(cfg.council.templates),
+            templates=Templates(cfg.templates_dir),
             tokens=OAuthTokens(cfg.oauth) if cfg.oauth else None,
         )
 
@@ -71,7 +71,7 @@ class App:
         policy = load_policy(self.cfg.council.policy)
         rules = load_rules(policy.classification)
         self.policy, self.rules = policy, rules
-        self.templates = Templates(self.cfg.council.templates)
+        self.templates = Templates(self.cfg.templates_dir)
         self._model_read = False
 
     def model(self) -> Model | None:

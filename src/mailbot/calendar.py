@@ -26,6 +26,19 @@ _MONTH_NAMES = (
 )  # fmt: skip
 # Years the bank-holiday tables are trusted for; beyond them there is no honest answer.
 FIRST_YEAR, LAST_YEAR = 1990, 2200
+# The years a date given to mailbot (an arrival, --now, a report's period) may fall in: a
+# decade inside the calendars, room for the longest deadline counted from it.
+USABLE_YEARS = range(FIRST_YEAR + 1, LAST_YEAR - 10 + 1)
+
+
+def usable_year(day: date | datetime) -> bool:
+    return day.year in USABLE_YEARS
+
+
+def years_usable() -> str:
+    return f"{USABLE_YEARS.start}-{USABLE_YEARS.stop - 1}"
+
+
 # A working-day count beyond this is a bug or hostile input, not a deadline.
 _MAX_STEP = 5000
 # Working days in a year, at the least (52 weeks, less every bank holiday and closure):

@@ -18,13 +18,15 @@ from sqlalchemy.exc import OperationalError
 
 from mailbot import __version__
 from mailbot.app import App, NotReady
+from mailbot.calendar import usable_year, years_usable
 from mailbot.clock import Clock, FixedClock, OffsetClock
 from mailbot.config import Config, ConfigError, find_config, load_config
 from mailbot.logs import FORMATS, clean, setup_logging
-from mailbot.mailbox import MailboxError
+from mailbot.mailbox import FolderMissing, MailboxError
 from mailbot.model import SHIPPED as SHIPPED_MODEL
 from mailbot.model import ModelError
 from mailbot.oauth import OAuthError
+from mailbot.outbox import SendingPaused
 from mailbot.policy import PolicyError, load_policy
 from mailbot.store import PREFIXES
 from mailbot.templates import TemplateProblem
@@ -47,23 +49,32 @@ def parse_instant(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"give a timezone, e.g. {text}+00:00")
+    return _in_calendar(value, text)
+
+
+def _in_calendar(value: Any, text: str) -> Any:
+    if not usable_year(value):
+        raise argparse.ArgumentTypeError(
+            f"{text} is outside the years mailbot's calendars cover ({years_usable()})"
+        )
     return value
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage; SPEC §2 reserves 2 for unreachable servers."""
+    """Bad usage is one line and exit 1 (SPEC §2: argparse's usage block and exit 2 are
+    not ours; 2 is for servers that cannot be reached)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"mailbot: {clean(message)}", file=sys.stderr)
+        print(f"mailbot: {clean(message)} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_INPUT)
 
 
 def parse_date(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
+    return _in_calendar(value, text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
     release.set_defaults(handler=cmd_release)
 
     add_console_commands(sub, common)  # web, users
+    outbox = sub.add_parser("outbox", help="messages that did not go: list, resend or dismiss them")
+    outbox_sub = outbox.add_subparsers(
+        dest="outbox_command", required=True, metavar="ACTION", parser_class=_Parser
+    )
+    unsent_list = outbox_sub.add_parser(
+        "list",
+        parents=[common],
+        help="what stops sending, and each failed, uncertain or bounced message",
+    )
+    unsent_list.add_argument(
+        "--all", action="store_true", help="also dismissed messages and those waiting"
+    )
+    unsent_list.add_argument("--json", action="store_true")
+    unsent_list.set_defaults(handler=cmd_outbox_list)
+    for action, text in (
+        ("resend", "send a failed, uncertain, bounced or dismissed message again, once"),
+        ("dismiss", "put a failed, uncertain or bounced message aside, unsent"),
+    ):
+        command = outbox_sub.add_parser(action, parents=[common], help=text)
+        command.add_argument("outbox_id", metavar="ID", type=int, help="its ID in outbox list")
+        command.set_defaults(handler=cmd_outbox_change, action=action)
 
     purge = sub.add_parser("purge", parents=[common], help="anonymise long-closed cases")
     purge.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
@@ -348,7 +380,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from mailbot.migrations import upgrade
 
     cfg = config_from(args)
-    upgrade(cfg.database.url)
+    upgrade(cfg.database.connection_url())
     print("database schema is up to date")
     return EXIT_OK
 
@@ -371,10 +403,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     writer = {"html": reports.to_html, "csv": reports.to_csv, "json": reports.to_json}
     text = writer[args.format](report)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        output = Path(args.output)
+        writes = [(output, text)]
         if args.format == "csv":  # the list of breaches is a table of its own
-            breaches = Path(args.output).with_suffix(".breaches.csv")
-            breaches.write_text(reports.breaches_to_csv(report), encoding="utf-8")
+            writes.append((output.with_suffix(".breaches.csv"), reports.breaches_to_csv(report)))
+        for path, content in writes:
+            try:
+                path.write_text(content, encoding="utf-8")
+            except OSError as exc:  # a mistyped folder is the caller's to fix: exit 1
+                raise UsageError(f"--output: cannot write {path}: {exc.strerror}") from exc
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -411,6 +448,72 @@ def cmd_release(args: argparse.Namespace) -> int:
     try:
         print(release(app, args.message))
     except ReleaseError as exc:
+        raise UsageError(str(exc)) from exc
+    return EXIT_OK
+
+
+def cmd_outbox_list(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from mailbot.problems import open_problems
+    from mailbot.unsent import NEEDS_ATTENTION, unsent, waiting
+
+    app = app_from(args)
+    zone = ZoneInfo(app.cfg.council.timezone)
+
+    def local(at: datetime) -> str:
+        return f"{at.astimezone(zone):%H:%M %a %d %b}"
+
+    statuses = (*NEEDS_ATTENTION, "dismissed", "paused") if args.all else NEEDS_ATTENTION
+    with app.sessions() as session:
+        problems = open_problems(session)
+        messages, total = unsent(session, statuses=statuses, limit=10_000)
+        paused = waiting(session)
+    if args.json:
+        data = {
+            "problems": [
+                {"kind": p.kind, "since": p.since.isoformat(), "detail": p.detail} for p in problems
+            ],
+            "waiting": paused,
+            "messages": [m.as_json() for m in messages],
+        }
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    for problem in problems:
+        what = "Folder missing" if problem.kind == "folder-missing" else "Sending is paused"
+        retry = f" (next try {local(problem.retry_at)})" if problem.retry_at else ""
+        print(f"{what} since {local(problem.since)}: {problem.detail}{retry}")
+    if paused:
+        print(f"{paused} message(s) waiting for sending to resume; they go once it does.")
+    if problems or paused:
+        print()
+    if not messages:
+        print("no messages that failed, are uncertain or bounced")
+        return EXIT_OK
+    header = ("ID", "STATUS", "KIND", "CASE", "TO", "QUEUED")
+    table = [header] + [
+        (str(m.id), m.status, m.kind, m.case_ref or "-", m.recipient, local(m.created_at))
+        for m in messages
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row, message in zip(table, [None, *messages], strict=True):
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        if message is not None and message.reason:
+            print(f"    {clean(message.reason)[:200]}")
+    if total > len(messages):
+        print(f"... and {total - len(messages)} more")
+    print("\nmailbot outbox resend ID sends one again; mailbot outbox dismiss ID puts it aside.")
+    return EXIT_OK
+
+
+def cmd_outbox_change(args: argparse.Namespace) -> int:
+    from mailbot.unsent import UnsentError, dismiss, resend
+
+    app = app_from(args)
+    change = resend if args.action == "resend" else dismiss
+    try:
+        print(change(app, args.outbox_id))
+    except UnsentError as exc:
         raise UsageError(str(exc)) from exc
     return EXIT_OK
 
@@ -526,9 +629,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (ConfigError, PolicyError, UsageError, TemplateProblem, ModelError, CorpusError) as exc:
+    except (
+        ConfigError,
+        PolicyError,
+        UsageError,
+        TemplateProblem,
+        ModelError,
+        CorpusError,
+        FolderMissing,
+    ) as exc:
         return _fail(EXIT_INPUT, str(exc))
-    except (MailboxError, NotReady, IMAPClientError, OSError, OAuthError) as exc:
+    except (MailboxError, NotReady, IMAPClientError, OSError, OAuthError, SendingPaused) as exc:
         return _fail(EXIT_UNREACHABLE, str(exc))
     except OperationalError as exc:
         return _fail(EXIT_UNREACHABLE, f"database: {exc.orig}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -21,12 +22,14 @@ from pydantic import (
     model_validator,
 )
 
+from mailbot.calendar import usable_year, years_usable
 from mailbot.classify import Category
 from mailbot.oauth import OAuthConfig
 from mailbot.parse import clean_text, valid_address
 from mailbot.web.settings import WebConfig
 
 SEARCH_PATHS = (Path("mailbot.toml"), Path("/etc/mailbot/mailbot.toml"))
+MAX_CONFIG_BYTES = 1_000_000
 
 
 class ConfigError(Exception):
@@ -90,36 +93,58 @@ class ServerConfig(_Strict):
             raise ValueError("password_file: give password_file or password_env, not both")
         return self
 
+    @property
+    def ca_path(self) -> str | None:
+        """ca_file, a relative one found beside the config file (as password_file is)."""
+        if self.ca_file is None:
+            return None
+        if self.ca_file.is_absolute() or self._folder is None:
+            return str(self.ca_file)
+        return str(self._folder / self.ca_file)
+
+    @property
+    def key_prefix(self) -> str:
+        """Where its settings are written: "imap", "smtp", "mailboxes.1" …"""
+        return self._label or self.section
+
     def password(self) -> str:
         """The secret, read when needed so it never sits in the config object or logs."""
-        where = self._label or self.section
-        if self.password_env:
-            key = f"{where}.password_env"
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"{key}: variable {self.password_env} is not set")
-            if not value.strip():
-                raise ConfigError(f"{key}: variable {self.password_env} is empty")
-            return value.strip()
-        if self.password_file:
-            key = f"{where}.password_file"
-            path = self.password_file
-            if not path.is_absolute():
-                if os.environ.get("CREDENTIALS_DIRECTORY"):  # systemd's LoadCredential=
-                    path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
-                elif self._folder is not None:  # beside the config, wherever mailbot runs from
-                    path = self._folder / path
-            try:
-                value = path.read_bytes().decode("utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from exc
-            except UnicodeDecodeError as exc:
-                raise ConfigError(f"{key}: {path} is not UTF-8 text") from exc
-            if not value:
-                # An empty secret is a deployment slip; say so now, not as a failed login later.
-                raise ConfigError(f"{key}: {path} is empty")
-            return value
-        return ""
+        return read_secret(self.key_prefix, self.password_file, self.password_env, self._folder)
+
+
+def read_secret(
+    where: str, password_file: Path | None, password_env: str | None, folder: Path | None
+) -> str:
+    """A secret from its variable or file (a relative file in $CREDENTIALS_DIRECTORY, where
+    systemd's LoadCredential= puts it, else beside the config); "" if neither is given.
+    Problems name the key: `where` is the table, e.g. "smtp"."""
+    if password_env:
+        key = f"{where}.password_env"
+        value = os.environ.get(password_env)
+        if value is None:
+            raise ConfigError(f"{key}: variable {password_env} is not set")
+        if not value.strip():
+            raise ConfigError(f"{key}: variable {password_env} is empty")
+        return value.strip()
+    if password_file:
+        key = f"{where}.password_file"
+        path = password_file
+        if not path.is_absolute():
+            if os.environ.get("CREDENTIALS_DIRECTORY"):  # systemd's LoadCredential=
+                path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
+            elif folder is not None:  # beside the config, wherever mailbot runs from
+                path = folder / path
+        try:
+            value = path.read_bytes().decode("utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{key}: {path} is not UTF-8 text") from exc
+        if not value:
+            # An empty secret is a deployment slip; say so now, not as a failed login later.
+            raise ConfigError(f"{key}: {path} is empty")
+        return value
+    return ""
 
 
 class ImapConfig(ServerConfig):
@@ -132,6 +157,8 @@ class ImapConfig(ServerConfig):
     address: str | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 993
     inbox: str = "INBOX"
+    # The folder read for officers' replies. Not given, or not on the server: the one the
+    # server marks as the sent folder (RFC 6154 \\Sent). "" reads none.
     sent: str | None = None
     start_from: datetime | None = None
     idle_seconds: Annotated[int, Field(ge=10, le=600)] = 540  # re-issue IDLE before 10 minutes
@@ -153,6 +180,8 @@ class ImapConfig(ServerConfig):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("start_from needs a timezone, e.g. 2026-11-01T00:00:00Z")
+        if value is not None and not usable_year(value):
+            raise ValueError(f"start_from must be in the years {years_usable()}")
         return value
 
 
@@ -187,10 +216,78 @@ class CouncilConfig(_Strict):
 
 class DatabaseConfig(_Strict):
     url: str = "sqlite:///mailbot.db"
+    # The database password, never in `url` (as for the mail servers).
+    password_file: Path | None = None
+    password_env: str | None = None
+    _folder: Path | None = PrivateAttr(None)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a database URL: use sqlite:////var/lib/mailbot/mailbot.db or "
+                "postgresql+psycopg://mailbot@dbhost/mailbot"
+            ) from None
+        if url.password is not None:
+            raise ValueError(
+                "a password must not be in the config file: take it out of the URL and "
+                "use database.password_file or database.password_env"
+            )
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"{url.get_backend_name()!r}: mailbot runs on sqlite or postgresql")
+        try:
+            url.get_dialect().import_dbapi()
+        except (NoSuchModuleError, ImportError) as exc:
+            raise ValueError(f"driver {url.drivername!r} is not installed: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> DatabaseConfig:
+        if self.password_file and self.password_env:
+            raise ValueError("password_file: give password_file or password_env, not both")
+        return self
+
+    def connection_url(self) -> str:
+        """`url` with its password (read now, from its file or variable) put in."""
+        if not (self.password_file or self.password_env):
+            return self.url
+        from sqlalchemy.engine import make_url
+
+        secret = read_secret("database", self.password_file, self.password_env, self._folder)
+        return make_url(self.url).set(password=secret).render_as_string(hide_password=False)
+
+
+# Mail providers many residents share: a day's mail from one of them is ordinary, so
+# only the per-address cap applies to them, not the per-domain one.
+LARGE_PROVIDERS = (
+    "aol.com", "btinternet.com", "btopenworld.com", "gmail.com", "googlemail.com",
+    "hotmail.co.uk", "hotmail.com", "icloud.com", "live.co.uk", "live.com", "me.com",
+    "msn.com", "ntlworld.com", "outlook.com", "proton.me", "protonmail.com", "sky.com",
+    "talktalk.net", "virginmedia.com", "yahoo.co.uk", "yahoo.com",
+)  # fmt: skip
 
 
 class ScreeningConfig(_Strict):
     acknowledgements_per_sender_per_day: Annotated[int, Field(ge=1, le=100)] = 3
+    # Acknowledgements to one domain in 24 hours: forged senders at one organisation
+    # (alice@, bob@, ticket-123@ …) cannot make the council mail it without end.
+    acknowledgements_per_domain_per_day: Annotated[int, Field(ge=1, le=10_000)] = 20
+    # Domains the per-domain cap leaves alone (webmail: many residents, one domain).
+    large_providers: list[str] = list(LARGE_PROVIDERS)
+
+    @field_validator("large_providers")
+    @classmethod
+    def _domains(cls, values: list[str]) -> list[str]:
+        from mailbot.addresses import domain_of  # as the pipeline compares them
+
+        return [domain_of(f"x@{value.strip().lstrip('@')}") for value in values]
+
     # A message from someone we acknowledged this recently, with nothing tying it to a
     # case, joins their case as a follow-up instead of opening another: the "forgot the
     # attachment" resend, and the auto-responder that answers our acknowledgement with no
@@ -440,6 +537,33 @@ class Config(_Strict):
         return {**data, "mailboxes": merged}
 
     @model_validator(mode="after")
+    def _files_exist(self) -> Config:
+        """Files and folders named in the config are there (relative ones beside it)."""
+        folder = self.source.parent if self.source is not None else None
+        self.database._folder = folder
+        for server in (self.imap, self.smtp, *self.mailboxes):
+            server._folder = folder
+        self.imap._label = "imap"
+        for index, box in enumerate(self.mailboxes):
+            box._label = f"mailboxes.{index}"
+        for server in (self.imap, self.smtp, *self.mailboxes):
+            path = server.ca_path
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{server.key_prefix}.ca_file: no such file: {path}")
+        templates = self.templates_dir
+        if templates is not None and not templates.is_dir():
+            raise ValueError(f"council.templates: no such folder: {templates}")
+        return self
+
+    @property
+    def templates_dir(self) -> Path | None:
+        """The clerk's templates folder, a relative one beside the config file."""
+        found = self.council.templates
+        if found is None or found.is_absolute() or self.source is None:
+            return found
+        return self.source.parent / found
+
+    @model_validator(mode="after")
     def _distinct_mailboxes(self) -> Config:
         if self.source is not None:
             for server in (self.imap, self.smtp, *self.mailboxes):
@@ -469,6 +593,12 @@ class Config(_Strict):
     def _unique_officers(self) -> Config:
         seen: dict[str, int] = {}
         for index, officer in enumerate(self.officers):
+            if officer.email in self.mailbox_addresses:
+                raise ValueError(
+                    f"officers.{index}.email: {officer.email} is a council mailbox's own "
+                    "address; each officer needs an address of their own (mail from the "
+                    "mailbox is never taken for an officer's)"
+                )
             if officer.email in seen:
                 # Named by the second entry's key, so the error points at the duplicate line.
                 raise ValueError(
@@ -551,9 +681,14 @@ def find_config(explicit: str | None) -> Path:
 def load_config(path: Path) -> Config:
     """Read and validate a config file; every problem is a ConfigError naming file and key."""
     try:
-        data_bytes = path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ConfigError(f"{path}: not a regular file")
+        with path.open("rb") as handle:
+            data_bytes = handle.read(MAX_CONFIG_BYTES + 1)  # never more: it may be a device
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(data_bytes) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: too large for a config file (over {MAX_CONFIG_BYTES} bytes)")
     try:
         text = data_bytes.decode("utf-8-sig")  # Notepad's byte-order mark is harmless
     except UnicodeDecodeError as exc:
@@ -563,6 +698,8 @@ def load_config(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {_describe_syntax(exc)}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: TOML syntax error: nested too deeply") from None
     if "source" in data:  # a field we fill in ourselves, not a setting
         where = f"line {line_of_key(text, ['source'])}: " if line_of_key(text, ["source"]) else ""
         raise ConfigError(f"{path}: {where}source: unknown key (check the spelling)")
@@ -570,6 +707,8 @@ def load_config(path: Path) -> Config:
         return Config.model_validate({**data, "source": path})
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe_error(exc, text)}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply") from None
 
 
 def _describe_syntax(exc: tomllib.TOMLDecodeError) -> str:

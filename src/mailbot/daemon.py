@@ -17,11 +17,18 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from mailbot import deadlines, outbox, scheduler, systemd
+from mailbot import deadlines, outbox, problems, scheduler, systemd
 from mailbot.app import App
 from mailbot.config import ImapConfig
 from mailbot.health import Alert, HealthWatch
-from mailbot.mailbox import Mailbox, MailboxError, MailboxLost, backoff_delays, wait_for_mail
+from mailbot.mailbox import (
+    FolderMissing,
+    Mailbox,
+    MailboxError,
+    MailboxLost,
+    backoff_delays,
+    wait_for_mail,
+)
 from mailbot.oauth import OAuthError
 from mailbot.pipeline import ingest_mailbox
 from mailbot.policy import policy_file
@@ -49,9 +56,11 @@ def run_once(app: App) -> int:
     """`mailbot run --once`: everything new in every mailbox, everything due, then return.
 
     A mailbox that cannot be reached does not hold up the others; its error is raised
-    once they are done (exit 2).
+    once they are done (exit 2), as is sending that could not be done (exit 2), once
+    everything else is.
     """
     outbox.recover_interrupted(app.sessions, app.clock)
+    outbox.retry_paused_now(app)  # one complete cycle: paused sending is tried again too
     count = 0
     unreachable: Exception | None = None
     for box in app.cfg.all_mailboxes:
@@ -61,13 +70,24 @@ def run_once(app: App) -> int:
                 count += ingest_mailbox(app, mailbox)
             finally:
                 mailbox.close()
+            sent = mailbox.sent_folder
+            if sent is not None and sent.name is None and sent.problem:
+                unreachable = unreachable or FolderMissing(sent.problem)  # read the rest
         except CONNECTION_ERRORS as exc:
             log.error("mailbox %s: %s", app.cfg.address_of(box), exc)
             unreachable = unreachable or exc
     scheduler.run_due(app)
     outbox.flush(app)
+    with app.sessions.begin() as session:
+        problems.alert_due(app, session, app.clock.now())
+    # What the first pass queued (the clerk hearing of a problem, or that it is fixed)
+    # goes now too, unless it is what is refused.
+    outbox.flush(app)
     if unreachable is not None:
         raise unreachable
+    stuck = outbox.sending_problems(app)
+    if stuck:
+        raise outbox.SendingPaused("; ".join(stuck))
     return count
 
 
@@ -251,13 +271,15 @@ class Daemon:
                 watched.box.inbox,
                 watched.address,
             )
-            watched.delays = backoff_delays()  # a good connection resets the backoff
         assert self.sender is not None
         try:
             count = ingest_mailbox(self.app, watched.mailbox, progress=self.sender.wake)
         except CONNECTION_ERRORS as exc:
             self._lost(watched, exc)
             return 0
+        # Only mail read resets the backoff: a server that lets us log in and then fails
+        # (a missing folder, say) is not tried again every second.
+        watched.delays = backoff_delays()
         watched.health.succeeded(self.app.clock.now())
         return count
 
@@ -295,6 +317,7 @@ class Daemon:
         systemd.reloading()
         try:
             self.app.reload()
+            outbox.retry_paused_now(self.app)  # the sysadmin may have fixed what refused it
             if self.sender is not None:
                 self.sender.reload()
             log.info("reloaded policy and templates")
@@ -316,6 +339,12 @@ class Daemon:
             )
             if alert is not None:
                 self._tell_clerk(alert)
+        # Sending refused, a folder missing: the clerk hears once each, at once (an SMTP
+        # server out of reach once it has lasted).
+        with self.app.sessions.begin() as session:
+            told = problems.alert_due(self.app, session, self.app.clock.now())
+        if told and self.sender is not None:
+            self.sender.wake()
 
     def _tell_clerk(self, alert: Alert) -> None:
         if alert.kind == "alert":
@@ -361,11 +390,14 @@ class Daemon:
             to_send = session.scalar(
                 select(func.count())
                 .select_from(OutboxMessage)
-                .where(OutboxMessage.status == "pending")
+                .where(OutboxMessage.status.in_(("pending", "paused")))
             )
+            wrong = problems.open_problems(session)
         now = self.app.clock.now().astimezone(ZoneInfo(self.app.cfg.council.timezone))
         cases = "case" if open_cases == 1 else "cases"
         checked = f"{now:%H:%M:%S %Z}"
         status = f"{open_cases} open {cases}, {to_send} to send; {new} new at last check {checked}"
         down = [w.address for w in self.watched if w.mailbox is None]
-        return status + (f"; cannot reach {', '.join(down)}" if down else "")
+        status += f"; cannot reach {', '.join(down)}" if down else ""
+        # What a sysadmin must fix shows first in `systemctl status`, whatever is cut off.
+        return "".join(f"{problems.headline(p)}; " for p in wrong) + status

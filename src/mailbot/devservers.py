@@ -18,10 +18,11 @@ from datetime import datetime
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import Envelope, Session
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from imapclient import IMAPClient
 
 
@@ -229,16 +230,30 @@ class _CaptureHandler:
         session.host_name = hostname
         return responses
 
+    async def handle_MAIL(
+        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: list
+    ) -> str:
+        if self.capture.refuse_mail:
+            return self.capture.refuse_mail
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
-        if self.capture.refuse:
-            return self.capture.refuse
+        refusal = self.capture.refuse or self.capture.refuse_rcpt.get(address)
+        if refusal:
+            return refusal
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
+        sender = message_from_bytes(content, policy=email.policy.default)["From"]
+        for address, refusal in self.capture.refuse_data_from.items():
+            if sender is not None and address in str(sender):
+                return refusal
         with self.capture.lock:
             self.capture.messages.append(
                 CapturedMessage(envelope.mail_from, list(envelope.rcpt_tos), content)
@@ -271,20 +286,43 @@ class CapturedMessage:
 class SmtpCapture:
     """An aiosmtpd server on 127.0.0.1 that keeps every message it accepts.
 
-    Set `refuse` to an SMTP reply such as "451 4.3.0 try later" to make it refuse mail.
+    Set `refuse` to an SMTP reply such as "451 4.3.0 try later" to make it refuse every
+    recipient; `refuse_mail` to refuse at MAIL FROM, `refuse_rcpt` to refuse some
+    recipients, `refuse_data_from` to refuse messages from some From addresses after
+    DATA (as Microsoft 365 refuses Send As), each with a reply as Postfix would give it.
+    With a `password`, logging in is required and any other password is refused (535).
+    `smtputf8` offers international addresses (RFC 6531).
     """
 
     port: int = field(default_factory=free_port)
     messages: list[CapturedMessage] = field(default_factory=list)
     refuse: str | None = None
+    refuse_mail: str | None = None
+    refuse_rcpt: dict[str, str] = field(default_factory=dict)
+    refuse_data_from: dict[str, str] = field(default_factory=dict)
+    password: str | None = None
+    smtputf8: bool = False
     greetings: int = 0  # EHLOs seen: how many connections mailbot opened
     lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
     def start(self) -> SmtpCapture:
-        self._controller = Controller(_CaptureHandler(self), hostname="127.0.0.1", port=self.port)
+        options: dict = {"enable_SMTPUTF8": self.smtputf8}
+        if self.password is not None:
+            options.update(
+                authenticator=self._authenticate, auth_required=True, auth_require_tls=False
+            )
+        self._controller = Controller(
+            _CaptureHandler(self), hostname="127.0.0.1", port=self.port, **options
+        )
         self._controller.start()
         return self
+
+    def _authenticate(
+        self, server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data.password.decode() == self.password
+        return AuthResult(success=ok, handled=False)
 
     def stop(self) -> None:
         if self._controller is not None:

@@ -113,13 +113,21 @@ def _folders(out: list[Finding], cfg: ImapConfig, mailbox: Mailbox) -> None:
             out.append(Finding(f"imap folder {key}", False, f"cannot open {name!r}: {exc}"))
             continue
         shown = ", ".join(repr(n) for n in names[:15]) + (" ..." if len(names) > 15 else "")
+        meanwhile = ""
+        if key == "sent":
+            marked = mailbox.marked_sent_folder()
+            meanwhile = (
+                f"; meanwhile mailbot reads {marked!r}, which the server marks as the sent folder"
+                if marked
+                else "; meanwhile officers' replies filed there are not seen"
+            )
         out.append(
             Finding(
                 f"imap folder {key}",
                 False,
                 f"folder {name!r} not found",
-                f"set imap.{key} to one of the folders on the server: {shown} "
-                "(names are case-sensitive, except INBOX)",
+                f"set {cfg.key_prefix}.{key} to one of the folders on the server: {shown} "
+                f"(names are case-sensitive, except INBOX){meanwhile}",
             )
         )
 
@@ -151,7 +159,7 @@ async def _smtp_session(
     out: list[Finding], cfg: SmtpConfig, secret: str, mailbox_address: str
 ) -> None:
     try:
-        context = tls_context(str(cfg.ca_file) if cfg.ca_file else None)
+        context = tls_context(cfg.ca_path)
     except (OSError, ssl.SSLError) as exc:  # already reported by the TLS step
         raise _Stop from exc
     smtp = aiosmtplib.SMTP(
@@ -351,7 +359,7 @@ def _tls(out: list[Finding], kind: str, cfg: ServerConfig, sock: socket.socket) 
         out.append(Finding(f"{kind} tls", True, 'not used (security = "none", loopback only)'))
         return
     try:
-        context = tls_context(str(cfg.ca_file) if cfg.ca_file else None)
+        context = tls_context(cfg.ca_path)
     except (OSError, ssl.SSLError) as exc:
         out.append(
             Finding(

@@ -13,8 +13,11 @@ from mailbot.config import Config
 from mailbot.mailbox import folder_key
 from mailbot.store import InboundMessage
 
-# The screen rules whose messages the digest lists (screen.MESSAGE_RULES, FORM_RULES).
-SPAM_RULE, FORM_RULE = "spam", "form"
+# The screen rules whose messages the digest lists (screen.MESSAGE_RULES, FORM_RULES),
+# and the daily caps (screen.CAP_RULES), listed together: a resident held by a cap is
+# released like one held as spam.
+SPAM_RULE, FORM_RULE, CAPS = "spam", "form", "caps"
+CAP_RULES = ("sender-cap", "domain-cap")
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,8 @@ class HeldList:
 
 
 def held_since(session: Session, cfg: Config, since: datetime, limit: int) -> dict[str, HeldList]:
-    """What SPAM_RULE and FORM_RULE held since `since` and is held still (a released
-    message is not), oldest first, at most `limit` of each listed."""
+    """What SPAM_RULE, FORM_RULE and the caps held since `since` and is held still (a
+    released message is not), oldest first, at most `limit` of each listed."""
     rows = session.execute(
         select(
             InboundMessage.folder,
@@ -65,12 +68,13 @@ def held_since(session: Session, cfg: Config, since: datetime, limit: int) -> di
         .where(InboundMessage.outcome == "suppressed", InboundMessage.processed_at >= since)
         .order_by(InboundMessage.id)
     )
-    found = {SPAM_RULE: HeldList(), FORM_RULE: HeldList()}
+    found = {SPAM_RULE: HeldList(), FORM_RULE: HeldList(), CAPS: HeldList()}
     for folder, uid, received_at, sender, reasons in rows:
         for rule, held in found.items():
-            reason = reason_of(reasons, rule)
-            if reason is None:
-                continue
+            rules = CAP_RULES if rule == CAPS else (rule,)
+            reason = next((r for name in rules if (r := reason_of(reasons, name))), None)
+            if reason is None or (rule == CAPS and len(reasons or []) > 1):
+                continue  # held by a cap alone: anything else held it for good reason
             held.total += 1
             if len(held.messages) < limit:
                 name = held_name(cfg, folder, uid)

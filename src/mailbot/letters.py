@@ -15,20 +15,23 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import Compat32
 from email.policy import default as default_policy
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid, quote
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailbot.addresses import for_the_wire, needs_smtputf8
 from mailbot.calendar import calendar_for
 from mailbot.config import Config
-from mailbot.held import FORM_RULE, SPAM_RULE, HeldList, held_since
+from mailbot.held import CAPS, FORM_RULE, SPAM_RULE, HeldList, held_since
 from mailbot.parse import clean_text
+from mailbot.problems import open_problems
 from mailbot.screen import LOOP_HEADER
 from mailbot.store import Case, OutboxMessage
 from mailbot.templates import Rendered, TemplateProblem, case_context, long_date
+from mailbot.unsent import unsent, waiting
 
 if TYPE_CHECKING:
     from sqlalchemy import Row
@@ -149,7 +152,14 @@ def compose(
     msg = MIMEMultipart("alternative", boundary=f"=_{secrets.token_hex(16)}")
     msg["From"] = formataddr((header_text(council.name, 100), sender), charset="utf-8")
     msg["Reply-To"] = sender
-    msg["To"] = formataddr((header_text(to_name, 100), to), charset="utf-8")
+    # Letters outside ASCII before the @ can only be written as UTF-8 (RFC 6532), for a
+    # server that offers SMTPUTF8; an international domain is written in ASCII instead.
+    utf8 = needs_smtputf8(to)
+    if utf8:
+        name = header_text(to_name, 100)
+        msg["To"] = f'"{quote(name)}" <{to}>' if name else to
+    else:
+        msg["To"] = formataddr((header_text(to_name, 100), for_the_wire(to)), charset="utf-8")
     subject = header_text(subject, 150) or "Your message"
     if ref and ref not in subject:
         subject = f"{subject} [Ref: {ref}]"
@@ -169,7 +179,7 @@ def compose(
         part = MIMEText(body, subtype, _UTF8)
         del part["MIME-Version"]  # said once, at the top
         msg.attach(part)
-    return msg.as_bytes(policy=_WIRE)
+    return msg.as_bytes(policy=_WIRE_UTF8 if utf8 else _WIRE)
 
 
 # Quoted-printable: text a person can still read in the raw message, unlike base64.
@@ -198,6 +208,24 @@ class _Wire(Compat32):
 
 
 _WIRE = _Wire(linesep="\r\n", max_line_length=78)
+
+
+class _WireUTF8(_Wire):
+    """For a message to an address that needs SMTPUTF8: headers outside ASCII are written
+    as UTF-8 (RFC 6532), not as encoded words, which an address cannot be."""
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        if isinstance(value, str) and not value.isascii():
+            if value.splitlines() != [value]:
+                raise ValueError(f"line break in the {name} header")
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        return self._fold(name, value, sanitize=False).encode("utf-8", "surrogateescape")
+
+
+_WIRE_UTF8 = _WireUTF8(linesep="\r\n", max_line_length=78)
 
 
 def render(app: App, session: Session, row: QueuedLetter, case: CaseLike | None = None) -> bytes:
@@ -323,6 +351,9 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
     )
     since = last or app.clock.now() - HELD_LOOKBACK
     held = held_since(session, app.cfg, since, DIGEST_LIMIT)
+    zone = ZoneInfo(policy.timezone)
+    # What did not go, until the clerk resends or dismisses it; what stops mail now.
+    messages, total_unsent = unsent(session, limit=DIGEST_LIMIT)
     return {
         "council": council_context(app.cfg),
         "today": long_date(today),
@@ -332,6 +363,27 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
         "triage": triage,
         "held_spam": _held_rows(held[SPAM_RULE], policy.timezone),
         "held_forms": _held_rows(held[FORM_RULE], policy.timezone),
+        "held_caps": _held_rows(held[CAPS], policy.timezone),
+        "problems": [
+            {"since": f"{p.since.astimezone(zone):%a %d %b %H:%M}", "detail": p.detail}
+            for p in open_problems(session)
+        ],
+        "waiting": waiting(session),
+        "unsent": {
+            "total": total_unsent,
+            "messages": [
+                {
+                    "id": m.id,
+                    "status": m.status,
+                    "kind": m.kind,
+                    "recipient": m.recipient,
+                    "case": m.case_ref or "-",
+                    "queued": m.created_at.astimezone(zone).strftime("%a %d %b %H:%M"),
+                    "reason": clean_text(m.reason, 200),
+                }
+                for m in messages
+            ],
+        },
         "officer": None,
         "case": {"ref": ""},
     }
@@ -444,6 +496,30 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
                 ],
             },
             "held_forms": {"total": 0, "messages": []},
+            "held_caps": {"total": 0, "messages": []},
+            "problems": [
+                {
+                    "since": "Tue 03 Nov 09:12",
+                    "detail": "the SMTP server refuses to send mail from foi@council.example."
+                    "gov.uk: 550 5.7.60 SMTP; Client does not have permissions to send as "
+                    "this sender",
+                }
+            ],
+            "waiting": 4,
+            "unsent": {
+                "total": 1,
+                "messages": [
+                    {
+                        "id": 812,
+                        "status": "bounced",
+                        "kind": "acknowledgement",
+                        "recipient": "jane.doe@exmaple.com",
+                        "case": "ENQ-2026-00042",
+                        "queued": "Tue 03 Nov 09:31",
+                        "reason": "bounced: 5.1.2 (host exmaple.com not found)",
+                    }
+                ],
+            },
             "officer": None,
             "case": {"ref": ""},
         }

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
+from imapclient.imapclient import SENT
 
 from mailbot.config import ImapConfig
 
@@ -25,6 +26,46 @@ FETCH_BATCH = 50
 
 class MailboxError(Exception):
     """The IMAP server could not be reached, refused us, or dropped the connection."""
+
+
+class FolderMissing(MailboxError):
+    """A configured folder is not on the server: a setting to correct (exit 1)."""
+
+
+@dataclass(frozen=True)
+class SentFolder:
+    """Which folder to read for officers' replies, and what is wrong with the setting."""
+
+    name: str | None  # None: no sent folder to read
+    problem: str | None = None  # for the clerk and the log, naming the setting
+
+
+def choose_sent_folder(
+    setting: str | None, exists: bool, marked: str | None, key: str = "imap.sent"
+) -> SentFolder:
+    """The sent folder from the setting `key`, whether a folder of that name `exists`, and
+    the folder the server `marked` as the sent folder (RFC 6154 \\Sent, or a common name).
+
+    Not given: the marked one. Given and there: it. Given and missing: the marked one,
+    reported, so the officers' replies are still seen; with none marked, none, reported.
+    """
+    if setting == "":
+        return SentFolder(None)  # turned off
+    if setting is None:
+        return SentFolder(marked)
+    if exists:
+        return SentFolder(setting)
+    if marked is not None:
+        return SentFolder(
+            marked,
+            f"{key}: folder {setting!r} not found; reading {marked!r}, which the server "
+            f"marks as the sent folder, instead (set {key} = {marked!r} to say so)",
+        )
+    return SentFolder(
+        None,
+        f"{key}: folder {setting!r} not found, and the server marks no folder as the sent "
+        "folder: officers' replies filed there are not seen",
+    )
 
 
 def folder_key(cfg: ImapConfig, folder: str) -> str:
@@ -58,10 +99,13 @@ class Mailbox:
         self._password = password
         self._client: IMAPClient | None = None
         self.selected: str | None = None
+        # The sent folder as last found (pipeline.check_folders), and when (monotonic).
+        self.sent_folder: SentFolder | None = None
+        self.folders_checked_at = 0.0
 
     def connect(self) -> None:
         cfg = self.cfg
-        context = tls_context(str(cfg.ca_file) if cfg.ca_file else None)
+        context = tls_context(cfg.ca_path)
         try:
             client = IMAPClient(
                 cfg.host,
@@ -108,6 +152,21 @@ class Mailbox:
             raise MailboxError(f"cannot open folder {folder!r}: {exc}") from exc
         self.selected = folder
         return int(info[b"UIDVALIDITY"])
+
+    def folder_exists(self, folder: str) -> bool:
+        try:
+            return bool(self.client.folder_exists(folder))
+        except IMAPClientError as exc:
+            raise MailboxError(f"cannot list folders: {exc}") from exc
+
+    def marked_sent_folder(self) -> str | None:
+        """The folder the server marks \\Sent (RFC 6154 SPECIAL-USE), else one with a
+        common sent folder's name ("Sent Items", "Sent Messages" …), else None."""
+        try:
+            found = self.client.find_special_folder(SENT)
+        except IMAPClientError as exc:
+            raise MailboxError(f"cannot list folders: {exc}") from exc
+        return found.decode() if isinstance(found, bytes) else found
 
     def uids_after(self, last_uid: int) -> list[int]:
         """UIDs above the watermark ("n:*" also returns the last message, so filter)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
@@ -379,6 +379,7 @@ def _extend(app: App, session: Session, case: Case, arg: str, by: str, now: date
 
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d %B %Y", "%d %b %Y")
+HOLDING_AT_MOST = timedelta(days=366)  # a holding reply promises a date the council can keep
 
 
 def parse_day(text: str) -> date | None:
@@ -400,8 +401,11 @@ def _holding(app: App, session: Session, case: Case, arg: str, by: str, now: dat
             break
     if day is None:
         raise CommandError("give the new date first, e.g. #holding 2027-01-15 waiting for a report")
-    if day <= local_today(app.policy, now):
+    today = local_today(app.policy, now)
+    if day <= today:
         raise CommandError(f"{day} is not in the future")
+    if day > today + HOLDING_AT_MOST:
+        raise CommandError(f"{day} is more than a year away: give the date the reply is due")
     case.holding_until, case.holding_reason = day, reason or None
     letter = holding_letter(case, day, case.holding_reason)
     queue(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiosmtplib
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     LargeBinary,
     String,
     bindparam,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     true,
     update,
@@ -46,14 +48,17 @@ from sqlalchemy.sql.dml import Insert, ReturningInsert, Update
 from sqlalchemy.sql.selectable import Select, TableValuedAlias
 
 from mailbot import faults
+from mailbot.addresses import domain_of, for_the_wire, needs_smtputf8, recipient_key
 from mailbot.calendar import next_opening
 from mailbot.clock import Clock
-from mailbot.config import OfficerConfig, SmtpConfig
+from mailbot.config import ConfigError, OfficerConfig, SmtpConfig
 from mailbot.letters import Letter, new_message_id, render_letter
 from mailbot.oauth import OAuthError, OAuthTokens
 from mailbot.policy import Policy
+from mailbot.problems import SENDING_KINDS, ProblemKind, open_problems, report, resolve
+from mailbot.refusals import Refusal, Step, sort_refusal
 from mailbot.route import holders
-from mailbot.store import Case, CaseEvent, NoTurn, OutboxMessage, UTCDateTime
+from mailbot.store import Case, CaseEvent, NoTurn, OutboxMessage, Problem, UTCDateTime
 
 if TYPE_CHECKING:
     from mailbot.app import App
@@ -85,6 +90,8 @@ def queue(
             letter.kind,
             letter.recipient,
             letter.as_json(),
+            recipient_key(letter.recipient),
+            domain_of(letter.recipient),
         )
         for key, letter, case_id in items
     ]
@@ -109,6 +116,8 @@ def _queue_statement(dialect: str) -> ReturningInsert[tuple[str]]:
         "case_id": row[2].as_integer(),
         "kind": row[3].as_string(),
         "recipient": row[4].as_string(),
+        "recipient_key": row[6].as_string(),
+        "recipient_domain": row[7].as_string(),
         "letter": letter,
         "raw": literal(b"", LargeBinary),  # written when sent
         "status": literal("pending"),
@@ -226,6 +235,7 @@ class FlushResult:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    paused: int = 0  # waiting for sending to resume (a refusal of our account or address)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -250,6 +260,7 @@ def recover_interrupted(sessions: sessionmaker[Session], clock: Clock) -> int:
             row.status = "uncertain"
             row.last_error = "the process stopped while sending; not re-sent to avoid a duplicate"
             log.error("outbox %s to case %s: %s", row.kind, row.case_id, row.last_error)
+            _tell_case(session.connection(), now, row, "send-uncertain")
     return len(rows)
 
 
@@ -257,6 +268,11 @@ def flush(app: App, stop: StopFlag | None = None) -> FlushResult:
     """Send everything due in the outbox over one SMTP connection; with `stop`, end after
     the message in hand once it is set (a message is never abandoned half-sent)."""
     return asyncio.run(_flush(app, stop))
+
+
+class SendingPaused(Exception):
+    """`run --once` ended with sending refused or the SMTP server out of reach (exit 2);
+    what waits is sent, once each, on a later run once it is fixed."""
 
 
 class SendingStopped(Exception):
@@ -423,7 +439,8 @@ class Sender:
             log.debug("outbox: reload failed, keeping the previous policy: %s", exc)
 
     def _seconds_to_next(self, limit: float) -> float:
-        """Until the earliest deferred message is due (at most `limit`; 0 if one is due)."""
+        """Until the earliest deferred message, or paused sending, is due another try (at
+        most `limit`; 0 if one is due)."""
         try:
             with self.app.sessions() as session:
                 due = session.scalar(
@@ -431,11 +448,13 @@ class Sender:
                         OutboxMessage.status == "pending"
                     )
                 )
+                retries = [p.retry_at for p in open_problems(session, SENDING_KINDS)]
         except OperationalError:
             return 5.0
-        if due is None:
+        times = [t for t in (due, *retries) if t is not None]
+        if not times:
             return limit
-        return max(0.0, min(limit, (due - self.app.clock.now()).total_seconds()))
+        return max(0.0, min(limit, (min(times) - self.app.clock.now()).total_seconds()))
 
 
 def _die_with_parent(parent: int) -> None:
@@ -460,6 +479,7 @@ class _Claim:
     case_id: int | None = None
     ref: str | None = None
     said: str = ""  # for the case's history: the new date, the working days left
+    sender: str = ""  # the case's mailbox it comes from ("": the council's)
 
 
 def _claim_round(
@@ -583,7 +603,8 @@ def _take(
         return None
     ref = case.ref if case is not None else None
     said = _what_it_said(row.letter)
-    return _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref, said)
+    sender = (case.mailbox if case is not None else None) or ""
+    return _Claim(row.id, raw, row.recipient, row.kind, error, row.case_id, ref, said, sender)
 
 
 def _write(app: App | None, session: Session, row: Row[Any], case: Row[Any] | None) -> _Written:
@@ -724,6 +745,9 @@ async def _flush(
     """
     sessions, cfg, clock = app.sessions, app.cfg, app.clock
     result = FlushResult()
+    pauses = Pauses.load(app)
+    if pauses.waiting(EVERY_SENDER):
+        return result  # nothing goes until the server takes our account again
     due = _count_due(sessions, clock, limit=cfg.smtp.connections)
     if not due:
         return result  # no SMTP connection when there is nothing to send
@@ -731,11 +755,12 @@ async def _flush(
     try:
         while len(lanes) < due:
             lanes.append(await _connect(cfg.smtp, app.tokens))
-    except (aiosmtplib.SMTPException, OSError, ssl.SSLError, OAuthError) as exc:
+    except CONNECT_ERRORS as exc:
         if not lanes:
-            result.deferred = _defer_all_due(sessions, clock, f"cannot reach SMTP server: {exc}")
+            pauses.pause(EVERY_SENDER, *_connect_problem(cfg.smtp, exc))
             return result
         log.warning("outbox: sending over %d connection(s) for now: %s", len(lanes), exc)
+    pauses.resume(EVERY_SENDER)  # connected and signed in
     try:
         seen: set[int] = set()
         claims = _claim_round(sessions, clock, app, want=len(lanes))
@@ -743,7 +768,7 @@ async def _flush(
             seen.update(c.row_id for c in claims)
             faults.crash_point("after-claim")
             handed = zip(lanes, claims, strict=False)  # at times fewer due than connections
-            sending = asyncio.gather(*(_send_one(app, lane, c) for lane, c in handed))
+            sending = asyncio.gather(*(_send_one(app, lane, c, pauses) for lane, c in handed))
             more = not (stop and stop.is_set())
             try:
                 # Nothing is claimed until these are recorded, so reading the next ones
@@ -768,7 +793,7 @@ async def _flush(
 
 
 async def _connect(cfg: SmtpConfig, tokens: OAuthTokens | None = None) -> aiosmtplib.SMTP:
-    context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+    context = ssl.create_default_context(cafile=cfg.ca_path)
     smtp = aiosmtplib.SMTP(
         hostname=cfg.host,
         port=cfg.port,
@@ -798,33 +823,74 @@ async def smtp_login_check(cfg: SmtpConfig) -> None:
     await smtp.quit()
 
 
-async def _send_one(app: App, smtp: aiosmtplib.SMTP, claim: _Claim) -> str:
+async def _send_one(app: App, smtp: aiosmtplib.SMTP, claim: _Claim, pauses: Pauses) -> str:
     sessions, cfg, clock = app.sessions, app.cfg, app.clock
     row_id, raw, recipient = claim.row_id, claim.raw, claim.recipient
     if claim.error or not raw:
         return _failed(sessions, clock, row_id, claim.error or "empty message", permanent=True)
+    sender = claim.sender or cfg.council.mailbox_address
+    if pauses.waiting(sender):
+        return _hold(sessions, row_id, pauses.reason(sender))
+    step = Step.MAIL
     try:
+        options, encoding = await _international(smtp, recipient)
+        if encoding is None:
+            why = (
+                f"the SMTP server does not take international addresses (no SMTPUTF8, RFC "
+                f"6531), and {recipient} has letters outside ASCII before the @"
+            )
+            return _failed(sessions, clock, row_id, why, permanent=True)
         # MAIL and RCPT first: a failure there means the server has nothing, so it is
         # safe to try again later.
-        await smtp.mail(cfg.council.mailbox_address)
-        await smtp.rcpt(recipient)
+        await smtp.mail(cfg.council.mailbox_address, options=options, encoding=encoding)
+        step = Step.RCPT
+        address = recipient if options else for_the_wire(recipient)
+        await smtp.rcpt(address, encoding=encoding)
     except aiosmtplib.SMTPResponseException as exc:
         await _reset(smtp)
-        permanent = exc.code >= 500  # 4xx means "try later"
-        return _failed(sessions, clock, row_id, f"SMTP {exc.code} {exc.message}", permanent)
+        return _refused(app, row_id, sender, sort_refusal(exc.code, exc.message, step), pauses)
     except (aiosmtplib.SMTPException, OSError) as exc:
         return _failed(sessions, clock, row_id, f"SMTP error: {exc}", permanent=False)
     try:
         await smtp.data(raw)
     except aiosmtplib.SMTPResponseException as exc:
         # The server answered "no" to the message itself: it does not have it.
-        return _failed(sessions, clock, row_id, f"SMTP {exc.code} {exc.message}", exc.code >= 500)
+        refusal = sort_refusal(exc.code, exc.message, Step.DATA)
+        return _refused(app, row_id, sender, refusal, pauses)
     except (aiosmtplib.SMTPException, OSError) as exc:
         # No answer after the whole message went over: the server may have queued it
         # (RFC 1047), so it is as uncertain as a kill -9 mid-send and is not sent again.
-        return _uncertain(sessions, row_id, f"the server did not confirm the message: {exc}")
+        return _uncertain(sessions, clock, row_id, f"the server did not confirm the message: {exc}")
     faults.crash_point("after-send")
+    pauses.resume(sender)  # taken: if sending as this address was refused, it is not now
     return "sent"  # recorded by the caller, with the claim of the next message
+
+
+async def _international(smtp: aiosmtplib.SMTP, recipient: str) -> tuple[list[str], str | None]:
+    """MAIL FROM's options and the envelope's encoding for this recipient: SMTPUTF8 and
+    UTF-8 where letters outside ASCII come before the @ (None: the server cannot take
+    it), else none and ASCII (an international domain goes as IDNA's ASCII form)."""
+    if not needs_smtputf8(recipient):
+        return [], "ascii"
+    if smtp.is_ehlo_or_helo_needed:
+        await smtp.ehlo()
+    if not smtp.supports_extension("smtputf8"):
+        return [], None
+    options = ["SMTPUTF8"] + (["BODY=8BITMIME"] if smtp.supports_extension("8bitmime") else [])
+    return options, "utf-8"
+
+
+def _refused(app: App, row_id: int, sender: str, refusal: Refusal, pauses: Pauses) -> str:
+    """A refusal about our account pauses sending as `sender` (this message waits with
+    the rest); one about the recipient or the message is this message's alone."""
+    if refusal.pauses_sending:
+        detail = f"the SMTP server refuses to send mail from {sender}: {refusal.reply}"
+        # "Not now" (4xx) may pass by itself, like a server out of reach: the clerk hears
+        # only if it lasts. A permanent refusal will not, and is told at once.
+        kind = ProblemKind.SENDING_REFUSED if refusal.permanent else ProblemKind.SMTP_UNREACHABLE
+        pauses.pause(sender, kind, detail)
+        return _hold(app.sessions, row_id, pauses.reason(sender))
+    return _failed(app.sessions, app.clock, row_id, f"SMTP {refusal.reply}", refusal.permanent)
 
 
 async def _reset(smtp: aiosmtplib.SMTP) -> None:
@@ -832,12 +898,13 @@ async def _reset(smtp: aiosmtplib.SMTP) -> None:
         await smtp.rset()
 
 
-def _uncertain(sessions: sessionmaker[Session], row_id: int, error: str) -> str:
+def _uncertain(sessions: sessionmaker[Session], clock: Clock, row_id: int, error: str) -> str:
     with sessions.begin() as session:
         row = session.get(OutboxMessage, row_id)
         assert row is not None
         row.status, row.last_error = "uncertain", error[:1000]
         log.error("outbox %s to %s: %s; not re-sent", row.kind, row.recipient, error)
+        _tell_case(session.connection(), clock.now(), row, "send-uncertain")
     return "failed"
 
 
@@ -949,6 +1016,7 @@ def _failed(
         if permanent or row.attempts >= MAX_ATTEMPTS:
             row.status = "failed"
             log.error("outbox %s to %s failed for good: %s", row.kind, row.recipient, error)
+            _tell_case(session.connection(), now, row, "send-failed")
             return "failed"
         row.status = "pending"
         row.next_attempt_at = now + retry_delay(row.attempts)
@@ -956,11 +1024,172 @@ def _failed(
         return "deferred"
 
 
-def _defer_all_due(sessions: sessionmaker[Session], clock: Clock, error: str) -> int:
-    """The server is unreachable: count an attempt on everything due and back off."""
-    count = 0
-    while claims := _claim_round(sessions, clock):
-        for claim in claims:
-            _failed(sessions, clock, claim.row_id, error, permanent=False)
-        count += len(claims)
-    return count
+def _hold(sessions: sessionmaker[Session], row_id: int, reason: str) -> str:
+    """Keep a claimed message waiting while sending as its sender is paused: the attempt
+    is not counted (the message is not at fault), and it goes when sending resumes."""
+    with sessions.begin() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row_id)
+            .values(status="paused", attempts=OutboxMessage.attempts - 1, last_error=reason[:1000])
+        )
+    return "paused"
+
+
+# --- sending paused -------------------------------------------------------------------------
+#
+# A refusal of our account, our sender address or this server (mailbot.refusals) is not
+# any message's fault: every message from that address would meet it. Sending as that
+# address pauses (its messages turn 'paused', none is failed or charged an attempt), a
+# Problem tells the clerk, and after 1, 2, 4 … minutes (at most 10; at once after a reload
+# or on `run --once`) its messages are put back in line: the first the server takes ends
+# the pause, and the rest follow; the first it refuses pauses them all again.
+
+EVERY_SENDER = "*"  # a refusal of the connection or the sign-in: nothing can be sent
+CONNECT_ERRORS = (aiosmtplib.SMTPException, OSError, ssl.SSLError, OAuthError, ConfigError)
+
+
+def pause_key(sender: str) -> str:
+    return "sending" if sender == EVERY_SENDER else f"sending:{sender}"
+
+
+def _connect_problem(cfg: SmtpConfig, exc: BaseException) -> tuple[ProblemKind, str]:
+    """What a failure to connect and sign in says: an answer about the sign-in, a
+    certificate or a setting will not mend itself; no answer at all may."""
+    where = f"{cfg.host}:{cfg.port}"
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        refusal = sort_refusal(exc.code, exc.message, Step.CONNECT)
+        return (
+            ProblemKind.SENDING_REFUSED,
+            f"the SMTP server {where} refuses mailbot: {refusal.reply}",
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError | OAuthError | ConfigError):
+        return ProblemKind.SENDING_REFUSED, f"cannot sign in to the SMTP server {where}: {exc}"
+    return ProblemKind.SMTP_UNREACHABLE, f"cannot reach the SMTP server {where}: {exc}"
+
+
+class Pauses:
+    """The senders whose sending is paused, as one pass of the outbox sees them."""
+
+    def __init__(self, app: App, waiting: dict[str, tuple[datetime, str]], trying: set[str]):
+        self.app = app
+        self._waiting = waiting  # sender -> (when to try again, why)
+        self._trying = trying  # senders whose retry is under way in this pass
+
+    @classmethod
+    def load(cls, app: App) -> Pauses:
+        """The open pauses; those whose retry is due have their messages put back in
+        line, to be tried once more in this pass."""
+        now = app.clock.now()
+        waiting: dict[str, tuple[datetime, str]] = {}
+        trying: set[str] = set()
+        # A plain query, in no transaction: this runs at every pass, and nearly always
+        # finds nothing.
+        with app.engine.connect() as conn:
+            found = conn.execute(_open_pauses()).all()
+        for key, retry_at, detail in found:
+            sender = _sender_of(key)
+            if retry_at is not None and retry_at > now:
+                waiting[sender] = (retry_at, detail)
+            else:
+                trying.add(sender)
+        if trying:
+            with app.sessions.begin() as session:
+                for sender in trying:
+                    session.execute(
+                        update(OutboxMessage)
+                        .where(OutboxMessage.status == "paused", _of_sender(app, sender))
+                        .values(status="pending", next_attempt_at=now)
+                    )
+        return cls(app, waiting, trying)
+
+    def waiting(self, sender: str) -> bool:
+        return sender in self._waiting or EVERY_SENDER in self._waiting
+
+    def reason(self, sender: str) -> str:
+        paused = self._waiting.get(sender) or self._waiting.get(EVERY_SENDER)
+        return f"waiting: sending is paused ({paused[1] if paused else 'refused'})"
+
+    def pause(self, sender: str, kind: ProblemKind, detail: str) -> None:
+        """Sending as `sender` is refused: record it, and pause its waiting messages."""
+        now = self.app.clock.now()
+        with self.app.sessions.begin() as session:
+            problem = report(session, pause_key(sender), kind, detail, now, retry=True)
+            assert problem.retry_at is not None
+            self._waiting[sender] = (problem.retry_at, detail)
+            reason = self.reason(sender)
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.status == "pending", _of_sender(self.app, sender))
+                .values(status="paused", last_error=reason[:1000])
+            )
+        self._trying.discard(sender)
+        log.error("outbox: sending paused, retry at %s: %s", problem.retry_at.isoformat(), detail)
+
+    def resume(self, sender: str) -> None:
+        """A message from `sender` went (or the server took our sign-in): if sending had
+        been paused, it is not now."""
+        if sender not in self._trying:
+            return
+        self._trying.discard(sender)
+        with self.app.sessions.begin() as session:
+            resolve(self.app, session, pause_key(sender), self.app.clock.now())
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.status == "paused", _of_sender(self.app, sender))
+                .values(status="pending", next_attempt_at=self.app.clock.now())
+            )
+
+
+@functools.cache
+def _open_pauses() -> Select:
+    problems = Problem.__table__
+    return select(problems.c.key, problems.c.retry_at, problems.c.detail).where(
+        problems.c.resolved_at.is_(None),
+        problems.c.kind.in_([str(kind) for kind in SENDING_KINDS]),
+    )
+
+
+def _sender_of(key: str) -> str:
+    return key.partition(":")[2] or EVERY_SENDER
+
+
+def _of_sender(app: App, sender: str) -> ColumnElement[bool]:
+    """Outbox rows whose letters come from `sender` (the case's mailbox, else the
+    council's): the rows a refusal of that sender holds up."""
+    if sender == EVERY_SENDER:
+        return true()
+    cases = Case.__table__
+    rows = OutboxMessage.case_id.in_(select(cases.c.id).where(cases.c.mailbox == sender))
+    if sender != app.cfg.council.mailbox_address:
+        return rows
+    unmarked = select(cases.c.id).where(cases.c.mailbox.is_(None))
+    return or_(rows, OutboxMessage.case_id.is_(None), OutboxMessage.case_id.in_(unmarked))
+
+
+def retry_paused_now(app: App) -> None:
+    """Try paused sending at once (after a reload: the sysadmin may have fixed it)."""
+    now = app.clock.now()
+    with app.sessions.begin() as session:
+        for problem in open_problems(session, SENDING_KINDS):
+            problem.retry_at = now
+
+
+def sending_problems(app: App) -> list[str]:
+    """Why sending is paused, one line each (empty when it is not)."""
+    with app.sessions() as session:
+        return [p.detail for p in open_problems(session, SENDING_KINDS)]
+
+
+def _tell_case(conn: Connection, now: datetime, row: Any, event: str) -> None:
+    """A message that did not go (or may not have) is a line in its case's history,
+    with what the clerk can do about it."""
+    if row.case_id is None:
+        return
+    _, _, history = _sent_statements()
+    why = {"send-failed": "not sent", "send-uncertain": "may not have been sent"}[event]
+    detail = (
+        f"{row.kind} to {row.recipient} {why}: {row.last_error} "
+        f"(mailbot outbox resend {row.id}, or dismiss {row.id})"
+    )
+    conn.execute(history, {"case": row.case_id, "now": now, "kind": event, "detail": detail})

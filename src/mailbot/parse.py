@@ -18,6 +18,8 @@ from html import unescape
 from html.parser import HTMLParser
 from typing import ClassVar
 
+from mailbot.addresses import for_the_wire, valid_domain
+
 # Limits that keep one hostile message from costing more than it is worth.
 MAX_PARSE_BYTES = 4_000_000
 MAX_PARTS = 500
@@ -88,11 +90,20 @@ def clean_text(value: str, limit: int = 200) -> str:
 
 
 def valid_address(addr: str | None) -> str | None:
-    """The address lower-cased when it is a plausible addr-spec, else None."""
+    """The address lower-cased when it is a plausible addr-spec, else None. An
+    internationalised domain (RFC 6530) counts when IDNA can write it in ASCII."""
     if not addr:
         return None
     addr = addr.strip().lower().rstrip(".")
-    return addr if len(addr) <= 254 and _ADDRESS.match(addr) else None
+    local, at, domain = addr.rpartition("@")
+    # An international domain is kept in one form (IDNA's, in its own letters), however
+    # it was written, so the same address always compares equal.
+    if at and (not domain.isascii() or "xn--" in domain):
+        normal = valid_domain(domain)
+        if normal is None:
+            return None
+        addr = f"{local}@{normal}"
+    return addr if len(addr) <= 254 and _ADDRESS.match(for_the_wire(addr)) else None
 
 
 @dataclass(frozen=True)

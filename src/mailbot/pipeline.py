@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,13 +17,21 @@ from sqlalchemy.sql.dml import ReturningInsert, Update
 from sqlalchemy.sql.selectable import Select
 
 from mailbot import faults, systemd
+from mailbot.addresses import domain_of
 from mailbot.app import App
+from mailbot.bounces import Bounce, read_bounce
 from mailbot.classify import Classification, classify
 from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
 from mailbot.forms import FormSubmission, read_form, with_topic
 from mailbot.letters import Letter, subject_for
-from mailbot.mailbox import FetchedMessage, Mailbox, folder_key
+from mailbot.mailbox import (
+    FetchedMessage,
+    FolderMissing,
+    Mailbox,
+    choose_sent_folder,
+    folder_key,
+)
 from mailbot.officers import (
     CommandError,
     escalate,
@@ -32,6 +41,7 @@ from mailbot.officers import (
 )
 from mailbot.outbox import notify_officer, notify_role, queue
 from mailbot.parse import ParsedMessage, parse_message
+from mailbot.problems import ProblemKind, report, resolve
 from mailbot.resident import Resident, resident_of
 from mailbot.route import choose_officer
 from mailbot.scheduler import local_today, schedule
@@ -47,6 +57,8 @@ from mailbot.store import (
     Case,
     FolderState,
     InboundMessage,
+    OutboxMessage,
+    acknowledgements_to_domain,
     add_event,
     add_events,
     folder_lock,
@@ -69,9 +81,50 @@ DECIDED_BEFORE_A_TURN = 5
 def ingest_mailbox(app: App, mailbox: Mailbox, progress: Callable[[], None] | None = None) -> int:
     """Read one mailbox: its sent folder for officers' replies, then its inbox (left
     selected, for IDLE). Returns how many new messages the inbox had."""
-    if mailbox.cfg.sent:
-        ingest_folder(app, mailbox, mailbox.cfg.sent, sent=True, progress=progress)
+    sent = check_folders(app, mailbox)
+    if sent is not None:
+        ingest_folder(app, mailbox, sent, sent=True, progress=progress)
     return ingest_folder(app, mailbox, mailbox.cfg.inbox, progress=progress)
+
+
+FOLDERS_CHECKED_EVERY = 900.0  # seconds: a folder created or renamed meanwhile is noticed
+
+
+def check_folders(app: App, mailbox: Mailbox) -> str | None:
+    """The sent folder to read (the setting's, else the one the server marks as sent),
+    checked on connecting and every quarter of an hour after.
+
+    A folder that is not there is a Problem (the clerk hears once, the digest lists it)
+    and is closed once it is there; a missing sent folder never stops the inbox, and a
+    missing inbox raises FolderMissing.
+    """
+    found = mailbox.sent_folder
+    if found is not None and time.monotonic() - mailbox.folders_checked_at < FOLDERS_CHECKED_EVERY:
+        return found.name
+    box, now = mailbox.cfg, app.clock.now()
+    where, account = box.key_prefix, box.username or box.host
+    inbox_missing = (
+        None
+        if mailbox.folder_exists(box.inbox)
+        else f"{where}.inbox: folder {box.inbox!r} not found on {box.host}: no mail is read "
+        f"from {app.cfg.address_of(box)}"
+    )
+    named = bool(box.sent) and mailbox.folder_exists(box.sent or "")
+    marked = None if named or box.sent == "" else mailbox.marked_sent_folder()
+    found = choose_sent_folder(box.sent, named, marked, f"{where}.sent")
+    with app.sessions.begin() as session:
+        for folder, problem in (("inbox", inbox_missing), ("sent", found.problem)):
+            key = f"folder:{account}:{folder}"
+            if problem is None:
+                resolve(app, session, key, now)
+            else:
+                report(session, key, ProblemKind.FOLDER_MISSING, problem, now)
+    if inbox_missing is not None:
+        raise FolderMissing(inbox_missing)
+    if found.problem is not None:
+        log.warning("%s", found.problem)
+    mailbox.sent_folder, mailbox.folders_checked_at = found, time.monotonic()
+    return found.name
 
 
 def ingest_folder(
@@ -313,6 +366,7 @@ class Prepared:
     reasons: tuple[str, ...] = ()  # the screen's, all but the per-sender cap's
     decision: Classification | None = None
     form: FormSubmission | None = None  # a configured web form's reading of it
+    bounce: Bounce | None = None  # a delivery report, perhaps about one of ours
 
 
 def _prepare_ahead(
@@ -346,7 +400,14 @@ def _prepare(app: App, box: ImapConfig, fetched: FetchedMessage, sent: bool) -> 
     # Only a message the screen lets through can open a case (staff mail is screened
     # out as the council's own).
     if reasons:
-        return Prepared(msg, reasons, form=form)
+        # A delivery report, or a mail system's plain-text bounce, may be about one of ours.
+        from_mail_system = any(r.startswith(("machine-", "null-return-path")) for r in reasons)
+        bounce = (
+            read_bounce(fetched.raw, from_mail_system=from_mail_system)
+            if from_mail_system or msg.content_type == "multipart/report"
+            else None
+        )
+        return Prepared(msg, reasons, form=form, bounce=bounce)
     decision = _classify(app, msg, box)
     return Prepared(msg, decision=with_topic(decision, form) if form else decision, form=form)
 
@@ -377,6 +438,8 @@ def _decide(
         # Our own acknowledgement or reminder, e.g. a copy the provider kept in Sent Items.
         _record(session, fetched, msg, "own-mail", ["sent by mailbot"], now)
         return "own-mail"
+    if prepared.bounce is not None and (outcome := _bounced(session, fetched, prepared, now)):
+        return outcome
 
     sender = staff_sender(msg, app.cfg)
     resident = resident_of(msg, prepared.form)
@@ -417,10 +480,16 @@ def _decide(
     if sent:
         _record(session, fetched, msg, "staff-mail", ["sent folder: not from staff"], now)
         return "staff-mail"
+    screening = app.cfg.screening
+    domain = domain_of(recipient) if recipient else ""
     ctx = ScreenContext(
         own_addresses=app.cfg.own_addresses,
         sent_to_sender_last_day=len(recent) if recent else 0,
-        cap_per_day=app.cfg.screening.acknowledgements_per_sender_per_day,
+        cap_per_day=screening.acknowledgements_per_sender_per_day,
+        sent_to_domain_last_day=acknowledgements_to_domain(session, domain, now - timedelta(days=1))
+        if recent is not None and case is None and domain not in screening.large_providers
+        else None,
+        cap_per_domain_per_day=screening.acknowledgements_per_domain_per_day,
         form=prepared.form,
     )
     reasons = [*prepared.reasons, *screen(msg, ctx, CAP_RULES)]
@@ -447,6 +516,38 @@ def _decide(
     return "case-opened"
 
 
+def _bounced(
+    session: Session, fetched: FetchedMessage, prepared: Prepared, now: datetime
+) -> str | None:
+    """A delivery report about one of our messages: the message is marked bounced and
+    the report joins its case's history (delayed delivery is a note). None if the report
+    is about no message of ours."""
+    bounce, msg = prepared.bounce, prepared.msg
+    assert bounce is not None
+    row = session.scalar(
+        select(OutboxMessage).where(OutboxMessage.message_id.in_(bounce.message_ids)).limit(1)
+    )
+    if row is None:
+        return None
+    case = session.get(Case, row.case_id) if row.case_id is not None else None
+    why = bounce.describe()
+    if bounce.failed:
+        row.status, row.last_error = "bounced", f"bounced: {why}"[:1000]
+        if case is not None and row.kind == "acknowledgement":
+            case.acknowledged_at = None  # it never reached them
+        kind = "bounced"
+        detail = (
+            f"{row.kind} to {row.recipient} bounced: {why} "
+            f"(mailbot outbox resend {row.id}, or dismiss {row.id})"
+        )
+    else:
+        kind, detail = "note", f"delivery of the {row.kind} to {row.recipient} delayed: {why}"
+    if case is not None:
+        add_event(session, case, now, kind, detail)
+    _record(session, fetched, msg, "bounce", [detail], now, case)
+    return "bounce"
+
+
 def _our_own(session: Session, msg: ParsedMessage, app: App) -> bool:
     if msg.header(LOOP_HEADER) in app.cfg.mailbox_addresses:
         return True
@@ -458,7 +559,8 @@ def follow_up(
 ) -> None:
     """A resident's further message on a case: it may answer a clarification, or ask for
     the complaint to go to the next stage."""
-    add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}")
+    stranger = "" if msg.from_addr == case.resident_email else " (not the case's resident)"
+    add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}{stranger}")
     if case.clock_stopped and msg.from_addr == case.resident_email:
         restart_clock(app, session, case, arrived)
     if case.category == "complaint" and msg.from_addr == case.resident_email:
@@ -563,15 +665,22 @@ def tell_officer_of_follow_up(
 ) -> None:
     """The handling officer hears that the resident wrote again. The resident gets no
     automatic reply to a follow-up: that is how two auto-responders start a loop."""
+    about, extra = case.subject or case.ref, {}
+    if msg.from_addr == case.resident_email:
+        subject = f"The resident wrote again: {about}"
+    else:  # someone else who named the case, or quoted one of our letters
+        subject = f"{msg.from_addr} wrote about this case: {about}"
+        extra = {"writer": msg.from_addr}
     notify_officer(
         app,
         session,
         case,
         template="follow-up-received",
         kind="follow-up",
-        subject=f"The resident wrote again: {case.subject or case.ref}",
+        subject=subject,
         key=f"follow-up:{case.ref}:{msg.message_id or msg.content_hash}",
         now=now,
+        extra=extra,
     )
 
 

@@ -446,6 +446,8 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
         if m:
             message = f"{message[: m.start()].strip()} (column {m.group(2)})"
         raise PolicyError(file, line, "", f"not valid TOML: {message}") from None
+    except RecursionError:
+        raise PolicyError(file, None, "", "not valid TOML: nested too deeply") from None
     if not data:
         raise PolicyError(
             file,
@@ -455,7 +457,7 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
         )
     lines = _key_lines(text)
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
         # An unknown key first: a typo also makes the real key "missing", and the typo
         # is the thing to fix.
@@ -465,6 +467,20 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
         raise PolicyError(
             first.file, first.line, first.key, first.message, tuple(errors[1:])
         ) from None
+    _check_classification(policy, file, lines)
+    return policy
+
+
+def _check_classification(policy: Policy, file: str, lines: dict[str, int]) -> None:
+    """The policy's [classification] rules as the classifier reads them: a bad pattern
+    is this file's problem, named with its line, not a crash when mail comes."""
+    from mailbot.classify import load_rules  # the classifier owns the rules' shape
+
+    try:
+        load_rules(policy.classification)
+    except ValueError as exc:
+        key, _, message = str(exc).partition(": ")
+        raise PolicyError(file, _line_of(key, lines), key, message) from None
 
 
 def policy_file(name_or_path: str) -> Path:

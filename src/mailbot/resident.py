@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailbot.addresses import domain_of
 from mailbot.forms import FormSubmission
 from mailbot.parse import ParsedMessage
 
@@ -37,4 +38,4 @@ def resident_of(msg: ParsedMessage, form: FormSubmission | None = None) -> Resid
 
 
 def _domain(address: str) -> str:
-    return address.rpartition("@")[2].lower()
+    return domain_of(address)  # the same domain, in its own letters or in ASCII

@@ -30,6 +30,10 @@ class ScreenContext:
     own_addresses: frozenset[str]  # the council mailboxes and every officer
     sent_to_sender_last_day: int = 0  # acknowledgements this sender had in the last 24 hours
     cap_per_day: int = 3
+    # Acknowledgements to the sender's domain in the last 24 hours (None: the domain is a
+    # large provider, which the per-domain cap leaves alone), and that cap.
+    sent_to_domain_last_day: int | None = None
+    cap_per_domain_per_day: int = 20
     scl_threshold: int = 5  # [spam] scl_threshold: Exchange's spam confidence level held
     # [commands]: where the council's border server records its DMARC verdicts
     commands: CommandsConfig | None = None
@@ -303,6 +307,15 @@ def _over_cap(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
     return None
 
 
+def _over_domain_cap(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
+    sent = ctx.sent_to_domain_last_day
+    if sent is not None and sent >= ctx.cap_per_domain_per_day:
+        return (
+            f"{sent} acknowledgements to this domain in 24 hours (cap {ctx.cap_per_domain_per_day})"
+        )
+    return None
+
+
 def _form_resident(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
     form = ctx.form
     return form.no_resident if form is not None and form.resident is None else None
@@ -342,7 +355,10 @@ FORM_RULES: tuple[Rule, ...] = (
         for name in ("mailing-list", "loop", "null-return-path", "report", "auto-reply-subject")
     ),
 )
-CAP_RULES = (Rule("sender-cap", "too many acknowledgements to this sender today", _over_cap),)
+CAP_RULES = (
+    Rule("sender-cap", "too many acknowledgements to this sender today", _over_cap),
+    Rule("domain-cap", "too many acknowledgements to this domain today", _over_domain_cap),
+)
 RULES = MESSAGE_RULES + CAP_RULES
 
 

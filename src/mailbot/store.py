@@ -32,6 +32,7 @@ from sqlalchemy import (
     event,
     exists,
     false,
+    func,
     insert,
     literal,
     select,
@@ -49,6 +50,8 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.sql.dml import Insert, ReturningUpdate
 from sqlalchemy.sql.selectable import Select
+
+from mailbot.addresses import recipient_key
 
 PREFIXES = {
     "enquiry": "ENQ",
@@ -195,12 +198,19 @@ class OutboxMessage(Base):
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True, index=True)
     kind: Mapped[str] = mapped_column(String(32))
-    recipient: Mapped[str] = mapped_column(String(254), index=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    # The recipient as the daily caps count it (addresses.recipient_key, domain_of): the
+    # caps and the follow-up window look acknowledgements up by these.
+    recipient_key: Mapped[str | None] = mapped_column(String(254), nullable=True, index=True)
+    recipient_domain: Mapped[str | None] = mapped_column(String(254), nullable=True)
     # What to write (template, subject, extra wording): composed into `raw` when sent.
     letter: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    # pending -> sending -> sent; failed after too many attempts; uncertain if we died mid-send;
-    # withdrawn if the case was answered before it went (outbox.ONLY_WHILE_OPEN)
+    # pending -> sending -> sent; failed after too many attempts or a refusal about the
+    # recipient or the message; uncertain if we died mid-send; withdrawn if the case was
+    # answered before it went (outbox.ONLY_WHILE_OPEN); paused while sending as its sender
+    # is refused (a Problem); bounced when a delivery report came back for it; dismissed
+    # by the clerk (`mailbot outbox dismiss`)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -210,7 +220,41 @@ class OutboxMessage(Base):
     # The template text it was written from, "name@fingerprint" (templates.Rendered.version):
     # the console names the saved version. Set when the message is written, before sending.
     template_version: Mapped[str | None] = mapped_column(String(120), nullable=True)
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        Index("ix_outbox_recipient_domain", "recipient_domain", "created_at"),
+    )
+
+
+class Problem(Base):
+    """Something wrong with the setup that stops mail and only a person can fix: sending
+    refused for our account, a folder that does not exist. Open while `resolved_at` is
+    None (at most one open row per `key`); the log, the clerk's email, the digest and the
+    systemd status all tell of it, and it closes by itself once the cause is fixed."""
+
+    __tablename__ = "problems"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # What it is about: "sending" (every message), "sending:foi@…" (one sender address),
+    # "folder:enquiries@…/Sent Items".
+    key: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(32))  # problems.ProblemKind
+    detail: Mapped[str] = mapped_column(Text)  # one line, as the clerk and the log read it
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Sending: when to try again, and how often it has been tried since it began.
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (
+        Index(
+            "ix_problems_open_key",
+            "key",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+    )
 
 
 class CategoryCorrection(Base):
@@ -247,6 +291,7 @@ class Counter(Base):
 def make_engine(url: str) -> Engine:
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
+        _private_file(engine.url.database)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _record: Any) -> None:
@@ -257,6 +302,20 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+def _private_file(database: str | None) -> None:
+    """Create a new SQLite database readable by its owner alone, whatever the umask: it
+    holds residents' names and mail. SQLite gives its -wal and -shm files the database
+    file's permissions, so they are private too."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing database keeps the permissions its owner gave it
+    except OSError:
+        pass  # a folder that is not there: SQLite says so when it opens it
 
 
 @contextmanager
@@ -472,10 +531,17 @@ class RecentAcknowledgements:
 def recent_acknowledgements(
     session: Session, recipient: str, since: datetime
 ) -> RecentAcknowledgements:
+    """Acknowledgements to this address (however it is tagged) since a moment."""
     rows = session.execute(
-        _lookups().acknowledgements_since, {"recipient": recipient, "since": since}
+        _lookups().acknowledgements_since, {"key": recipient_key(recipient), "since": since}
     )
     return RecentAcknowledgements([(case_id, at) for case_id, at in rows])
+
+
+def acknowledgements_to_domain(session: Session, domain: str, since: datetime) -> int:
+    """How many acknowledgements went to addresses at `domain` (ASCII form) since a moment."""
+    counted = session.scalar(_lookups().domain_since, {"domain": domain, "since": since})
+    return counted or 0
 
 
 @dataclass(frozen=True)
@@ -488,16 +554,18 @@ class _Lookups:
     sent_by_us: Select[tuple[int]]
     case_by_message_ids: tuple[Select[tuple[int]], Select[tuple[int]]]
     acknowledgements_since: Select[tuple[int, datetime]]
+    domain_since: Select[tuple[int]]
 
 
 @cache
 def _lookups() -> _Lookups:
     messages, outbox = InboundMessage.__table__, OutboxMessage.__table__
     ids = bindparam("ids", expanding=True)
+    since = outbox.c.created_at >= bindparam("since", type_=UTCDateTime)
     to_sender_since = (
-        outbox.c.recipient == bindparam("recipient"),
+        outbox.c.recipient_key == bindparam("key"),
         outbox.c.kind == "acknowledgement",
-        outbox.c.created_at >= bindparam("since", type_=UTCDateTime),
+        since,
     )
     return _Lookups(
         seen_message_id=select(messages.c.id)
@@ -518,6 +586,11 @@ def _lookups() -> _Lookups:
         acknowledgements_since=select(outbox.c.case_id, outbox.c.created_at)
         .where(*to_sender_since)
         .order_by(outbox.c.id.desc()),
+        domain_since=select(func.count()).where(
+            outbox.c.recipient_domain == bindparam("domain"),
+            outbox.c.kind == "acknowledgement",
+            since,
+        ),
     )
 
 

@@ -17,7 +17,9 @@ from markupsafe import escape
 
 from mailbot.calendar import reopening_phrase
 from mailbot.commandline import defuse
+from mailbot.parse import clean_text
 from mailbot.resources import builtin_dir
+from mailbot.sandbox import BoundedSandbox, Budget, TemplateTooCostly
 
 if TYPE_CHECKING:
     from sqlalchemy import Row
@@ -62,37 +64,54 @@ def _version_of(name: str, filename: str | None) -> str:
 
 
 class Templates:
-    """The built-in templates, with the clerk's folder of overrides searched first."""
+    """The built-in templates, with the clerk's folder of overrides searched first.
 
-    def __init__(self, override_dir: Path | None = None) -> None:
+    The built-in templates are ours and run in Jinja2's plain sandbox. Once a clerk's
+    folder is in play, every template runs in the bounded one (mailbot.sandbox), which
+    also limits the time, text and arithmetic a template may use.
+    """
+
+    def __init__(self, override_dir: Path | None = None, budget: Budget | None = None) -> None:
         folders = [str(override_dir)] if override_dir else []
         folders.append(str(builtin_dir("templates")))
         self.folders = folders
-        self.env = SandboxedEnvironment(
-            loader=ChoiceLoader([FileSystemLoader(f) for f in folders]),
-            undefined=StrictUndefined,  # a misspelt variable is an error, not a blank
-            autoescape=lambda name: bool(name and name.endswith(".html")),
-            keep_trailing_newline=False,
+        options: dict[str, Any] = {
+            "loader": ChoiceLoader([FileSystemLoader(f) for f in folders]),
+            "undefined": StrictUndefined,  # a misspelt variable is an error, not a blank
+            "autoescape": lambda name: bool(name and name.endswith(".html")),
+            "keep_trailing_newline": False,
+        }
+        self.env: SandboxedEnvironment = (
+            BoundedSandbox(budget, **options) if override_dir else SandboxedEnvironment(**options)
         )
+        # Templates of the clerk's that ran out of time, with the problem and the folder's
+        # state then: each would cost the whole time budget again for every message, so
+        # the built-in one is used straight away until the folder changes.
+        self._too_slow: dict[str, tuple[str, int]] = {}
 
     def render(self, name: str, context: dict[str, Any], *, staff: bool = False) -> Rendered:
         """Render `name`.txt; the HTML part is the same text in the shared HTML layout.
 
         `staff`: for council staff, whose replies are read for #commands; no line of it
         may read as one (commandline.defuse), whatever a resident's name or subject says.
+        Anything that goes wrong, Jinja's errors or any other (a number too large, a
+        template that includes itself), is a TemplateProblem naming the file and line.
         """
         try:
             template = self.env.get_template(f"{name}.txt")
-            text = template.render(context).strip() + "\n"
+            text = self._render(f"{name}.txt", context).strip() + "\n"
             if staff:
                 text = defuse(text)
             paragraphs = [p.splitlines() for p in text.split("\n\n") if p.strip()]
-            html = self.env.get_template("_layout.html").render(
-                {**context, "paragraphs": paragraphs}
-            )
-        except TemplateError as exc:
+            html = self._render("_layout.html", {**context, "paragraphs": paragraphs})
+        except Exception as exc:
             raise TemplateProblem(_where(exc, name)) from exc
         return Rendered(text=text, html=html, version=_version_of(name, template.filename))
+
+    def _render(self, file: str, context: dict[str, Any]) -> str:
+        if isinstance(self.env, BoundedSandbox):
+            return self.env.render_template(file, context)
+        return self.env.get_template(file).render(context)
 
     def names(self) -> set[str]:
         """Template names (without .txt) available from any folder."""
@@ -104,26 +123,53 @@ class Templates:
         """Render, falling back to the built-in template and then to plain wording.
 
         A clerk's broken edit must never stop acknowledgements; the problem is returned
-        so the caller can log it and tell the clerk.
+        so the caller can log it and tell the clerk. This never raises.
         """
-        try:
-            return self.render(name, context, staff=staff), None
-        except TemplateProblem as exc:
-            problem = str(exc)
+        slow = self._too_slow.get(name)
+        if slow is not None and slow[1] == self._folder_stamp():
+            problem = slow[0]
+        else:
+            try:
+                return self.render(name, context, staff=staff), None
+            except TemplateProblem as exc:
+                problem = str(exc)
+                if isinstance(exc.__cause__, TemplateTooCostly) and "took longer" in problem:
+                    self._too_slow[name] = (problem, self._folder_stamp())
         if len(self.folders) > 1:
             try:
-                return Templates(None).render(name, context, staff=staff), problem
+                return builtin_templates().render(name, context, staff=staff), problem
             except TemplateProblem:
                 pass
-        case = context.get("case", {})
+        case = context.get("case") or {}
         text = (
             f"Thank you for your message. Your reference is {case.get('ref', '')}.\n"
             f"We will reply by {case.get('respond_by', '')}.\n"
         )
         return Rendered(text=text, html=f"<p>{escape(text)}</p>", version=f"{name}@none"), problem
 
+    def _folder_stamp(self) -> int:
+        """The latest change to the clerk's folder (0 if it cannot be read)."""
+        try:
+            with os.scandir(self.folders[0]) as entries:
+                return max((e.stat().st_mtime_ns for e in entries), default=0)
+        except OSError:
+            return 0
 
-def _where(exc: TemplateError, name: str) -> str:
+
+@lru_cache(maxsize=1)
+def builtin_templates() -> Templates:
+    """The built-in templates alone: what a clerk's broken template falls back to."""
+    return Templates(None)
+
+
+# What a clerk reads for the errors that are not Jinja's own.
+_PLAIN_ERRORS = {
+    RecursionError: "the template includes or calls itself without end",
+    MemoryError: "the template needs more memory than a letter can",
+}
+
+
+def _where(exc: Exception, name: str) -> str:
     """'file:line: message'. Syntax errors carry their line; errors while rendering are
     found in the traceback, where Jinja2 puts a frame for the template's own line."""
     filename = getattr(exc, "filename", None)
@@ -135,7 +181,13 @@ def _where(exc: TemplateError, name: str) -> str:
             if frame_file.endswith((".txt", ".html")):
                 filename, lineno = frame_file, tb.tb_lineno
             tb = tb.tb_next
-    return f"{filename or name + '.txt'}:{lineno or '?'}: {exc.message or type(exc).__name__}"
+    if isinstance(exc, TemplateError | TemplateTooCostly | OverflowError):
+        message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
+    else:
+        plain = next((text for kind, text in _PLAIN_ERRORS.items() if isinstance(exc, kind)), "")
+        message = plain or f"{type(exc).__name__}: {exc}"
+    where = f"{filename or name + '.txt'}:" + (f"{lineno}:" if lineno else "")
+    return clean_text(f"{where} {message}", 500)
 
 
 @lru_cache(maxsize=4096)  # a scheduler pass writes the same few dates thousands of times

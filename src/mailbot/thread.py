@@ -30,21 +30,35 @@ def find_case(
 ) -> Case | None:
     """The case this message follows up, or None for a new matter.
 
-    A reference typed in a subject only counts when the sender is the case's resident or
-    staff (an officer, or the council's mailbox: a reply sent from it by Outlook carries
-    only Thread-Index, no In-Reply-To): anyone can type a reference, but only the
-    thread's own people follow up (and staff mail changes a case only when trust.py
-    believes it).
-    Message-IDs in In-Reply-To/References are not guessable, so they count from anyone.
-    Failing both, the case `recently_acknowledged` (the id of the case whose
-    acknowledgement went to this sender within `[screening] follow_up_minutes`) is the
-    one being followed up.
+    In order: a reference typed in the subject; In-Reply-To/References naming any message
+    of the case (not guessable, so from anyone); a reference in the body, which quoting
+    one of our letters puts there, when the sender is neither the case's resident (their
+    own new matter may mention an old case) nor staff; and failing all of those, the case
+    `recently_acknowledged` (the id of the case whose acknowledgement went to this sender
+    within `[screening] follow_up_minutes`).
+
+    A message from someone who is not the case's resident joins the case as a note, with
+    no acknowledgement: this is how a reply forwarded on, a helpdesk answering our letter
+    from a new address each time, or a stranger quoting a reference to lure the council
+    into writing to a third party, ends there instead of opening a case of its own.
+    Staff (an officer, or the council's mailbox: a reply sent from it by Outlook carries
+    only Thread-Index, no In-Reply-To) are found by the subject too; their mail changes a
+    case only when trust.py believes it.
     """
     for ref in references_in(msg.subject):
         case = case_by_ref(session, ref)
-        if case is not None and msg.from_addr in {case.resident_email, *staff}:
+        if case is not None:
             return case
     case = case_by_message_ids(session, msg.thread_ids)
-    if case is None and recently_acknowledged is not None:
-        case = session.get(Case, recently_acknowledged)
-    return case
+    if case is not None:
+        return case
+    for ref in references_in(msg.text[:BODY_SEARCHED])[:5]:
+        case = case_by_ref(session, ref)
+        if case is not None and msg.from_addr not in {case.resident_email, *staff}:
+            return case
+    if recently_acknowledged is not None:
+        return session.get(Case, recently_acknowledged)
+    return None
+
+
+BODY_SEARCHED = 50_000  # characters of the body searched for a reference: quotes come early

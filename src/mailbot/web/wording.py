@@ -196,7 +196,13 @@ def _static_problems(
             elif key not in known or known[key] is None:
                 known[key] = value
     problems = []
-    undeclared = meta.find_undeclared_variables(tree) - _GLOBALS
+    # A name the template itself asks about ("{% if writer is defined %}") is optional.
+    optional = {
+        test.node.name
+        for test in tree.find_all(nodes.Test)
+        if test.name == "defined" and isinstance(test.node, nodes.Name)
+    }
+    undeclared = meta.find_undeclared_variables(tree) - _GLOBALS - optional
     reported: set[str] = set()
     for node in tree.find_all(nodes.Name):
         unknown = node.ctx == "load" and node.name in undeclared and node.name not in known
