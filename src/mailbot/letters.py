@@ -352,6 +352,12 @@ SAMPLE_EXTRA: dict[str, dict[str, Any]] = {
     "holding": {"new_date": "Friday 15 January 2027", "reason": "we are waiting for a contractor"},
     "welfare-alert": {"welfare_reasons": ['welfare: phrase "lives alone" in body']},
     "clarification": {"question": "Which financial years do you mean?"},
+    "extension": {
+        "old_date": "Friday 18 December 2026",
+        "reason": "We are considering the exemption for commercial interests (section 43(2)).",
+    },
+    "fees": {"fee": "£25.00", "pay_by": "Thursday 18 February 2027"},
+    "identity": {"needed": None},
     "mailbot-health": {
         "text": "mailbot has not been able to check enquiries@ since 09:12 today.",
     },
@@ -443,10 +449,16 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
     if case.officer_email is None and app.cfg.officers:
         case.officer_email, case.officer_name = app.cfg.officers[0].email, app.cfg.officers[0].name
     base = name.removesuffix("-" + category)
+    if base == "stage-change" and case.stage == 1 and app.policy.final_stage(category) > 1:
+        case.stage = 2  # the letter of a move to stage 2 (a review, for foi and eir)
     return case_context(app.cfg, app.policy, case, now, **SAMPLE_EXTRA.get(base, {}))
 
 
 _CATEGORIES = ("enquiry", "complaint", "foi", "eir", "sar", "compliment")
+# Templates written to residents (the rest go to staff), without their category suffix.
+RESIDENT_LETTERS = frozenset(
+    {"acknowledgement", "holding", "clarification", "stage-change", "extension", "fees", "identity"}
+)
 
 
 def check_all(app: App) -> list[str]:
@@ -480,7 +492,7 @@ def preview(app: App, name: str, ref: str | None = None) -> str:
             session.expunge(found)
             case = found
     context = sample_context(app, name, case)
-    staff = general not in ("acknowledgement", "holding")
+    staff = general not in RESIDENT_LETTERS
     rendered = app.templates.render(name if name in names else general, context, staff=staff)
     officer = context.get("officer") or {}
     clerk = next(iter(app.cfg.officers_with("clerk")), None)

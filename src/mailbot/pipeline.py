@@ -454,18 +454,33 @@ def _our_own(session: Session, msg: ParsedMessage, app: App) -> bool:
 def follow_up(
     app: App, session: Session, case: Case, msg: ParsedMessage, arrived: datetime, now: datetime
 ) -> None:
-    """A resident's further message on a case: it may answer a clarification, or ask for
-    the complaint to go to the next stage."""
+    """A resident's further message on a case: it may answer a clarification or send
+    proof of identity, or ask for the next stage (a complaint's, or an FOI or EIR
+    request's internal review) in any wording the classification rules know."""
     add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}")
-    if case.clock_stopped and msg.from_addr == case.resident_email:
+    if msg.from_addr != case.resident_email:
+        return
+    if case.clock_stopped:
         restart_clock(app, session, case, arrived)
-    if case.category == "complaint" and msg.from_addr == case.resident_email:
-        decision = classify(msg, app.rules)
-        if decision.escalation_requested:
-            try:
-                escalate(app, session, case, now, "the resident asked for a review")
-            except CommandError as exc:
-                add_event(session, case, now, "note", f"review asked for, but {exc}")
+    if app.policy.final_stage(case.category) == 1:
+        return
+    if not classify(msg, app.rules).escalation_requested:
+        return
+    what = "a review" if case.category == "complaint" else "an internal review"
+    if case.category != "complaint" and not _decided(app, case, now):
+        # There is no decision to review yet: the officer hears of it, nothing moves.
+        add_event(session, case, now, "note", f"{what} asked for before the response was sent")
+        return
+    try:
+        escalate(app, session, case, now, f"the resident asked for {what}", received_at=arrived)
+    except CommandError as exc:
+        add_event(session, case, now, "note", f"{what} asked for, but {exc}")
+
+
+def _decided(app: App, case: Case, now: datetime) -> bool:
+    """An FOI or EIR request has something to review: it was answered, or closed, or
+    its response date has passed (a late response may be reviewed too)."""
+    return case.status != "open" or case.respond_by < local_today(app.policy, now)
 
 
 def open_case(

@@ -12,9 +12,14 @@ from mailbot.store import (
     Case,
     case_by_message_ids,
     case_by_ref,
+    latest_case_of,
 )
 
 REFERENCE = re.compile(rf"\b(?:{'|'.join(PREFIXES.values())})-\d{{4}}-\d{{5}}\b", re.IGNORECASE)
+# Services that give each request its own address, so that everything from it is about
+# that one request: WhatDoTheyKnow writes from request-NNN-xxxxxxxx@whatdotheyknow.com,
+# often with no reference and no In-Reply-To (an internal review request, say).
+PER_REQUEST_ADDRESS = re.compile(r"^request-\d+-[0-9a-z]+@whatdotheyknow\.com$", re.IGNORECASE)
 
 
 def references_in(text: str) -> list[str]:
@@ -36,7 +41,8 @@ def find_case(
     thread's own people follow up (and staff mail changes a case only when trust.py
     believes it).
     Message-IDs in In-Reply-To/References are not guessable, so they count from anyone.
-    Failing both, the case `recently_acknowledged` (the id of the case whose
+    Mail from a per-request address (WhatDoTheyKnow's) joins that address's FOI or EIR
+    case. Failing all these, the case `recently_acknowledged` (the id of the case whose
     acknowledgement went to this sender within `[screening] follow_up_minutes`) is the
     one being followed up.
     """
@@ -45,6 +51,8 @@ def find_case(
         if case is not None and msg.from_addr in {case.resident_email, *staff}:
             return case
     case = case_by_message_ids(session, msg.thread_ids)
+    if case is None and msg.from_addr and PER_REQUEST_ADDRESS.match(msg.from_addr):
+        case = latest_case_of(session, msg.from_addr, ("foi", "eir"))
     if case is None and recently_acknowledged is not None:
         case = session.get(Case, recently_acknowledged)
     return case
