@@ -627,7 +627,9 @@ def _outcome(app: App, session: Session, case: Case, arg: str, by: str, now: dat
         raise CommandError("outcomes are recorded for complaints, FOI and EIR requests only")
     if value not in allowed:
         raise CommandError(f"give one of: {', '.join(allowed)}")
-    exemptions = [_citation(c) for c in (" ".join(cited)).replace(",", " ").split()]
+    # "section 40(2), s.21" is two citations: keep each word with its number.
+    joined = re.sub(r"\b(section|sec|regulation|reg)\s+(?=\d)", r"\1", " ".join(cited))
+    exemptions = [_citation(c) for c in joined.replace(",", " ").split()]
     if case.category != "complaint" and value in WITHHOLDING and not exemptions:
         raise CommandError(
             f"cite the exemptions relied on, e.g. #outcome {value} s.40(2) s.43(2)"
