@@ -17,9 +17,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("cases") as batch:
         batch.add_column(sa.Column("clock_stop", sa.String(20), nullable=True))
-        batch.add_column(
-            sa.Column("paused_days", sa.Integer(), nullable=False, server_default="0")
-        )
+        batch.add_column(sa.Column("paused_days", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("language", sa.String(5), nullable=True))
 
 
