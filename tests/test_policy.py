@@ -29,6 +29,7 @@ SHIPPED = [
     "stafford",
     "stamford",
     "stotfold",
+    "vale-of-glamorgan",
 ]
 STAFFORD_TEXT = (builtin_policy_dir() / "stafford.toml").read_text(encoding="utf-8")
 

@@ -17,7 +17,7 @@ from sqlalchemy.sql.selectable import Select
 
 from mailbot import faults, systemd
 from mailbot.app import App
-from mailbot.classify import Classification, classify
+from mailbot.classify import Classification, classify, scored_text
 from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
 from mailbot.forms import FormSubmission, read_form, with_topic
@@ -56,6 +56,7 @@ from mailbot.store import (
     sent_by_us,
 )
 from mailbot.thread import find_case
+from mailbot.welsh import is_welsh
 
 log = logging.getLogger("mailbot.pipeline")
 
@@ -460,6 +461,14 @@ def follow_up(
     add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}")
     if msg.from_addr != case.resident_email:
         return
+    if (
+        app.policy.language == "cy-en"
+        and case.language != "cy"
+        and is_welsh(" ".join(scored_text(msg)))
+    ):
+        # Welsh Language Standard 1: Welsh is answered in Welsh, from now on.
+        case.language = "cy"
+        add_event(session, case, now, "note", "the resident wrote in Welsh: letters now in Welsh")
     if case.clock_stopped:
         restart_clock(app, session, case, arrived)
     if app.policy.final_stage(case.category) == 1:
@@ -502,6 +511,8 @@ def open_case(
     faults.crash_point("after-classify")
     category = decision.category
     stage = app.policy.stage(category, 1)
+    # Welsh Language Standard 1: mail in Welsh is answered in Welsh (SPEC §9).
+    welsh = app.policy.language == "cy-en" and is_welsh(decision.text or " ".join(scored_text(msg)))
     dates = compute(app.policy, category, received_at)
     officer = choose_officer(session, app.cfg, stage.role)
     faults.crash_point("after-route")
@@ -529,6 +540,7 @@ def open_case(
         clock_stopped=False,
         triage=decision.triage,
         scored_text=decision.text or None,
+        language="cy" if welsh else None,
     )
     schedule(case, app.policy, local_today(app.policy, now))
     # A plain INSERT of the values set above (the columns' defaults fill the rest): the
@@ -548,6 +560,8 @@ def open_case(
         )
     if officer:
         history.append((now, "reassigned", f"assigned to {officer.name} ({stage.role})"))
+    if welsh:
+        history.append((now, "note", "written in Welsh: letters in Welsh"))
     add_events(session, case, history)
     return case
 
