@@ -592,3 +592,34 @@ def test_a_scottish_review_has_twenty_days_and_no_extension(tmp_path: Path) -> N
     err = error_for(path)
     assert err.key == "categories.foi.stages.2.extension"
     assert err.message == "FOISA 2002 s.21 allows no extension of the 20 days"
+
+
+# --- issue 21: Welsh ---------------------------------------------------------------------
+
+VALE_TEXT = (builtin_policy_dir() / "vale-of-glamorgan.toml").read_text(encoding="utf-8")
+
+
+def test_vale_of_glamorgan_writes_in_welsh_and_english() -> None:
+    p = load_policy("vale-of-glamorgan")
+    assert (p.language, p.council_cy, p.nation) == ("cy-en", "Cyngor Bro Morgannwg", "wales")
+    # Standards of Service: e-mails in five working days; complaints 10 and 20.
+    assert p.stage("enquiry").respond == wd(5)
+    assert [p.stage("complaint", n).respond for n in (1, 2)] == [wd(10), wd(20)]
+    assert "Ombwdsmon Gwasanaethau Cyhoeddus Cymru" in (p.stage("complaint", 2).next_step_cy or "")
+    assert load_policy("stafford").language == "en"  # the default
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('council_cy = "Cyngor Bro Morgannwg"\n', "", "council_cy"),
+        ('name_cy = "Canmoliaeth"\n', "", "categories.compliment.stages.1.name_cy"),
+        ("next_step_cy = \"Dyma ganlyniad ein hadolygiad mewnol.", "# next_step_cy = \"",
+         "categories.foi.stages.2.next_step_cy"),
+    ],
+)  # fmt: skip
+def test_a_bilingual_policy_needs_its_welsh(tmp_path: Path, old: str, new: str, key: str) -> None:
+    path, _ = broken(tmp_path, old, new, VALE_TEXT)
+    err = error_for(path)
+    everything = [err, *err.others]
+    assert any(e.key == key for e in everything), str(err)
