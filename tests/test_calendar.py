@@ -46,6 +46,9 @@ FOISA = calendar_for(
         "stafford",
         ('nation = "england"', 'nation = "scotland"'),
         ('extension = "20 working days"\n# Reminders: the Framework', "# Reminders: the Framework"),
+        # FOISA s.21(1), EISR reg 16(4): Scottish reviews have 20 days and no extension.
+        ('extension = "20 working days"\n# Reminders: as for the request itself.', "#"),
+        ('respond = "40 working days"', 'respond = "20 working days"'),
     ),
     "foi",
 )

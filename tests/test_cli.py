@@ -116,6 +116,7 @@ def test_deadline_json_for_an_foi_request(capsys):
     )
     assert code == 0
     data = json.loads(capsys.readouterr().out)
+    # SPEC §2's keys, and (issue 21) the stage and the extension's dates added.
     assert set(data) == {
         "category",
         "received_at",
@@ -124,10 +125,32 @@ def test_deadline_json_for_an_foi_request(capsys):
         "respond_by",
         "holding_by",
         "calendar",
+        "stage",
+        "extension_notice_by",
+        "latest_respond_by",
     }
     assert data["category"] == "foi"
     assert data["day_one"] == "2026-12-21"
     assert data["respond_by"] == "2027-01-21"
+    # The public-interest extension: notified by the 20th day; 20 more working days:
+    # 22 Jan (1), 25-29 (6), 1-5 Feb (11), 8-12 (16), 15-18 (20): Thu 18 Feb 2027.
+    assert (data["extension_notice_by"], data["latest_respond_by"]) == ("2027-01-21", "2027-02-18")
+
+
+def test_deadline_of_an_internal_review(capsys):
+    # A request for an FOI internal review on Thu 10 Dec 2026: the s.45 code's 20
+    # working days end Wed 13 Jan 2027 (25 and 28 Dec, 1 and 4 Jan not counted), and
+    # 20 more in a complex case Wed 10 Feb (test_deadlines.REVIEW_CASES).
+    args = ["deadline", "--category", "foi", "--received", "2026-12-10T10:00:00Z"]
+    assert main([*args, "--policy", "stafford", "--stage", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["stage"], data["respond_by"], data["latest_respond_by"]) == (
+        2, "2027-01-13", "2027-02-10")  # fmt: skip
+    assert main([*args, "--policy", "stafford", "--stage", "2"]) == 0
+    assert "latest_respond_by: 2027-02-10" in capsys.readouterr().out
+    # A stage the category does not have: exit 1, one line.
+    assert main([*args, "--policy", "stafford", "--stage", "3"]) == 1
+    assert "foi has stages 1 to 2 in the stafford policy" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

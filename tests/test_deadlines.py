@@ -9,7 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailbot.calendar import calendar_for, council_calendar
-from mailbot.deadlines import Deadlines, ExtensionRefused, add_months, compute, extend
+from mailbot.deadlines import (
+    ClockStop,
+    Deadlines,
+    ExtensionRefused,
+    add_months,
+    compute,
+    extend,
+    fees_lapse_on,
+    resume,
+)
 from mailbot.policy import (
     Duration,
     Policy,
@@ -48,7 +57,18 @@ _NO_FOISA_EXTENSION = (
     'extension = "20 working days"\n# Reminders: the Framework',
     "# Reminders: the Framework",
 )
-SCOTTISH = variant("stafford", ('nation = "england"', 'nation = "scotland"'), _NO_FOISA_EXTENSION)
+# FOISA s.21(1) and EISR reg 16(4): a Scottish review has 20 working days and no extension.
+_SCOTTISH_REVIEWS = (
+    ('extension = "20 working days"\n# Reminders: as for the request itself.',
+     "# Reminders: as for the request itself."),
+    ('respond = "40 working days"', 'respond = "20 working days"'),
+)  # fmt: skip
+SCOTTISH = variant(
+    "stafford",
+    ('nation = "england"', 'nation = "scotland"'),
+    _NO_FOISA_EXTENSION,
+    *_SCOTTISH_REVIEWS,
+)
 NORTHERN_IRISH = variant("stafford", ('nation = "england"', 'nation = "northern-ireland"'))
 
 # (policy, category, stage, received_at, day_one, respond_by, why)
@@ -231,6 +251,13 @@ def test_as_json_shape() -> None:
         "respond_by": "2026-12-21",
         "holding_by": "2026-12-18",
         "calendar": "uk-all-nations (FOIA s.10(6))",
+        # Added to the SPEC's keys: the stage, and the public-interest extension. Its
+        # notice goes by the 20th day; 20 more FOI working days from Mon 21 Dec: 22-24
+        # (3), (25, 28 Dec) 29-31 (6), (1 Jan; Mon 4 Jan, Scotland's 2 Jan) 5-8 (10),
+        # 11-15 (15), 18-22 (20): Fri 22 Jan 2027.
+        "stage": 1,
+        "extension_notice_by": "2026-12-21",
+        "latest_respond_by": "2027-01-22",
     }
     # No holding reply for compliments: null in JSON.
     assert compute(STAFFORD, "compliment", utc(2026, 11, 20, 16)).as_json()["holding_by"] is None
@@ -313,7 +340,7 @@ def test_add_months_keeps_month_ends() -> None:
 
 POLICIES = [load_policy(name) for name in list_policies()] + [CLOSED_XMAS, SCOTTISH, NORTHERN_IRISH]
 CATEGORY_STAGES = [("enquiry", 1), ("complaint", 1), ("foi", 1), ("eir", 1), ("sar", 1),
-                   ("compliment", 1)]  # fmt: skip
+                   ("compliment", 1), ("foi", 2), ("eir", 2)]  # fmt: skip
 instants = st.datetimes(
     min_value=datetime(2025, 1, 1),
     max_value=datetime(2027, 12, 31, 23, 59, 59),
@@ -415,3 +442,193 @@ def test_no_case_with_something_due_lies_beyond_the_scheduler_search(
     actions = _actions(stage, calendar, stage.number, respond_by, with_holding)
     if any(action.on <= today for action in actions):
         assert respond_by <= latest_response_date(policy, today)
+
+
+# --- issue 21: internal reviews, extensions notified in time, clocks stopped by law ------
+
+# (policy, category, review received, respond_by, latest with the extension, why)
+REVIEW_CASES = [
+    (STAFFORD, "foi", utc(2026, 12, 10, 10), D(2027, 1, 13), D(2027, 2, 10),
+     "FOI internal review (s.45 code 5.4) from Thu 10 Dec 2026: 11 (1), 14-18 (6), 21-24 "
+     "(10), (25 Dec, Mon 28 for Boxing Day) 29-31 (13), (1 Jan, Mon 4 Jan for Scotland's "
+     "2 Jan) 5-8 (17), 11-13 (20): Wed 13 Jan; code 5.5's 20 more: 14-15, 18-22, 25-29, "
+     "1-5 Feb, 8-10: Wed 10 Feb"),
+    (STAFFORD, "eir", utc(2026, 3, 16, 10), D(2026, 5, 15), None,
+     "EIR reg 11(4), 40 working days from Mon 16 Mar 2026: (St Patrick's Day Tue 17, NI) "
+     "18-20 (3), 23-27 (8), 30 Mar-2 Apr (12), (Good Friday, Easter Monday) 7-10 (16), "
+     "13-17 (21), 20-24 (26), 27 Apr-1 May (31), (4 May BH) 5-8 (35), 11-15 (40); no "
+     "extension"),
+    (SCOTTISH, "foi", utc(2026, 12, 10, 10), D(2027, 1, 13), None,
+     "FOISA s.21(1), Scottish days: as the FOI review above (Scotland's 28 Dec and 4 Jan "
+     "are off) and no extension"),
+    (SCOTTISH, "eir", utc(2026, 11, 27, 10), D(2026, 12, 30), None,
+     "EISR reg 16(4), 20 working days from Fri 27 Nov 2026: (St Andrew's Day Mon 30 Nov) "
+     "1-4 Dec (4), 7-11 (9), 14-18 (14), 21-24 (18), (25 Dec, Mon 28 for Boxing Day) "
+     "29 (19), Wed 30 Dec (20)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("policy", "category", "at", "respond_by", "latest", "why"), REVIEW_CASES)
+def test_review_stage_dates(
+    policy: Policy, category: str, at: datetime, respond_by: date, latest: date | None, why: str
+) -> None:
+    got = compute(policy, category, at, stage=2)
+    assert got.respond_by == respond_by, why
+    assert got.latest_respond_by == latest, why
+    assert got.stage == 2
+
+
+def test_foi_extension_notified_in_time_and_out_of_time() -> None:
+    # FOIA s.17(2): the public-interest extension is notified within the 20 days, which
+    # end on Mon 21 Dec 2026 for a request of Fri 20 Nov (test_as_json_shape).
+    base = compute(STAFFORD, "foi", utc(2026, 11, 20, 16, 45))
+    assert base.extension_notice_by == D(2026, 12, 21)
+    twenty = Duration.parse("20 working days")
+    assert extend(base, STAFFORD, twenty, notified_on=D(2026, 12, 21)).respond_by == D(2027, 1, 22)
+    with pytest.raises(ExtensionRefused, match=r"too late: .* by 2026-12-21 .*FOIA 2000 s\.17"):
+        extend(base, STAFFORD, twenty, notified_on=D(2026, 12, 22))
+    # Over the limit, even in time.
+    with pytest.raises(ExtensionRefused, match="at most 20 working days"):
+        extend(base, STAFFORD, Duration.parse("21 working days"), notified_on=D(2026, 12, 1))
+    # A second extension by the date the first one set.
+    ten = extend(base, STAFFORD, Duration.parse("10 working days"), notified_on=D(2026, 12, 1))
+    assert ten.respond_by == D(2027, 1, 8)  # 22-24, 29-31, 5-8 (Scotland's 4 Jan off)
+    assert ten.extension_notice_by == D(2027, 1, 8)
+    again = extend(ten, STAFFORD, Duration.parse("10 working days"), notified_on=D(2027, 1, 8))
+    assert again.respond_by == D(2027, 1, 22)
+
+
+def test_eir_complex_and_voluminous_extension_to_forty_days() -> None:
+    # EIR reg 7(1) and (3): to 40 working days, the requester told within the first 20.
+    base = compute(STAFFORD, "eir", utc(2026, 11, 20, 16, 45))
+    forty = extend(base, STAFFORD, Duration.parse("20 working days"), notified_on=D(2026, 12, 21))
+    assert (base.respond_by, forty.respond_by) == (D(2026, 12, 21), D(2027, 1, 22))
+    with pytest.raises(ExtensionRefused, match=r"EIR 2004 reg 7"):
+        extend(base, STAFFORD, Duration.parse("1 working day"), notified_on=D(2026, 12, 22))
+
+
+def test_sar_extension_notified_within_the_first_month_at_a_month_end() -> None:
+    # Sat 31 Jan 2026: the month ends on 28 Feb, a Saturday: due Mon 2 Mar. Two further
+    # months run from arrival: Thu 30 Apr. The notice goes by Mon 2 Mar (art. 12A).
+    base = compute(STAFFORD, "sar", utc(2026, 1, 31, 11))
+    assert (base.respond_by, base.extension_notice_by) == (D(2026, 3, 2), D(2026, 3, 2))
+    months = Duration.parse("2 calendar months")
+    one = extend(base, STAFFORD, Duration.parse("1 calendar month"), notified_on=D(2026, 2, 20))
+    assert one.respond_by == D(2026, 3, 31)
+    # A second month later, still notified within the first month: allowed; after it, not.
+    assert one.extension_notice_by == D(2026, 3, 2)
+    assert extend(one, STAFFORD, Duration.parse("1 calendar month"), notified_on=D(2026, 3, 2)
+                  ).respond_by == D(2026, 4, 30)  # fmt: skip
+    with pytest.raises(ExtensionRefused, match=r"UK GDPR art\. 12A"):
+        extend(base, STAFFORD, months, notified_on=D(2026, 3, 3))
+
+
+def test_northern_irish_sar_lands_after_the_boyne() -> None:
+    # Fri 12 Jun 2026: 12 Jul is a Sunday; Northern Ireland keeps the Battle of the Boyne
+    # on Mon 13 Jul, so the response is due Tue 14 Jul (England: Mon 13 Jul).
+    assert compute(NORTHERN_IRISH, "sar", utc(2026, 6, 12, 10)).respond_by == D(2026, 7, 14)
+    assert compute(STAFFORD, "sar", utc(2026, 6, 12, 10)).respond_by == D(2026, 7, 13)
+
+
+def test_sar_clarification_pauses_the_month() -> None:
+    # Art. 12A(3): asked Tue 10 Feb 2026, answered Fri 13 Feb: 10-13 Feb (4 days) do not
+    # count. 28 Feb + 4 days: Wed 4 Mar. The extension notice moves with it.
+    start = utc(2026, 1, 31, 11)
+    restart = resume(
+        STAFFORD,
+        "sar",
+        ClockStop.CLARIFICATION,
+        started_at=start,
+        paused=0,
+        stopped_at=utc(2026, 2, 10, 10),
+        resumed_at=utc(2026, 2, 13, 10),
+    )
+    assert (restart.started_at, restart.paused, restart.keeps_extension) == (start, 4, True)
+    got = compute(STAFFORD, "sar", restart.started_at, paused=restart.paused)
+    assert (got.respond_by, got.extension_notice_by) == (D(2026, 3, 4), D(2026, 3, 4))
+    # With the two further months: 30 Apr + 4 days is Mon 4 May, the Early May bank
+    # holiday, so Tue 5 May.
+    assert got.latest_respond_by == D(2026, 5, 5)
+
+
+def test_sar_identity_check_starts_the_month_again() -> None:
+    # Art. 12A(2)(b): the month begins when the proof of identity arrives, Tue 31 Mar 2026:
+    # 30 Apr (April has no 31st).
+    restart = resume(
+        STAFFORD,
+        "sar",
+        ClockStop.IDENTITY,
+        started_at=utc(2026, 3, 2, 10),
+        paused=0,
+        stopped_at=utc(2026, 3, 3, 10),
+        resumed_at=utc(2026, 3, 31, 15),
+    )
+    assert (restart.started_at, restart.paused, restart.keeps_extension) == (
+        utc(2026, 3, 31, 15), 0, False)  # fmt: skip
+    assert compute(STAFFORD, "sar", restart.started_at).respond_by == D(2026, 4, 30)
+
+
+def test_foi_fees_notice_disregards_the_working_days_until_payment() -> None:
+    # Mon 2 Nov 2026: due Tue 1 Dec (St Andrew's Day Mon 30 Nov is off for FOI). Fees
+    # notice Mon 9 Nov, paid Wed 18 Nov: 9-13, 16-18 Nov, 8 working days disregarded
+    # (FOIA s.10(2)): 2-4 Dec, 7-11 Dec: Fri 11 Dec.
+    start = utc(2026, 11, 2, 10)
+    assert compute(STAFFORD, "foi", start).respond_by == D(2026, 12, 1)
+    restart = resume(
+        STAFFORD,
+        "foi",
+        ClockStop.FEES,
+        started_at=start,
+        paused=0,
+        stopped_at=utc(2026, 11, 9, 10),
+        resumed_at=utc(2026, 11, 18, 15),
+    )
+    assert (restart.paused, restart.keeps_extension) == (8, True)
+    assert compute(STAFFORD, "foi", start, paused=8).respond_by == D(2026, 12, 11)
+    # Unpaid, it lapses at the end of three months beginning with the notice (s.9(2)).
+    assert fees_lapse_on(STAFFORD, utc(2026, 11, 9, 10)) == D(2027, 2, 9)
+    assert fees_lapse_on(STAFFORD, utc(2026, 11, 30, 23, 30)) == D(2027, 2, 28)
+
+
+def test_foi_clarification_starts_from_day_one_at_christmas() -> None:
+    # FOIA s.1(3): the answer of Wed 23 Dec 2026 starts the 20 days again: 24 (1), (25,
+    # 28) 29-31 (4), (1, 4 Jan) 5-8 (8), 11-15 (13), 18-22 (18), 25, 26 (20): Tue 26 Jan.
+    restart = resume(
+        STAFFORD,
+        "foi",
+        ClockStop.CLARIFICATION,
+        started_at=utc(2026, 12, 1, 10),
+        paused=3,
+        stopped_at=utc(2026, 12, 2, 10),
+        resumed_at=utc(2026, 12, 23, 12),
+    )
+    assert (restart.paused, restart.keeps_extension) == (0, False)
+    assert compute(STAFFORD, "foi", restart.started_at).respond_by == D(2027, 1, 26)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    policy=st.sampled_from(POLICIES),
+    cs=st.sampled_from([("foi", 1), ("eir", 1), ("sar", 1), ("foi", 2), ("complaint", 1)]),
+    instant=instants,
+    paused=st.integers(0, 60),
+)
+def test_pauses_and_extensions_only_ever_move_dates_later(
+    policy: Policy, cs: tuple[str, int], instant: datetime, paused: int
+) -> None:
+    category, stage = cs
+    if stage > policy.final_stage(category):
+        return
+    plain = compute(policy, category, instant, stage=stage)
+    held = compute(policy, category, instant, stage=stage, paused=paused)
+    assert held.respond_by >= plain.respond_by
+    if held.extension_notice_by is not None:
+        assert held.extension_notice_by == held.respond_by
+        assert held.latest_respond_by is not None
+        assert held.respond_by <= held.latest_respond_by
+    if category != "sar":
+        # A pause of N working days moves the date by exactly N working days (before any
+        # closure-day adjustment, which statutory categories do not have here).
+        cal = calendar_for(policy, category)
+        if category not in ("foi", "eir") or not policy.closure_days:
+            assert cal.working_days_between(plain.respond_by, held.respond_by) == paused

@@ -407,6 +407,8 @@ def test_cases_and_case_json_shapes(app, config_path, dovecot, smtp, capsys):
         "respond_by": "2026-11-10",
         "responded_at": None,
         "clock_stopped": False,
+        "clock_stop": None,  # issue 21: why it is stopped (clarification, identity, fees)
+        "language": None,  # issue 21: the resident's language, for a Welsh council
         "priority": "normal",
         "triage": False,
     }

@@ -202,7 +202,10 @@ def test_bad_and_unknown_commands_get_an_error_reply(app, dovecot, smtp):
     text = reply.text()
     assert "NOT DONE: #extend lots\n  give a number, e.g. #extend 10" in text
     assert "NOT DONE: #frobnicate\n  unknown command" in text
-    assert "NOT DONE: #outcome upheld\n  outcomes are recorded for complaints only" in text
+    assert (
+        "NOT DONE: #outcome upheld\n  outcomes are recorded for complaints, FOI and EIR"
+        " requests only" in text
+    )
     assert reply.message["Auto-Submitted"] == "auto-generated"
 
 

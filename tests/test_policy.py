@@ -29,6 +29,7 @@ SHIPPED = [
     "stafford",
     "stamford",
     "stotfold",
+    "vale-of-glamorgan",
 ]
 STAFFORD_TEXT = (builtin_policy_dir() / "stafford.toml").read_text(encoding="utf-8")
 
@@ -528,3 +529,97 @@ def test_mangled_files_never_crash(edits: list[tuple[int, int, str, bool]]) -> N
         assert str(err).startswith("mangled.toml")
         if err.line is not None:
             assert 1 <= err.line <= "".join(lines).count("\n") + 1
+
+
+# --- issue 21: internal reviews ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_policy_has_the_statutory_reviews(name: str) -> None:
+    policy = load_policy(name)
+    foi, eir = policy.stage("foi", 2), policy.stage("eir", 2)
+    # FOIA s.45 code of practice 5.4-5.5: 20 working days, 20 more in complex cases.
+    assert (foi.respond, foi.extension) == (wd(20), wd(20))
+    assert "s.45 code of practice" in foi.clause
+    # EIR reg 11(4): 40 working days, no extension.
+    assert (eir.respond, eir.extension) == (wd(40), None)
+    assert "reg 11" in eir.clause
+    assert all("Information Commissioner" in s.next_step for s in (foi, eir))
+    assert policy.final_stage("sar") == 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "words"),
+    [
+        ('respond = "40 working days"', 'respond = "41 working days"',
+         "categories.eir.stages.2.respond", "EIR 2004 reg 11(4) allows 40 working days"),
+        ('respond = "40 working days"', 'respond = "40 working days"\nextension = "5 working days"',
+         "categories.eir.stages.2.extension", "EIR 2004 reg 11 allows no extension"),
+        ('extension = "20 working days"\n# Reminders: as for the request itself.',
+         'extension = "21 working days"\n#',
+         "categories.foi.stages.2.extension", "s.45 code of practice (para 5.5"),
+        ("[categories.eir.stages.2]", "[categories.eir.stages.3]",
+         "categories.eir.stages", "numbered 1, 2, 3"),
+    ],
+)  # fmt: skip
+def test_review_stages_are_held_to_statute(
+    tmp_path: Path, old: str, new: str, key: str, words: str
+) -> None:
+    path, _ = broken(tmp_path, old, new)
+    err = error_for(path)
+    everything = [err, *err.others]
+    assert any(e.key == key and words in e.message for e in everything), str(err)
+
+
+def test_a_third_foi_stage_is_refused(tmp_path: Path) -> None:
+    start = STAFFORD_TEXT.index("[categories.foi.stages.2]")
+    end = STAFFORD_TEXT.index("# --- Environmental information")
+    third = STAFFORD_TEXT[start:end].replace("stages.2]", "stages.3]")
+    marker = "# --- Environmental information"
+    path, _ = broken(tmp_path, marker, third + marker)
+    err = error_for(path)
+    assert err.key == "categories.foi.stages"
+    assert "at most 2 stages" in err.message
+
+
+def test_a_scottish_review_has_twenty_days_and_no_extension(tmp_path: Path) -> None:
+    # FOISA s.21(1); the request's own extension removed first, as FOISA has none.
+    text = STAFFORD_TEXT.replace('nation = "england"', 'nation = "scotland"')
+    text = text.replace(
+        'extension = "20 working days"\n# Reminders: the Framework', "# Reminders: the Framework"
+    )
+    path, _ = broken(tmp_path, 'respond = "40 working days"', 'respond = "20 working days"', text)
+    err = error_for(path)
+    assert err.key == "categories.foi.stages.2.extension"
+    assert err.message == "FOISA 2002 s.21 allows no extension of the 20 days"
+
+
+# --- issue 21: Welsh ---------------------------------------------------------------------
+
+VALE_TEXT = (builtin_policy_dir() / "vale-of-glamorgan.toml").read_text(encoding="utf-8")
+
+
+def test_vale_of_glamorgan_writes_in_welsh_and_english() -> None:
+    p = load_policy("vale-of-glamorgan")
+    assert (p.language, p.council_cy, p.nation) == ("cy-en", "Cyngor Bro Morgannwg", "wales")
+    # Standards of Service: e-mails in five working days; complaints 10 and 20.
+    assert p.stage("enquiry").respond == wd(5)
+    assert [p.stage("complaint", n).respond for n in (1, 2)] == [wd(10), wd(20)]
+    assert "Ombwdsmon Gwasanaethau Cyhoeddus Cymru" in (p.stage("complaint", 2).next_step_cy or "")
+    assert load_policy("stafford").language == "en"  # the default
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('council_cy = "Cyngor Bro Morgannwg"\n', "", "council_cy"),
+        ('name_cy = "Canmoliaeth"\n', "", "categories.compliment.stages.1.name_cy"),
+        ("next_step_cy = \"Dyma ganlyniad ein hadolygiad mewnol.", "# next_step_cy = \"",
+         "categories.foi.stages.2.next_step_cy"),
+    ],
+)  # fmt: skip
+def test_a_bilingual_policy_needs_its_welsh(tmp_path: Path, old: str, new: str, key: str) -> None:
+    path, _ = broken(tmp_path, old, new, VALE_TEXT)
+    err = error_for(path)
+    everything = [err, *err.others]
+    assert any(e.key == key for e in everything), str(err)

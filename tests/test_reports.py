@@ -608,23 +608,30 @@ def test_csv_one_row_per_category_and_stage() -> None:
         "acknowledged_on_time_pct", "responses_due", "responded", "responded_on_time",
         "responded_on_time_pct", "breached", "median_working_days", "p90_working_days",
         "holding_replies", "upheld", "partly_upheld", "not_upheld",
+        # issue 21: the Cabinet Office's timeliness, FOI/EIR outcomes and exemptions
+        "in_time", "in_time_extended", "late", "granted", "partly_granted", "refused",
+        "not_held", "review_upheld", "review_partly_upheld", "review_overturned", "exemptions",
     ]  # fmt: skip
     # category, stage, received, acknowledgements due, on time, %, responses due, answered,
-    # on time, %, breached, median, p90, holding replies, upheld, partly, not upheld
+    # on time, %, breached, median, p90, holding replies, upheld, partly, not upheld; then
+    # in time, in time with an extension, late (answered late or not by the date), and
+    # for FOI and EIR the outcomes (none recorded here) and exemptions.
+    none = [""] * 8
     assert rows[1:] == [
         ["enquiry", "1", "5", "5", "4", "80.0", "5", "4", "3", "60.0", "2", "4", "6", "1",
-         "", "", ""],
+         "", "", "", "3", "0", "2", *none],
         ["complaint", "1", "6", "6", "6", "100.0", "5", "4", "3", "60.0", "2", "9", "12", "2",
-         "1", "1", "2"],
+         "1", "1", "2", "3", "0", "2", *none],
         ["complaint", "2", "2", "2", "2", "100.0", "1", "1", "1", "100.0", "0", "20", "20",
-         "0", "1", "0", "0"],
+         "0", "1", "0", "0", "1", "0", "0", *none],
         ["foi", "1", "3", "3", "2", "66.7", "2", "2", "1", "50.0", "1", "19", "21", "1",
-         "", "", ""],
-        ["eir", "1", "0", "0", "0", "", "0", "0", "0", "", "0", "", "", "0", "", "", ""],
+         "", "", "", "1", "0", "1", "0", "0", "0", "0", "", "", "", ""],
+        ["eir", "1", "0", "0", "0", "", "0", "0", "0", "", "0", "", "", "0", "", "", "",
+         "0", "0", "0", "0", "0", "0", "0", "", "", "", ""],
         ["sar", "1", "1", "1", "1", "100.0", "1", "1", "1", "100.0", "0", "17", "17", "0",
-         "", "", ""],
+         "", "", "", "1", "0", "0", *none],
         ["compliment", "1", "1", "1", "1", "100.0", "0", "0", "0", "", "0", "", "", "0",
-         "", "", ""],
+         "", "", "", "0", "0", "0", *none],
     ]  # fmt: skip
     breaches = list(csv.DictReader(io.StringIO(breaches_to_csv(pure_report()))))
     assert [(b["ref"], b["respond_by"], b["working_days_late"]) for b in breaches] == [

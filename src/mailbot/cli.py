@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     deadline.add_argument("--category", required=True, choices=list(PREFIXES))
     deadline.add_argument("--received", required=True, type=parse_instant)
     deadline.add_argument("--policy", help="policy name or file (default: the config's)")
-    deadline.add_argument("--stage", type=int, default=1)
+    deadline.add_argument(
+        "--stage", type=int, default=1, help="2: a complaint's stage 2, an FOI or EIR review"
+    )
     deadline.add_argument("--json", action="store_true")
     deadline.set_defaults(handler=cmd_deadline)
 
@@ -366,6 +368,12 @@ def cmd_deadline(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy)
     else:
         policy = load_policy(config_from(args).council.policy)
+    final = policy.final_stage(args.category)
+    if not 1 <= args.stage <= final:
+        raise UsageError(
+            f"--stage {args.stage}: {args.category} has stages 1 to {final} in the"
+            f" {policy.name} policy"
+        )
     dates = compute(policy, args.category, args.received, stage=args.stage)
     data = dates.as_json()
     if args.json:

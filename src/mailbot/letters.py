@@ -259,7 +259,11 @@ def render_letter(
     name = letter.template
     if letter.fallback and name not in app.templates.names():
         name = letter.fallback
-    rendered, problem = app.templates.render_safe(name, context, staff=letter.audience == "staff")
+    if letter.audience == "resident" and case is not None and app.policy.language == "cy-en":
+        rendered, problem = _in_welsh_and_english(app, name, context, case, now, letter.extra)
+    else:
+        staff = letter.audience == "staff"
+        rendered, problem = app.templates.render_safe(name, context, staff=staff)
     if problem:
         log.error("template problem, used the built-in wording: %s", problem)
         tell_clerk_about_template(app, session, name, problem, now)
@@ -278,6 +282,23 @@ def render_letter(
         sender=case.mailbox if case else None,  # the mailbox the case came in to
     )
     return raw, rendered.version
+
+
+def _in_welsh_and_english(
+    app: App,
+    name: str,
+    context: dict[str, Any],
+    case: CaseLike,
+    now: datetime,
+    extra: dict[str, Any],
+) -> tuple[Rendered, str | None]:
+    """A letter to a resident of a council writing in Welsh and English (welsh.py)."""
+    from mailbot import welsh
+
+    cy = welsh.welsh_context(app.cfg, app.policy, case, now, **extra)
+    mode = welsh.mode_for(app.policy, case)
+    rendered, problems = welsh.render(app.templates, name, mode, context, cy)
+    return rendered, "; ".join(problems) or None
 
 
 def tell_clerk_about_template(
@@ -413,6 +434,12 @@ SAMPLE_EXTRA: dict[str, dict[str, Any]] = {
     "holding": {"new_date": "Friday 15 January 2027", "reason": "we are waiting for a contractor"},
     "welfare-alert": {"welfare_reasons": ['welfare: phrase "lives alone" in body']},
     "clarification": {"question": "Which financial years do you mean?"},
+    "extension": {
+        "old_date": "Friday 18 December 2026",
+        "reason": "We are considering the exemption for commercial interests (section 43(2)).",
+    },
+    "fees": {"fee": "£25.00", "pay_by": "Thursday 18 February 2027"},
+    "identity": {"needed": None},
     "mailbot-health": {
         "text": "mailbot has not been able to check enquiries@ since 09:12 today.",
     },
@@ -527,28 +554,69 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
     case = case or sample_case(category)
     if case.officer_email is None and app.cfg.officers:
         case.officer_email, case.officer_name = app.cfg.officers[0].email, app.cfg.officers[0].name
-    base = name.removesuffix("-" + category)
-    return case_context(app.cfg, app.policy, case, now, **SAMPLE_EXTRA.get(base, {}))
+    welsh = name.startswith(WELSH_FOLDER)
+    base = name.removeprefix(WELSH_FOLDER).removesuffix("-" + category)
+    if base == "stage-change" and case.stage == 1 and app.policy.final_stage(category) > 1:
+        case.stage = 2  # the letter of a move to stage 2 (a review, for foi and eir)
+    extra = SAMPLE_EXTRA.get(base, {})
+    if welsh:
+        from mailbot.welsh import welsh_context
+
+        return welsh_context(app.cfg, app.policy, case, now, **extra)
+    return case_context(app.cfg, app.policy, case, now, **extra)
 
 
 _CATEGORIES = ("enquiry", "complaint", "foi", "eir", "sar", "compliment")
+# The clerk's and the built-in Welsh templates live in a folder of this name (cy/holding.txt).
+WELSH_FOLDER = "cy/"
+# Templates written to residents (the rest go to staff), without their category suffix.
+RESIDENT_LETTERS = frozenset(
+    {
+        "acknowledgement",
+        "acknowledgement-triage",
+        "holding",
+        "clarification",
+        "stage-change",
+        "extension",
+        "fees",
+        "identity",
+    }
+)
 
 
 def check_all(app: App) -> list[str]:
     """Render every template with sample data in the sandbox; the problems, one line each."""
     problems = []
-    for name in sorted(app.templates.names()):
-        if name.startswith("_"):
+    names = app.templates.names()
+    for name in sorted(names):
+        if name.rsplit("/", 1)[-1].startswith("_"):
             continue
         try:
             app.templates.render(name, sample_context(app, name))
         except TemplateProblem as exc:
             problems.append(str(exc))
+    if app.policy.language == "cy-en":
+        problems += _check_bilingual(app, names)
     return problems
 
 
-# Letters that go to the resident; the rest go to staff (officers, the clerk).
-TO_RESIDENTS = frozenset({"acknowledgement", "holding", "clarification", "stage-change"})
+def _check_bilingual(app: App, names: set[str]) -> list[str]:
+    """A council writing in Welsh and English: every letter to residents has its Welsh
+    version, and renders as the bilingual message it sends."""
+    from mailbot import welsh
+
+    problems = []
+    for name in sorted(names):
+        category = next((c for c in _CATEGORIES if name.endswith("-" + c)), "foi")
+        general = name.removesuffix("-" + category)
+        if general not in RESIDENT_LETTERS or name.startswith(WELSH_FOLDER):
+            continue
+        case = sample_case(category)
+        english = sample_context(app, name, case)
+        cy = sample_context(app, WELSH_FOLDER + name, case)
+        _, found = welsh.render(app.templates, name, "cy-en", english, cy)
+        problems += found
+    return problems
 
 
 def preview(app: App, name: str, ref: str | None = None) -> str:
@@ -578,8 +646,19 @@ def preview_message(app: App, name: str, ref: str | None = None) -> EmailMessage
             session.expunge(found)
             case = found
     context = sample_context(app, name, case)
-    staff = general not in TO_RESIDENTS
-    rendered = app.templates.render(name if name in names else general, context, staff=staff)
+    staff = general not in RESIDENT_LETTERS
+    chosen = name if name in names else general
+    if not staff and app.policy.language == "cy-en" and not name.startswith(WELSH_FOLDER):
+        # As the resident would get it: in Welsh, English or both (welsh.py).
+        from mailbot import welsh
+
+        cy = sample_context(app, WELSH_FOLDER + name, case)
+        mode = welsh.mode_for(app.policy, case)
+        rendered, problems = welsh.render(app.templates, chosen, mode, context, cy)
+        if problems:
+            raise TemplateProblem(problems[0])
+    else:
+        rendered = app.templates.render(chosen, context, staff=staff)
     officer = context.get("officer") or {}
     clerk = next(iter(app.cfg.officers_with("clerk")), None)
     staff_to = officer.get("email") or (clerk.email if clerk else app.cfg.council.mailbox_address)

@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from mailbot import trust
 from mailbot.app import App
-from mailbot.calendar import calendar_for
 from mailbot.commandline import command_lines
 from mailbot.config import Config
-from mailbot.deadlines import ExtensionRefused, compute, extend
+from mailbot.deadlines import (
+    ClockStop,
+    Deadlines,
+    ExtensionRefused,
+    compute,
+    extend,
+    fees_lapse_on,
+    resume,
+)
 from mailbot.letters import Letter, subject_for
 from mailbot.outbox import notify_officer, notify_role, queue
 from mailbot.parse import ParsedMessage, clean_text
-from mailbot.policy import Duration
+from mailbot.policy import STATUTORY, Duration, Policy
 from mailbot.quotation import own_text
 from mailbot.route import choose_officer
 from mailbot.scheduler import holding_letter, local_today, schedule
@@ -39,8 +47,25 @@ COMMANDS = (
     "escalate",
     "outcome",
     "note",
+    "identity",
+    "fees",
+    "paid",
+    "language",
 )
-OUTCOMES = ("upheld", "partly-upheld", "not-upheld")
+OUTCOMES = ("upheld", "partly-upheld", "not-upheld")  # a complaint at any stage
+# An FOI or EIR request's response (what the Cabinet Office's returns count), and what
+# its internal review decided about that response.
+REQUEST_OUTCOMES = ("granted", "partly-granted", "refused", "not-held")
+REVIEW_OUTCOMES = ("upheld", "partly-upheld", "overturned")
+# The outcomes that withhold information, and so must cite the exemptions or exceptions
+# relied on (FOIA s.17(1), EIR reg 14(3)).
+WITHHOLDING = ("partly-granted", "refused")
+# An exemption or exception as officers cite it: s.40(2), section 43, reg 12(4)(b), s12.
+_CITATION = re.compile(
+    r"^(?:(?:s|sec|section)\.?\s?|(?:r|reg|regulation)\.?\s?)?\d{1,3}[a-z]?(?:\(\w{1,4}\))*$",
+    re.IGNORECASE,
+)
+LANGUAGES = {"cy": "Welsh", "en": "English", "both": "Welsh and English"}
 # A line that starts like a command but is not written as one ("#close." or "#Close,"):
 # the officer hears it was not understood rather than nothing.
 _LOOKS_LIKE_COMMAND = re.compile(r"^[ \t]*#[A-Za-z]")
@@ -302,7 +327,8 @@ def _category(app: App, session: Session, case: Case, arg: str, by: str, now: da
         dates.respond_by,
         dates.holding_by,
     )
-    case.extended_days = 0
+    case.extended_days = case.paused_days = 0
+    case.stage_started_at = None
     if officer:
         case.officer_email, case.officer_name = officer.email, officer.name
     schedule(case, app.policy, local_today(app.policy, now))
@@ -320,11 +346,35 @@ def _category(app: App, session: Session, case: Case, arg: str, by: str, now: da
     return f"now {new}, due {long_date(dates.respond_by)}, with {case.officer_name or 'nobody'}"
 
 
-def _clarify(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+def case_clock(policy: Policy, case: Case) -> Deadlines:
+    """The case's dates as the policy gives them now: its stage, the stage's start, the
+    days its clock was paused and the officers' extensions (pure)."""
+    stage = policy.stage(case.category, case.stage)
+    extended = None
+    if case.extended_days and stage.extension is not None:
+        extended = Duration(amount=case.extended_days, unit=stage.extension.unit)
+    return compute(
+        policy,
+        case.category,
+        case.stage_started_at or case.received_at,
+        stage=case.stage,
+        extended_by=extended,
+        paused=case.paused_days or 0,
+    )
+
+
+def _stop_clock(session: Session, case: Case, stop: ClockStop, now: datetime, why: str) -> None:
     if case.clock_stopped:
-        raise CommandError("the clock is already stopped, waiting for the resident")
-    case.clock_stopped, case.clock_stopped_at = True, now
-    add_event(session, case, now, "clock-stopped", f"clarification asked by {by}")
+        raise CommandError(
+            f"the clock is already stopped ({case.clock_stop or 'clarification'}),"
+            " waiting for the resident"
+        )
+    case.clock_stopped, case.clock_stopped_at, case.clock_stop = True, now, stop.value
+    add_event(session, case, now, "clock-stopped", why)
+
+
+def _clarify(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    _stop_clock(session, case, ClockStop.CLARIFICATION, now, f"clarification asked by {by}")
     if arg:
         _to_resident(
             app, session, case, "clarification", "clarification", now, extra={"question": arg}
@@ -333,49 +383,140 @@ def _clarify(app: App, session: Session, case: Case, arg: str, by: str, now: dat
     return "clock stopped until the resident replies"
 
 
-def restart_clock(app: App, session: Session, case: Case, at: datetime) -> None:
-    """The resident answered a clarification: start the clock again (SPEC §4).
-
-    FOI and EIR start again from day 1 (FOIA s.1(3)); other categories carry on, with
-    the working days the clock was stopped added to the response date.
-    """
-    if not case.clock_stopped:
-        return
-    calendar = calendar_for(app.policy, case.category)
-    if case.category in ("foi", "eir"):
-        dates = compute(app.policy, case.category, at, stage=case.stage)
-        case.acknowledge_by, case.respond_by = dates.acknowledge_by, dates.respond_by
-    else:
-        zone = ZoneInfo(app.policy.timezone)
-        stopped = (case.clock_stopped_at or at).astimezone(zone).date()
-        paused = calendar.working_days_between(stopped, at.astimezone(zone).date())
-        case.respond_by = calendar.add_working_days(case.respond_by, paused)
-    case.clock_stopped, case.clock_stopped_at = False, None
-    schedule(case, app.policy, local_today(app.policy, at))
-    add_event(
-        session, case, at, "clock-restarted", f"resident replied; respond by {case.respond_by}"
+def _identity(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    """A subject access request waits for proof of identity (UK GDPR art. 12(6), 12A)."""
+    if case.category != "sar":
+        raise CommandError("identity checks are for subject access requests")
+    _stop_clock(session, case, ClockStop.IDENTITY, now, f"proof of identity asked for by {by}")
+    _to_resident(
+        app, session, case, "identity-sar", "identity", now, extra={"needed": arg[:500] or None}
+    )
+    return (
+        "clock stopped; the resident has been asked to prove their identity, and the month"
+        " starts again when they reply"
     )
 
 
+def _fees(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    """An FOI fees notice (FOIA s.9): the clock waits for payment, for three months."""
+    if case.category != "foi" or case.stage != 1:
+        raise CommandError("a fees notice is for a Freedom of Information request (FOIA s.9)")
+    try:
+        amount = Decimal(arg.strip().lstrip("£").replace(",", ""))
+    except InvalidOperation:
+        amount = Decimal(0)
+    if not amount.is_finite() or amount <= 0 or amount > 100_000:
+        raise CommandError("give the fee in pounds, e.g. #fees 25.50")
+    fee = f"£{amount:,.2f}"
+    lapse = fees_lapse_on(app.policy, now)
+    _stop_clock(
+        session,
+        case,
+        ClockStop.FEES,
+        now,
+        f"fees notice for {fee} by {by}; unpaid, the request lapses on {lapse}",
+    )
+    pay_by = long_date(lapse - timedelta(days=1))
+    _to_resident(app, session, case, "fees-foi", "fees", now, extra={"fee": fee, "pay_by": pay_by})
+    return (
+        f"clock stopped; the resident has been sent the fees notice for {fee}, to pay by {pay_by}"
+    )
+
+
+def _paid(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    """The fee is paid: the working days from the notice to payment do not count."""
+    if case.clock_stop != ClockStop.FEES or not case.clock_stopped:
+        raise CommandError("no fees notice is waiting for payment on this case")
+    at = now
+    if arg.strip():
+        day = parse_day(arg.strip())
+        if day is None:
+            raise CommandError("give the day the fee arrived, e.g. #paid 2026-11-18, or nothing")
+        stopped_on = (case.clock_stopped_at or now).astimezone(ZoneInfo(app.policy.timezone))
+        if not stopped_on.date() <= day <= local_today(app.policy, now):
+            raise CommandError(f"{day} is not between the fees notice and today")
+        at = datetime.combine(day, time(12), tzinfo=ZoneInfo(app.policy.timezone))
+    _resume(app, session, case, ClockStop.FEES, at, f"fee received, recorded by {by}")
+    return f"clock started again; response now due {long_date(case.respond_by)}"
+
+
+def restart_clock(app: App, session: Session, case: Case, at: datetime) -> None:
+    """The resident answered a clarification or sent proof of identity: start the clock
+    again by the law for it (deadlines.resume). A fees notice waits for #paid instead."""
+    if not case.clock_stopped or case.clock_stop == ClockStop.FEES:
+        return
+    stop = ClockStop(case.clock_stop or "clarification")
+    _resume(app, session, case, stop, at, "resident replied")
+
+
+def _resume(
+    app: App, session: Session, case: Case, stop: ClockStop, at: datetime, why: str
+) -> None:
+    restart = resume(
+        app.policy,
+        case.category,
+        stop,
+        started_at=case.stage_started_at or case.received_at,
+        paused=case.paused_days or 0,
+        stopped_at=case.clock_stopped_at or at,
+        resumed_at=at,
+    )
+    case.stage_started_at, case.paused_days = restart.started_at, restart.paused
+    if not restart.keeps_extension:
+        case.extended_days = 0
+    dates = case_clock(app.policy, case)
+    case.respond_by, case.holding_by = dates.respond_by, dates.holding_by
+    case.clock_stopped, case.clock_stopped_at, case.clock_stop = False, None, None
+    schedule(case, app.policy, local_today(app.policy, at))
+    add_event(
+        session, case, at, "clock-restarted", f"{why}; {restart.rule}; respond by {case.respond_by}"
+    )
+
+
+# Who says how an extension is notified, for the officer told it was refused.
+_SAR_REASONS = "UK GDPR art. 12(3): the notice gives the reasons for the delay"
+
+
 def _extend(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    if not arg.strip().isdigit():
+    words = arg.split(maxsplit=1)
+    if not words or not words[0].isdigit() or len(words[0]) > 3:
         raise CommandError("give a number, e.g. #extend 10")
+    amount, reason = int(words[0]), (words[1].strip() if len(words) > 1 else "")
     stage = app.policy.stage(case.category, case.stage)
     if stage.extension is None:
-        raise CommandError(f"the policy allows no extension for {case.category} cases")
-    start = case.stage_started_at or case.received_at
-    base = compute(app.policy, case.category, start, stage=case.stage)
-    if case.extended_days:
-        base = replace(
-            base, extended_by=Duration(amount=case.extended_days, unit=stage.extension.unit)
+        at_stage = f" at stage {case.stage}" if case.stage > 1 else ""
+        raise CommandError(f"the policy allows no extension for {case.category} cases{at_stage}")
+    if case.category == "sar" and not reason:
+        raise CommandError(
+            f"say why, e.g. #extend 2 the records are in three archives ({_SAR_REASONS})"
         )
-    extended = extend(base, app.policy, Duration(amount=int(arg), unit=stage.extension.unit))
+    extended = extend(
+        case_clock(app.policy, case),
+        app.policy,
+        Duration(amount=amount, unit=stage.extension.unit),
+        notified_on=local_today(app.policy, now),
+    )
     old = case.respond_by
     case.respond_by = max(extended.respond_by, case.respond_by)
-    case.extended_days = (case.extended_days or 0) + int(arg)
+    case.extended_days = (case.extended_days or 0) + amount
     schedule(case, app.policy, local_today(app.policy, now))
-    add_event(session, case, now, "extended", f"{old} -> {case.respond_by} by {by}")
-    return f"response date now {long_date(case.respond_by)}"
+    add_event(
+        session,
+        case,
+        now,
+        "extended",
+        f"{old} -> {case.respond_by} by {by}" + (f"; reason: {reason[:500]}" if reason else ""),
+    )
+    if case.category not in STATUTORY:
+        return f"response date now {long_date(case.respond_by)}"
+    # The law wants the resident told, with the new date (FOIA s.17(2), EIR reg 7(3),
+    # UK GDPR art. 12(3)).
+    extra = {"old_date": long_date(old), "reason": reason[:500] or None}
+    _to_resident(app, session, case, f"extension-{case.category}", "extension", now, extra=extra)
+    return (
+        f"response date now {long_date(case.respond_by)}; the resident has been sent the"
+        " notice of the extension"
+    )
 
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d %B %Y", "%d %b %Y")
@@ -424,30 +565,45 @@ def _escalate(app: App, session: Session, case: Case, arg: str, by: str, now: da
     return f"now stage {case.stage}, with {case.officer_name or 'nobody'}"
 
 
-def escalate(app: App, session: Session, case: Case, now: datetime, why: str) -> None:
-    """Move a complaint to its next stage: new handler, new dates, a new acknowledgement."""
-    if case.category != "complaint":
-        raise CommandError("only complaints have stages")
+def escalate(
+    app: App,
+    session: Session,
+    case: Case,
+    now: datetime,
+    why: str,
+    *,
+    received_at: datetime | None = None,
+) -> None:
+    """Move a case to its next stage: a complaint's next stage, or an FOI or EIR
+    request's internal review. New handler, new dates from `received_at` (when the
+    request for it arrived; else now), its own acknowledgement, reminders and breach."""
     policy = app.policy
+    if policy.final_stage(case.category) == 1:
+        raise CommandError(
+            "only complaints have stages, and FOI and EIR requests an internal review"
+        )
     if case.stage >= policy.final_stage(case.category):
         raise CommandError(
             "this is the final stage: " + policy.stage(case.category, case.stage).next_step
         )
-    old = case.stage
+    start = received_at or now
+    old, old_due = case.stage, case.respond_by
     case.stage += 1
     stage = policy.stage(case.category, case.stage)
-    dates = compute(policy, case.category, now, stage=case.stage)
+    dates = compute(policy, case.category, start, stage=case.stage)
     officer = choose_officer(session, app.cfg, stage.role)
     case.role = stage.role
     case.officer_email = officer.email if officer else None
     case.officer_name = officer.name if officer else None
     case.status, case.responded_at, case.breached_at, case.outcome = "open", None, None, None
+    case.closed_at = None
     case.acknowledge_by, case.respond_by, case.holding_by = (
         dates.acknowledge_by,
         dates.respond_by,
         dates.holding_by,
     )
-    case.stage_started_at, case.extended_days = now, 0
+    case.stage_started_at, case.extended_days, case.paused_days = start, 0, 0
+    case.clock_stopped, case.clock_stopped_at, case.clock_stop = False, None, None
     case.holding_until = case.holding_reason = None
     schedule(case, policy, local_today(policy, now))
     add_event(
@@ -456,21 +612,65 @@ def escalate(app: App, session: Session, case: Case, now: datetime, why: str) ->
         now,
         "stage-changed",
         f"stage {old} -> {case.stage}; acknowledge by {dates.acknowledge_by}; "
-        f"respond by {dates.respond_by}; {why}",
+        f"respond by {dates.respond_by}; stage {old} was due {old_due}; {why}",
     )
-    _to_resident(app, session, case, "stage-change", "stage-change", now)
+    template = f"stage-change-{case.category}"
+    _to_resident(app, session, case, template, "stage-change", now, fallback="stage-change")
     _tell_officer(app, session, case, now, f"stage:{case.ref}:{case.stage}")
 
 
 def _outcome(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    value = arg.strip().lower()
-    if case.category != "complaint":
-        raise CommandError("outcomes are recorded for complaints only")
-    if value not in OUTCOMES:
-        raise CommandError(f"give one of: {', '.join(OUTCOMES)}")
+    """A complaint's outcome; or an FOI or EIR response's (marking the case responded),
+    with the exemptions or exceptions it relied on."""
+    value, *cited = arg.strip().lower().split() or [""]
+    if case.category == "complaint":
+        allowed = OUTCOMES
+    elif case.category in ("foi", "eir"):
+        allowed = REVIEW_OUTCOMES if case.stage > 1 else REQUEST_OUTCOMES
+    else:
+        raise CommandError("outcomes are recorded for complaints, FOI and EIR requests only")
+    if value not in allowed:
+        raise CommandError(f"give one of: {', '.join(allowed)}")
+    # "section 40(2), s.21" is two citations: keep each word with its number.
+    joined = re.sub(r"\b(section|sec|regulation|reg)\s+(?=\d)", r"\1", " ".join(cited))
+    exemptions = [_citation(c) for c in joined.replace(",", " ").split()]
+    if case.category != "complaint" and value in WITHHOLDING and not exemptions:
+        raise CommandError(
+            f"cite the exemptions relied on, e.g. #outcome {value} s.40(2) s.43(2)"
+            " (FOIA s.17(1); EIR reg 14(3))"
+        )
     case.outcome = value
-    add_event(session, case, now, "note", f"outcome {value} (stage {case.stage}) by {by}")
+    detail = f"outcome {value} (stage {case.stage}) by {by}"
+    if exemptions:
+        detail += f"; exemptions: {', '.join(exemptions)}"
+    add_event(session, case, now, "note", detail)
+    if case.category != "complaint" and case.status == "open":
+        # The response went with this outcome: the request is answered.
+        mark_responded(session, case, now, f"response with outcome {value}, by {by}")
+        return f"outcome {value} recorded; the request is marked responded"
     return f"outcome {value} recorded"
+
+
+def _citation(text: str) -> str:
+    """An exemption as cited ("s40(2)", "section 40(2)", "reg 12(4)(b)"), in one form."""
+    if not _CITATION.match(text):
+        raise CommandError(
+            f"not an exemption: {text[:40]!r}; write them like s.40(2) s.43(2) or reg 12(4)(b)"
+        )
+    number = re.sub(r"^[a-z.\s]+", "", text.lower())
+    return f"reg {number}" if text.lower().startswith("r") else f"s.{number}"
+
+
+def _language(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    """The resident's language for letters, where the policy writes in Welsh and English."""
+    value = arg.strip().lower()
+    if app.policy.language != "cy-en":
+        raise CommandError('the policy writes in English only (language = "cy-en" for Welsh)')
+    if value not in LANGUAGES:
+        raise CommandError("give cy (Welsh), en (English) or both")
+    case.language = None if value == "both" else value
+    add_event(session, case, now, "note", f"letters in {LANGUAGES[value]}, recorded by {by}")
+    return f"letters to the resident now in {LANGUAGES[value]}"
 
 
 def _note(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
@@ -491,6 +691,10 @@ _APPLY = {
     "escalate": _escalate,
     "outcome": _outcome,
     "note": _note,
+    "identity": _identity,
+    "fees": _fees,
+    "paid": _paid,
+    "language": _language,
 }
 
 
@@ -505,10 +709,12 @@ def _to_resident(
     kind: str,
     now: datetime,
     extra: dict | None = None,
+    fallback: str | None = None,
 ) -> None:
     letter = Letter(
         kind=kind,
         template=template,
+        fallback=fallback,
         recipient=case.resident_email,
         to_name=case.resident_name,
         subject=subject_for("acknowledgement", case),

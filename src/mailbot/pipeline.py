@@ -20,7 +20,7 @@ from mailbot import faults, systemd
 from mailbot.addresses import domain_of
 from mailbot.app import App
 from mailbot.bounces import Bounce, read_bounce
-from mailbot.classify import Classification, classify
+from mailbot.classify import Classification, classify, scored_text
 from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
 from mailbot.forms import FormSubmission, read_form, with_topic
@@ -68,6 +68,7 @@ from mailbot.store import (
     sent_by_us,
 )
 from mailbot.thread import find_case
+from mailbot.welsh import is_welsh
 
 log = logging.getLogger("mailbot.pipeline")
 
@@ -557,19 +558,42 @@ def _our_own(session: Session, msg: ParsedMessage, app: App) -> bool:
 def follow_up(
     app: App, session: Session, case: Case, msg: ParsedMessage, arrived: datetime, now: datetime
 ) -> None:
-    """A resident's further message on a case: it may answer a clarification, or ask for
-    the complaint to go to the next stage."""
+    """A resident's further message on a case: it may answer a clarification or send
+    proof of identity, or ask for the next stage (a complaint's, or an FOI or EIR
+    request's internal review) in any wording the classification rules know."""
     stranger = "" if msg.from_addr == case.resident_email else " (not the case's resident)"
     add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}{stranger}")
-    if case.clock_stopped and msg.from_addr == case.resident_email:
+    if stranger:
+        return
+    if (
+        app.policy.language == "cy-en"
+        and case.language != "cy"
+        and is_welsh(" ".join(scored_text(msg)))
+    ):
+        # Welsh Language Standard 1: Welsh is answered in Welsh, from now on.
+        case.language = "cy"
+        add_event(session, case, now, "note", "the resident wrote in Welsh: letters now in Welsh")
+    if case.clock_stopped:
         restart_clock(app, session, case, arrived)
-    if case.category == "complaint" and msg.from_addr == case.resident_email:
-        decision = classify(msg, app.rules)
-        if decision.escalation_requested:
-            try:
-                escalate(app, session, case, now, "the resident asked for a review")
-            except CommandError as exc:
-                add_event(session, case, now, "note", f"review asked for, but {exc}")
+    if app.policy.final_stage(case.category) == 1:
+        return
+    if not classify(msg, app.rules).escalation_requested:
+        return
+    what = "a review" if case.category == "complaint" else "an internal review"
+    if case.category != "complaint" and not _decided(app, case, now):
+        # There is no decision to review yet: the officer hears of it, nothing moves.
+        add_event(session, case, now, "note", f"{what} asked for before the response was sent")
+        return
+    try:
+        escalate(app, session, case, now, f"the resident asked for {what}", received_at=arrived)
+    except CommandError as exc:
+        add_event(session, case, now, "note", f"{what} asked for, but {exc}")
+
+
+def _decided(app: App, case: Case, now: datetime) -> bool:
+    """An FOI or EIR request has something to review: it was answered, or closed, or
+    its response date has passed (a late response may be reviewed too)."""
+    return case.status != "open" or case.respond_by < local_today(app.policy, now)
 
 
 def open_case(
@@ -591,6 +615,8 @@ def open_case(
     faults.crash_point("after-classify")
     category = decision.category
     stage = app.policy.stage(category, 1)
+    # Welsh Language Standard 1: mail in Welsh is answered in Welsh (SPEC §9).
+    welsh = app.policy.language == "cy-en" and is_welsh(decision.text or " ".join(scored_text(msg)))
     dates = compute(app.policy, category, received_at)
     officer = choose_officer(session, app.cfg, stage.role)
     faults.crash_point("after-route")
@@ -618,6 +644,7 @@ def open_case(
         clock_stopped=False,
         triage=decision.triage,
         scored_text=decision.text or None,
+        language="cy" if welsh else None,
     )
     schedule(case, app.policy, local_today(app.policy, now))
     # A plain INSERT of the values set above (the columns' defaults fill the rest): the
@@ -637,6 +664,8 @@ def open_case(
         )
     if officer:
         history.append((now, "reassigned", f"assigned to {officer.name} ({stage.role})"))
+    if welsh:
+        history.append((now, "note", "written in Welsh: letters in Welsh"))
     add_events(session, case, history)
     return case
 

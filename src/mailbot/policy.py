@@ -27,6 +27,11 @@ from mailbot.resources import builtin_dir
 
 CATEGORIES: tuple[str, ...] = ("enquiry", "complaint", "foi", "eir", "sar", "compliment")
 STATUTORY: frozenset[str] = frozenset({"foi", "eir", "sar"})
+# How many stages each category may have: complaints as the council's procedure says;
+# FOI and EIR requests a second, the internal review (FOIA s.45 code, EIR reg 11).
+MOST_STAGES: dict[str, int] = {"complaint": 9, "foi": 2, "eir": 2}
+# Languages a council writes to residents in: English, or Welsh and English (SPEC §9).
+Language = Literal["en", "cy-en"]
 Nation = Literal["england", "wales", "scotland", "northern-ireland"]
 DurationUnit = Literal["working_days", "calendar_days", "calendar_months"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -190,6 +195,10 @@ class StagePolicy(_Model):
     on_breach: str = Field(pattern=_ROLE)
     next_step: str = Field(min_length=1, max_length=2000)
     clause: str = Field(min_length=1, max_length=1000)
+    # The same in Welsh, for a council with language = "cy-en" (SPEC §9).
+    name_cy: str | None = Field(default=None, min_length=1, max_length=200)
+    handler_cy: str | None = Field(default=None, min_length=1, max_length=300)
+    next_step_cy: str | None = Field(default=None, min_length=1, max_length=2000)
 
     @model_validator(mode="after")
     def _coherent(self) -> StagePolicy:
@@ -210,7 +219,8 @@ class StagePolicy(_Model):
 
 
 class CategoryPolicy(_Model):
-    """A kind of correspondence and its stages (only complaints have more than one)."""
+    """A kind of correspondence and its stages: a complaint's stages, or an FOI or EIR
+    request and its internal review; the rest have one."""
 
     statute: str = Field(default="", max_length=500)  # e.g. "FOIA 2000 s.10"
     stages: dict[int, StagePolicy]
@@ -286,6 +296,10 @@ class Policy(_Model):
     digest_at: time | None = None
     classification: dict[str, Any] = Field(default_factory=dict)
     retention: Duration | None = None
+    # "cy-en": residents' mail in Welsh is answered in Welsh, everything else to residents
+    # is bilingual, Welsh first (SPEC §9, Welsh Language Standards 1, 5, 6 and 7).
+    language: Language = "en"
+    council_cy: str | None = Field(default=None, min_length=1, max_length=200)
     categories: dict[str, CategoryPolicy]
 
     @field_validator("timezone")
@@ -335,11 +349,37 @@ class Policy(_Model):
             if name not in self.categories:
                 raise _rule(f"categories.{name}", "missing: every policy covers all six categories")
             category = self.categories[name]
-            if name != "complaint" and len(category.stages) != 1:
-                raise _rule(f"categories.{name}.stages", "only complaints have more than one stage")
-        for name in sorted(STATUTORY):
-            _check_statute(name, self.categories[name].stages[1], self.nation)
+            most = MOST_STAGES.get(name, 1)
+            if len(category.stages) > most:
+                raise _rule(
+                    f"categories.{name}.stages",
+                    "only complaints have more than one stage, and FOI and EIR requests"
+                    " a second (the internal review)"
+                    if most == 1
+                    else f"{name} has at most {most} stages (the request and its internal review)",
+                )
+        # Each request before any review, so the first problem named is the first stage's.
+        for number in (1, 2):
+            for name in sorted(STATUTORY):
+                if number in self.categories[name].stages:
+                    _check_statute(name, self.categories[name].stages[number], self.nation)
+        if self.language == "cy-en":
+            self._check_welsh()
         return self
+
+    def _check_welsh(self) -> None:
+        """A bilingual council writes every name and next step in Welsh too."""
+        if not self.council_cy:
+            raise _rule("council_cy", 'language = "cy-en" needs the council\'s name in Welsh')
+        for name, category in self.categories.items():
+            for number, stage in category.stages.items():
+                for key in ("name_cy", "handler_cy", "next_step_cy"):
+                    if not getattr(stage, key):
+                        raise _rule(
+                            f"categories.{name}.stages.{number}.{key}",
+                            'missing: language = "cy-en" needs the Welsh of'
+                            f" {key.removesuffix('_cy')}",
+                        )
 
     def stage(self, category: str, number: int = 1) -> StagePolicy:
         try:
@@ -356,43 +396,71 @@ class Policy(_Model):
 
 def _check_statute(category: str, stage: StagePolicy, nation: str) -> None:
     """Statute is the ceiling: a policy may promise faster, never slower."""
-    where = f"categories.{category}.stages.1"
+    where = f"categories.{category}.stages.{stage.number}"
+    if category == "sar":
+        _check_sar(where, stage)
+        return
+    limit, extra, law, extra_law = _information_limits(category, stage.number, nation)
     respond, extension = stage.respond, stage.extension
-    if category in ("foi", "eir"):
-        law = "FOISA 2002 s.10" if nation == "scotland" else "FOIA 2000 s.10(1)"
-        if category == "eir":
-            law = "EISR 2004 reg 5" if nation == "scotland" else "EIR 2004 reg 5(2)"
-        if respond.unit != "working_days" or respond.amount > 20:
-            raise _rule(
-                f"{where}.respond",
-                f"{respond} is longer than statute: {law} allows 20 working days",
-            )
-        if extension is None:
-            return
-        if category == "foi" and nation == "scotland":
-            raise _rule(f"{where}.extension", "FOISA 2002 allows no extension of the 20 days")
-        ext_law = "EIR 2004 reg 7(1)" if category == "eir" else "FOIA 2000 s.10(3) and ICO guidance"
-        if extension.unit != "working_days" or extension.amount > 20:
-            raise _rule(
-                f"{where}.extension",
-                f"{extension} is longer than statute: {ext_law} allows 20 more working days",
-            )
-    else:  # sar
-        law = "UK GDPR art. 12(3)"
-        within_month = (respond.unit == "calendar_months" and respond.amount <= 1) or (
-            respond.unit == "calendar_days" and respond.amount <= 28
+    if respond.unit != "working_days" or respond.amount > limit:
+        raise _rule(
+            f"{where}.respond",
+            f"{respond} is longer than statute: {law} allows {limit} working days",
         )
-        if not within_month:
-            raise _rule(
-                f"{where}.respond",
-                f"{respond} may be longer than statute: {law}"
-                " allows one calendar month (write '1 calendar month')",
-            )
-        if extension is not None and (extension.unit != "calendar_months" or extension.amount > 2):
-            raise _rule(
-                f"{where}.extension",
-                f"{extension} is longer than statute: {law} allows two further calendar months",
-            )
+    if extension is None:
+        return
+    if extra == 0:
+        raise _rule(f"{where}.extension", f"{extra_law} allows no extension of the {limit} days")
+    if extension.unit != "working_days" or extension.amount > extra:
+        raise _rule(
+            f"{where}.extension",
+            f"{extension} is longer than statute: {extra_law} allows {extra} more working days",
+        )
+
+
+def _information_limits(category: str, stage: int, nation: str) -> tuple[int, int, str, str]:
+    """(working days, most extra working days, the law, the extension's law) for an FOI or
+    EIR request (stage 1) or its internal review (stage 2)."""
+    scotland = nation == "scotland"
+    if category == "foi" and stage == 1:
+        if scotland:
+            return 20, 0, "FOISA 2002 s.10", "FOISA 2002"
+        return 20, 20, "FOIA 2000 s.10(1)", "FOIA 2000 s.10(3) and ICO guidance"
+    if category == "foi":  # the internal review
+        if scotland:
+            return 20, 0, "FOISA 2002 s.21(1)", "FOISA 2002 s.21"
+        return (
+            20,
+            20,
+            "the FOIA s.45 code of practice (para 5.4)",
+            "the FOIA s.45 code of practice (para 5.5, 40 working days in all)",
+        )
+    if stage == 1:
+        if scotland:
+            return 20, 20, "EISR 2004 reg 5", "EISR 2004 reg 7(1)"
+        return 20, 20, "EIR 2004 reg 5(2)", "EIR 2004 reg 7(1)"
+    if scotland:  # the review of an environmental request
+        return 20, 0, "EISR 2004 reg 16(4)", "EISR 2004 reg 16"
+    return 40, 0, "EIR 2004 reg 11(4)", "EIR 2004 reg 11"
+
+
+def _check_sar(where: str, stage: StagePolicy) -> None:
+    law = "UK GDPR art. 12(3)"
+    respond, extension = stage.respond, stage.extension
+    within_month = (respond.unit == "calendar_months" and respond.amount <= 1) or (
+        respond.unit == "calendar_days" and respond.amount <= 28
+    )
+    if not within_month:
+        raise _rule(
+            f"{where}.respond",
+            f"{respond} may be longer than statute: {law}"
+            " allows one calendar month (write '1 calendar month')",
+        )
+    if extension is not None and (extension.unit != "calendar_months" or extension.amount > 2):
+        raise _rule(
+            f"{where}.extension",
+            f"{extension} is longer than statute: {law} allows two further calendar months",
+        )
 
 
 # --- loading ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, aliased
 
 from mailbot.calendar import calendar_for
 from mailbot.deadlines import compute
-from mailbot.policy import CATEGORIES, Policy
+from mailbot.policy import CATEGORIES, STATUTORY, Policy
 from mailbot.store import Case, CaseEvent, CategoryCorrection, OutboxMessage
 
 # How each category is named to a councillor, in the order the report lists them.
@@ -35,6 +35,19 @@ CATEGORY_NAMES = {
 }
 OUTCOMES = ("upheld", "partly-upheld", "not-upheld")
 OUTCOME_NAMES = {"upheld": "Upheld", "partly-upheld": "Partly upheld", "not-upheld": "Not upheld"}
+# An FOI or EIR response's outcome, and its internal review's (officers.py's #outcome).
+REQUEST_OUTCOMES = ("granted", "partly-granted", "refused", "not-held")
+REVIEW_OUTCOMES = ("upheld", "partly-upheld", "overturned")
+REQUEST_OUTCOME_NAMES = {
+    "granted": "Granted in full",
+    "partly-granted": "Granted in part",
+    "refused": "Refused",
+    "not-held": "Information not held",
+    "upheld": "Review: decision upheld",
+    "partly-upheld": "Review: decision partly upheld",
+    "overturned": "Review: decision overturned",
+}
+INFORMATION = ("foi", "eir")  # the requests whose outcomes and exemptions are counted
 NO_CASES = "No cases were received in this period."
 
 # Event details written when a complaint moves stage: "stage 1 -> 2; acknowledge by
@@ -42,9 +55,18 @@ NO_CASES = "No cases were received in this period."
 _STAGE_MOVE = re.compile(r"stage\s+(\d+)\s*(?:->|→)\s*(\d+)", re.IGNORECASE)
 _ACK_BY = re.compile(r"acknowledge[ _-]?by\W{0,3}(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
 _RESPOND_BY = re.compile(r"respond[ _-]?by\W{0,3}(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
-_OUTCOME = re.compile(r"\boutcome\W{0,3}(partly-upheld|not-upheld|upheld)\b", re.IGNORECASE)
+_OUTCOME = re.compile(
+    r"\boutcome\W{0,3}(partly-upheld|not-upheld|upheld|partly-granted|granted|refused|not-held"
+    r"|overturned)\b",
+    re.IGNORECASE,
+)
+# "...; exemptions: s.40(2), s.43(2)" after an outcome (officers.py's #outcome).
+_EXEMPTIONS = re.compile(r"\bexemptions:\s*([^;]+)", re.IGNORECASE)
+# "stage 1 was due 2026-12-02": the left stage's last response date, in the event that
+# opened the next stage (its extensions and clock stops included).
+_WAS_DUE = re.compile(r"stage\s+\d+\s+was\s+due\s+(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
 # Kinds of event that carry something the figures need; the rest are not read.
-EVENT_KINDS = ("stage-changed", "acknowledged", "responded", "note", "closed")
+EVENT_KINDS = ("stage-changed", "acknowledged", "responded", "note", "closed", "extended")
 
 
 # --- what the figures are counted from ---------------------------------------------------
@@ -110,6 +132,8 @@ class StageRecord:
     clock_stopped: bool
     outcome: str | None
     holding_replies: int
+    extended: bool = False  # an officer extended the stage's response date
+    exemptions: tuple[str, ...] = ()  # cited with its outcome
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,15 @@ class CategoryFigures:
     outcomes: dict[str, int] = field(default_factory=dict)  # complaints only
     acknowledgements_due: int = 0
     responses_due: int = 0
+    # The responses due, as the Cabinet Office counts FOI returns: answered in time with
+    # no extension, in time with an extension, and late (or not answered by the date).
+    in_time: int = 0
+    in_time_extended: int = 0
+    late: int = 0
+    # FOI and EIR rows: the responses' outcomes (reviews': upheld, partly-upheld,
+    # overturned), and how often each exemption was cited.
+    request_outcomes: dict[str, int] = field(default_factory=dict)
+    exemptions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -351,6 +384,7 @@ def case_stages(
     for i, (number, start, opener) in enumerate(segments):
         current = i == len(segments) - 1
         end = None if current else segments[i + 1][1]
+        closer = None if current else segments[i + 1][2]
 
         def inside(
             at: datetime | None, start: datetime = start, end: datetime | None = end
@@ -374,12 +408,19 @@ def case_stages(
             ended_on = closed.astimezone(tz).date() if closed else None
         else:
             acknowledge_by, respond_by = _stage_dates(case, number, start, opener, policy)
+            if closer is not None and (due := _WAS_DUE.search(closer.detail or "")):
+                respond_by = date.fromisoformat(due.group(1))
             responses = [e.at for e in mine if e.kind == "responded"]
             responded_at = case.responded_at if inside(case.responded_at) else None
             responded_at = responses[-1] if responses else responded_at
             outcome = said[-1] if said else None
             stopped = False
             ended_on = end.astimezone(tz).date() if end else None
+        cited = [
+            tuple(c.strip() for c in found.group(1).split(",") if c.strip())
+            for e in mine
+            if _OUTCOME.search(e.detail or "") and (found := _EXEMPTIONS.search(e.detail or ""))
+        ]
         acknowledged = [e.at for e in mine if e.kind == "acknowledged"]
         acknowledged_at = case.acknowledged_at if inside(case.acknowledged_at) else None
         acknowledged_at = acknowledged_at or (acknowledged[0] if acknowledged else None)
@@ -400,11 +441,16 @@ def case_stages(
                 responded_on=responded_at.astimezone(tz).date() if responded_at else None,
                 breached_at=case.breached_at if inside(case.breached_at) else None,
                 clock_stopped=stopped,
-                outcome=outcome if outcome in OUTCOMES else None,
+                outcome=outcome if outcome in _ALL_OUTCOMES else None,
                 holding_replies=sum(1 for at in holding_sent if inside(at)),
+                extended=any(e.kind == "extended" for e in mine),
+                exemptions=cited[-1] if cited else (),
             )
         )
     return out
+
+
+_ALL_OUTCOMES = frozenset((*OUTCOMES, *REQUEST_OUTCOMES, *REVIEW_OUTCOMES))
 
 
 def _stage_dates(
@@ -478,6 +524,16 @@ def figures_for(
     if category in ("complaint", "all"):
         said = Counter(r.outcome for r in records if r.outcome and r.category == "complaint")
         outcomes = {name: said[name] for name in OUTCOMES}
+    request_outcomes: dict[str, int] = {}
+    exemptions: dict[str, int] = {}
+    if category in INFORMATION:
+        said = Counter(r.outcome for r in records if r.outcome)
+        names = REVIEW_OUTCOMES if stage > 1 else REQUEST_OUTCOMES
+        request_outcomes = {name: said[name] for name in names}
+        counted = Counter(e for r in records for e in r.exemptions)
+        exemptions = dict(sorted(counted.items(), key=lambda item: (-item[1], item[0])))
+    in_time = [r for r in responded if r.responded_on <= r.respond_by]  # type: ignore[operator]
+    in_time_extended = sum(1 for r in in_time if r.extended)
     return CategoryFigures(
         category=category,
         stage=stage,
@@ -494,6 +550,11 @@ def figures_for(
         outcomes=outcomes,
         acknowledgements_due=len(acknowledgements_due),
         responses_due=len(responses_due),
+        in_time=len(in_time) - in_time_extended,
+        in_time_extended=in_time_extended,
+        late=len(responses_due) - len(in_time),
+        request_outcomes=request_outcomes,
+        exemptions=exemptions,
     )
 
 
@@ -622,6 +683,17 @@ CSV_COLUMNS = (
     "upheld",
     "partly_upheld",
     "not_upheld",
+    "in_time",
+    "in_time_extended",
+    "late",
+    "granted",
+    "partly_granted",
+    "refused",
+    "not_held",
+    "review_upheld",
+    "review_partly_upheld",
+    "review_overturned",
+    "exemptions",
 )
 BREACH_COLUMNS = (
     "ref",
@@ -658,6 +730,10 @@ def to_csv(report: Report) -> str:
 
     def line(f: CategoryFigures) -> list[Any]:
         outcomes = [f.outcomes.get(name) for name in OUTCOMES] if f.outcomes else [None] * 3
+        said = f.request_outcomes
+        request = [said.get(name) for name in REQUEST_OUTCOMES] if f.stage == 1 else [None] * 4
+        review = [said.get(name) for name in REVIEW_OUTCOMES] if f.stage > 1 else [None] * 3
+        cited = "; ".join(f"{name}: {n}" for name, n in f.exemptions.items())
         return [
             f.category,
             f.stage,
@@ -674,6 +750,12 @@ def to_csv(report: Report) -> str:
             f.p90_working_days,
             f.holding_replies,
             *outcomes,
+            f.in_time,
+            f.in_time_extended,
+            f.late,
+            *(request if f.category in INFORMATION else [None] * 4),
+            *(review if f.category in INFORMATION else [None] * 3),
+            cited or None,
         ]
 
     return _csv(CSV_COLUMNS, (line(f) for f in report.rows))
@@ -707,9 +789,14 @@ def category_name(category: str) -> str:
 
 
 def stage_name(category: str, stage: int) -> str:
-    """ "Enquiries"; only complaints have stages worth naming: "Complaints, stage 2"."""
+    """ "Enquiries"; "Complaints, stage 2"; "Freedom of information requests: internal
+    reviews"."""
     name = category_name(category)
-    return f"{name}, stage {stage}" if category == "complaint" else name
+    if category == "complaint":
+        return f"{name}, stage {stage}"
+    if category in INFORMATION and stage > 1:
+        return f"{name}: {'internal reviews' if category == 'foi' else 'reconsiderations'}"
+    return name
 
 
 def _row_name(f: CategoryFigures) -> str:
@@ -882,6 +969,8 @@ def to_html(report: Report) -> str:
         w=weekly_chart(report),
         o=on_time_chart(report),
         complaints=complaints,
+        information=[f for f in report.rows if f.category in STATUTORY and f.received],
+        request_outcome_names=REQUEST_OUTCOME_NAMES,
         outcome_names=OUTCOME_NAMES,
         outcomes=OUTCOMES,
         breaches=[
@@ -1128,6 +1217,51 @@ _HTML = _ENV.from_string(
   </table>
   {% else %}
   <p>No complaints were received in this period.</p>
+  {% endif %}
+  </section>
+
+  <section id="information-requests">
+  <h2>Requests for information: in time, and what we decided</h2>
+  {% if information %}
+  <p>Counted as central government reports them to the Cabinet Office. Of the responses
+    that were due: sent within the time the law allows, sent in time after an extension
+    the law allows (the public interest test, complex and voluminous environmental
+    information, or two further months for personal data), and sent late or not yet.</p>
+  <table class="small">
+    <thead><tr><th scope="col">Type of request</th>
+      <th scope="col" class="n">Responses due</th><th scope="col" class="n">In time</th>
+      <th scope="col" class="n">In time, with an extension</th>
+      <th scope="col" class="n">Late</th></tr></thead>
+    <tbody>
+    {% for f in information %}
+      <tr id="timeliness-{{ f.category }}-{{ f.stage }}"><th scope="row">{{ f|row_name }}</th>
+        <td class="n">{{ f.responses_due }}</td><td class="n">{{ f.in_time }}</td>
+        <td class="n">{{ f.in_time_extended }}</td><td class="n">{{ f.late }}</td></tr>
+    {% endfor %}
+    </tbody>
+  </table>
+  <table class="small">
+    <caption>Outcomes recorded by officers, and the exemptions relied on</caption>
+    <thead><tr><th scope="col">Type of request</th><th scope="col">Outcome</th>
+      <th scope="col" class="n">Requests</th></tr></thead>
+    <tbody>
+    {% for f in information if f.request_outcomes %}
+      {% for name, n in f.request_outcomes.items() %}
+      <tr id="outcome-{{ f.category }}-{{ f.stage }}-{{ name }}">
+        <th scope="row">{{ f|row_name }}</th><td>{{ request_outcome_names[name] }}</td>
+        <td class="n">{{ n }}</td></tr>
+      {% endfor %}
+      {% if f.exemptions %}
+      <tr id="exemptions-{{ f.category }}-{{ f.stage }}"><th scope="row">{{ f|row_name }}</th>
+        <td>Exemptions cited</td>
+        <td>{% for name, n in f.exemptions.items() %}{{ name }}: {{ n }}{% if not loop.last
+          %}, {% endif %}{% endfor %}</td></tr>
+      {% endif %}
+    {% endfor %}
+    </tbody>
+  </table>
+  {% else %}
+  <p>No requests for information or personal data were received in this period.</p>
   {% endif %}
   </section>
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session
 from mailbot.app import App
 from mailbot.calendar import WorkingCalendar, calendar_for, council_calendar
 from mailbot.config import OfficerConfig
+from mailbot.deadlines import ClockStop, fees_lapse_on
 from mailbot.letters import Letter, subject_for
-from mailbot.outbox import json_rows, notify_role, queue, staff_send_time
+from mailbot.outbox import json_rows, notify_officer, notify_role, queue, staff_send_time
 from mailbot.policy import Policy, StagePolicy
 from mailbot.route import holders
-from mailbot.store import Case, CaseEvent, OutboxMessage, UTCDateTime
+from mailbot.store import Case, CaseEvent, OutboxMessage, UTCDateTime, add_event
 from mailbot.templates import long_date
 
 log = logging.getLogger("mailbot.scheduler")
@@ -161,9 +162,48 @@ def run_due(app: App) -> int:
                     owed = groups[group] = _owed_today(app, today, *group)
                 batch.add(case, owed)
             writers.write(batch)
+    lapsed = lapse_unpaid_fees(app, today, now)
     if _digest(app, today, now, staff_at):
         log.info("daily digest queued for the clerk role")
-    return writers.queued
+    return writers.queued + lapsed
+
+
+def lapse_unpaid_fees(app: App, today: date, now: datetime) -> int:
+    """Close FOI requests whose fees notice went unpaid for three months (FOIA s.9(2):
+    the council need not answer them), telling the handling officer. Returns how many."""
+    # Once a day is enough for a lapse counted in months, and spares a busy council's
+    # minute-by-minute pass a look through its open cases.
+    if getattr(app, "_fees_lapsed_on", None) == today:
+        return 0
+    closed = 0
+    with app.sessions.begin() as session:
+        waiting = session.scalars(
+            select(Case).where(
+                Case.status == "open", Case.clock_stopped, Case.clock_stop == ClockStop.FEES
+            )
+        ).all()
+        for case in waiting:
+            lapse = fees_lapse_on(app.policy, case.clock_stopped_at or now)
+            if lapse > today:
+                continue
+            case.status, case.closed_at, case.next_action_on = "closed", now, None
+            detail = (
+                f"fee not paid by {lapse - timedelta(days=1)}: the request lapsed (FOIA s.9(2))"
+            )
+            add_event(session, case, now, "closed", detail)
+            notify_officer(
+                app,
+                session,
+                case,
+                template="fees-lapsed",
+                kind="fees-lapsed",
+                subject=f"Fee not paid, request lapsed: {case.subject or case.ref}",
+                key=f"fees-lapsed:{case.ref}",
+                now=now,
+            )
+            closed += 1
+    app._fees_lapsed_on = today  # type: ignore[attr-defined]
+    return closed
 
 
 @contextmanager

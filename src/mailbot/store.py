@@ -139,6 +139,13 @@ class Case(Base):
     # has extended it, so #extend stays within the policy's ceiling.
     stage_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     extended_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Why the clock is stopped (deadlines.ClockStop: clarification, identity, fees), and
+    # the days it has been paused in this stage (deadlines.resume decides how many).
+    clock_stop: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    paused_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The resident's language for letters where the policy is bilingual: "cy" (they wrote
+    # in Welsh, or asked), "en" (asked for English), None (not known: bilingual).
+    language: Mapped[str | None] = mapped_column(String(5), nullable=True)
     # The classifier could not tell between two categories: a person should check it.
     triage: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # What the classifier read (subject and the resident's own words, capped): an
@@ -486,6 +493,16 @@ def case_by_ref(session: Session, ref: str) -> Case | None:
     return session.scalar(select(Case).where(Case.ref == ref.upper()))
 
 
+def latest_case_of(session: Session, resident: str, categories: Iterable[str]) -> Case | None:
+    """The newest case of these categories for this resident address."""
+    return session.scalar(
+        select(Case)
+        .where(Case.resident_email == resident.lower(), Case.category.in_(list(categories)))
+        .order_by(Case.id.desc())
+        .limit(1)
+    )
+
+
 def case_by_message_ids(session: Session, ids: Iterable[str]) -> Case | None:
     """The case any of these Message-IDs belongs to, inbound or sent by us."""
     ids = list(ids)[:100]
@@ -615,6 +632,8 @@ def case_json(case: Case, *, with_events: bool = False) -> dict[str, Any]:
         "respond_by": case.respond_by.isoformat(),
         "responded_at": iso(case.responded_at),
         "clock_stopped": case.clock_stopped,
+        "clock_stop": case.clock_stop,
+        "language": case.language,
         "priority": case.priority,
         "triage": case.triage,
     }

@@ -223,6 +223,12 @@ def case_context(
             "status": case.status,
             "subject": case.subject or "(no subject)",
             "received_on": long_date(local.date()),
+            # When this stage began: the review request's arrival, for an internal review.
+            "stage_started_on": long_date(
+                (getattr(case, "stage_started_at", None) or case.received_at)
+                .astimezone(ZoneInfo(policy.timezone))
+                .date()
+            ),
             "respond_by": long_date(case.respond_by),
             "acknowledge_by": long_date(case.acknowledge_by),
             "priority": case.priority,

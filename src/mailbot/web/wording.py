@@ -196,11 +196,12 @@ def _static_problems(
             elif key not in known or known[key] is None:
                 known[key] = value
     problems = []
-    # A name the template itself asks about ("{% if writer is defined %}") is optional.
+    # A name the template itself asks about ("{% if writer is defined %}") or gives a
+    # default ("{{ html_lang|default('en') }}") is optional.
     optional = {
-        test.node.name
-        for test in tree.find_all(nodes.Test)
-        if test.name == "defined" and isinstance(test.node, nodes.Name)
+        node.node.name
+        for node in tree.find_all((nodes.Test, nodes.Filter))
+        if node.name in ("defined", "default", "d") and isinstance(node.node, nodes.Name)
     }
     undeclared = meta.find_undeclared_variables(tree) - _GLOBALS - optional
     reported: set[str] = set()
