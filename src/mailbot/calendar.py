@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 import holidays
 from dateutil.easter import easter
 
+from mailbot.categories import KINDS
+
 if TYPE_CHECKING:
     from mailbot.policy import Policy
 
@@ -233,9 +235,10 @@ def calendar_for(policy: Policy, category: str) -> WorkingCalendar:
       holiday, so it does not (deadlines.py brings such a date forward instead).
     - everything else: the council calendar.
     """
-    if category in ("foi", "eir"):
+    kind = KINDS[category].calendar if category in KINDS else "council"
+    if kind == "any-uk-nation":
         return _calendar("foisa" if policy.nation == "scotland" else "foia", "", ())
-    if category == "sar":
+    if kind == "nation":
         return nation_calendar(policy.nation)
     return council_calendar(policy)
 

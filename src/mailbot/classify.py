@@ -8,19 +8,17 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError, field_validator
 
+from mailbot.categories import CATEGORIES, STATUTORY, Category
 from mailbot.model import Model, Scored, model_text
 from mailbot.quotation import parts
 from mailbot.resources import builtin_dir
 
 if TYPE_CHECKING:
     from mailbot.parse import ParsedMessage
-
-Category = Literal["enquiry", "complaint", "foi", "eir", "sar", "compliment"]
-CATEGORIES: tuple[Category, ...] = get_args(Category)
 
 # Points per piece of evidence. Kept here, not in the policy, so every council's
 # decisions stay comparable; the base rules file explains them to the clerk.
@@ -42,7 +40,6 @@ DOUBT_MARGIN = 0.1
 # environmental keeps the same clock), then the resident's grievance, then a question (an
 # enquiry taken for a compliment would go unanswered).
 PROTECTIVE_ORDER: tuple[Category, ...] = ("sar", "foi", "eir", "complaint", "enquiry", "compliment")
-STATUTORY: frozenset[Category] = frozenset({"foi", "eir", "sar"})
 # Only the resident's first words are scored: a 1 MB paste says nothing the first 50,000
 # characters don't, and it keeps every rule's cost bounded.
 MAX_SCORED_CHARS = 50_000

@@ -37,6 +37,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from mailbot.calendar import WorkingCalendar, calendar_for, council_calendar
+from mailbot.categories import KINDS
 from mailbot.policy import STATUTORY, Duration, Offset, Policy
 
 
@@ -352,9 +353,8 @@ def resume(
     stopped_on = arrival_date(policy, stopped_at)
     resumed_on = arrival_date(policy, resumed_at)
     cal = calendar_for(policy, category)
-    if stop is ClockStop.IDENTITY or (
-        stop is ClockStop.CLARIFICATION and category in ("foi", "eir")
-    ):
+    restart = KINDS[category].restart
+    if stop is ClockStop.IDENTITY or (stop is ClockStop.CLARIFICATION and restart == "day-one"):
         rule = (
             "UK GDPR art. 12A(2): the month runs from the day the proof of identity arrived"
             if stop is ClockStop.IDENTITY
@@ -365,7 +365,7 @@ def resume(
         days = cal.working_days_between(stopped_on - timedelta(days=1), resumed_on)
         rule = f"FOIA s.10(2): {days} working days from the fees notice to payment disregarded"
         return Restart(started_at, paused + days, keeps_extension=True, rule=rule)
-    if category == "sar":
+    if restart == "pause-calendar-days":
         days = (resumed_on - stopped_on).days + 1
         rule = f"UK GDPR art. 12A(3): {days} days waiting for the answer not counted"
         return Restart(started_at, paused + days, keeps_extension=True, rule=rule)

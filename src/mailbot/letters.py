@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from mailbot.addresses import for_the_wire, needs_smtputf8
 from mailbot.calendar import calendar_for
+from mailbot.categories import template_category
 from mailbot.config import Config
 from mailbot.held import CAPS, FORM_RULE, SPAM_RULE, HeldList, held_since
 from mailbot.parse import clean_text
@@ -550,7 +551,7 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
             "officer": None,
             "case": {"ref": ""},
         }
-    category = next((c for c in _CATEGORIES if name.endswith("-" + c)), "foi")
+    category = template_category(name)[1] or "foi"
     case = case or sample_case(category)
     if case.officer_email is None and app.cfg.officers:
         case.officer_email, case.officer_name = app.cfg.officers[0].email, app.cfg.officers[0].name
@@ -566,7 +567,6 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
     return case_context(app.cfg, app.policy, case, now, **extra)
 
 
-_CATEGORIES = ("enquiry", "complaint", "foi", "eir", "sar", "compliment")
 # The clerk's and the built-in Welsh templates live in a folder of this name (cy/holding.txt).
 WELSH_FOLDER = "cy/"
 # Templates written to residents (the rest go to staff), without their category suffix.
@@ -607,8 +607,8 @@ def _check_bilingual(app: App, names: set[str]) -> list[str]:
 
     problems = []
     for name in sorted(names):
-        category = next((c for c in _CATEGORIES if name.endswith("-" + c)), "foi")
-        general = name.removesuffix("-" + category)
+        general, category = template_category(name)
+        category = category or "foi"
         if general not in RESIDENT_LETTERS or name.startswith(WELSH_FOLDER):
             continue
         case = sample_case(category)
@@ -631,8 +631,7 @@ def preview_message(app: App, name: str, ref: str | None = None) -> EmailMessage
     """The message a template would produce, text and HTML parts, as its reader gets it:
     with sample data, or about the case `ref` as it stands now."""
     names = app.templates.names()
-    category = next((c for c in _CATEGORIES if name.endswith("-" + c)), None)
-    general = name.removesuffix(f"-{category}") if category else name
+    general, category = template_category(name)
     if name not in names and general not in names:
         raise TemplateProblem(f"{name}.txt: no such template")
     case = sample_case(category or "foi")

@@ -23,10 +23,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from mailbot.categories import CATEGORIES, STATUTORY
 from mailbot.resources import builtin_dir
 
-CATEGORIES: tuple[str, ...] = ("enquiry", "complaint", "foi", "eir", "sar", "compliment")
-STATUTORY: frozenset[str] = frozenset({"foi", "eir", "sar"})
 # How many stages each category may have: complaints as the council's procedure says;
 # FOI and EIR requests a second, the internal review (FOIA s.45 code, EIR reg 11).
 MOST_STAGES: dict[str, int] = {"complaint": 9, "foi": 2, "eir": 2}

@@ -20,19 +20,11 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from mailbot.calendar import calendar_for
+from mailbot.categories import CATEGORIES, KINDS, STATUTORY
 from mailbot.deadlines import compute
-from mailbot.policy import CATEGORIES, STATUTORY, Policy
+from mailbot.policy import Policy
 from mailbot.store import Case, CaseEvent, CategoryCorrection, OutboxMessage
 
-# How each category is named to a councillor, in the order the report lists them.
-CATEGORY_NAMES = {
-    "enquiry": "Enquiries",
-    "complaint": "Complaints",
-    "foi": "Freedom of information requests",
-    "eir": "Environmental information requests",
-    "sar": "Requests for personal data (subject access)",
-    "compliment": "Compliments",
-}
 OUTCOMES = ("upheld", "partly-upheld", "not-upheld")
 OUTCOME_NAMES = {"upheld": "Upheld", "partly-upheld": "Partly upheld", "not-upheld": "Not upheld"}
 # An FOI or EIR response's outcome, and its internal review's (officers.py's #outcome).
@@ -768,24 +760,17 @@ def breaches_to_csv(report: Report) -> str:
 
 # --- HTML --------------------------------------------------------------------------------
 
-# Okabe-Ito colours: told apart by colour-blind readers and still distinct in grey print.
-COLOURS = {
-    "enquiry": "#0072B2",
-    "complaint": "#D55E00",
-    "foi": "#009E73",
-    "eir": "#56B4E9",
-    "sar": "#CC79A7",
-    "compliment": "#E69F00",
-}
 _SPARE_COLOURS = ("#000000", "#999999", "#F0E442")
 
 
 def _colour(category: str, index: int) -> str:
-    return COLOURS.get(category, _SPARE_COLOURS[index % len(_SPARE_COLOURS)])
+    kind = KINDS.get(category)
+    return kind.colour if kind else _SPARE_COLOURS[index % len(_SPARE_COLOURS)]
 
 
 def category_name(category: str) -> str:
-    return CATEGORY_NAMES.get(category, category.capitalize())
+    kind = KINDS.get(category)
+    return kind.plural if kind else category.capitalize()
 
 
 def stage_name(category: str, stage: int) -> str:

@@ -52,15 +52,7 @@ from sqlalchemy.sql.dml import Insert, ReturningUpdate
 from sqlalchemy.sql.selectable import Select
 
 from mailbot.addresses import recipient_key
-
-PREFIXES = {
-    "enquiry": "ENQ",
-    "complaint": "COM",
-    "foi": "FOI",
-    "eir": "EIR",
-    "sar": "SAR",
-    "compliment": "CMP",
-}
+from mailbot.categories import PREFIXES
 
 
 class UTCDateTime(TypeDecorator[datetime]):

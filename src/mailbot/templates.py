@@ -16,6 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
 from mailbot.calendar import reopening_phrase
+from mailbot.categories import KINDS
 from mailbot.commandline import defuse
 from mailbot.parse import clean_text
 from mailbot.resources import builtin_dir
@@ -196,16 +197,6 @@ def long_date(day: date) -> str:
     return f"{day:%A} {day.day} {day:%B %Y}"
 
 
-CATEGORY_NAMES = {
-    "enquiry": "enquiry",
-    "complaint": "complaint",
-    "foi": "Freedom of Information request",
-    "eir": "Environmental Information request",
-    "sar": "subject access request",
-    "compliment": "compliment",
-}
-
-
 def case_context(
     cfg: Config, policy: Policy, case: Case | Row[Any], now: datetime, **extra: Any
 ) -> dict[str, Any]:
@@ -218,7 +209,7 @@ def case_context(
         "case": {
             "ref": case.ref,
             "category": case.category,
-            "category_name": CATEGORY_NAMES[case.category],
+            "category_name": KINDS[case.category].name,
             "stage": case.stage,
             "status": case.status,
             "subject": case.subject or "(no subject)",

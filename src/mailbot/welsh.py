@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from mailbot.calendar import is_open, next_opening
+from mailbot.categories import KINDS
 from mailbot.templates import Rendered, case_context
 
 if TYPE_CHECKING:
@@ -44,14 +45,6 @@ MONTHS = (
     "Ionawr", "Chwefror", "Mawrth", "Ebrill", "Mai", "Mehefin",
     "Gorffennaf", "Awst", "Medi", "Hydref", "Tachwedd", "Rhagfyr",
 )  # fmt: skip
-CATEGORY_NAMES = {
-    "enquiry": "ymholiad",
-    "complaint": "cwyn",
-    "foi": "cais Rhyddid Gwybodaeth",
-    "eir": "cais am wybodaeth amgylcheddol",
-    "sar": "cais gwrthrych am wybodaeth",
-    "compliment": "canmoliaeth",
-}
 # The line above the Welsh, for a reader of English looking for their part.
 ENGLISH_BELOW = "Please scroll down for English."
 DIVIDER = "-" * 60
@@ -163,7 +156,7 @@ def welsh_context(
     context["council"] = {**context["council"], "name": policy.council_cy or cfg.council.name}
     context["case"] = {
         **context["case"],
-        "category_name": CATEGORY_NAMES[case.category],
+        "category_name": KINDS[case.category].welsh,
         "received_on": welsh_date(case.received_at.astimezone(zone).date()),
         "respond_by": welsh_date(case.respond_by),
         "acknowledge_by": welsh_date(case.acknowledge_by),

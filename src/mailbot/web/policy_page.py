@@ -22,11 +22,12 @@ from tomlkit.exceptions import TOMLKitError
 
 from mailbot.app import App
 from mailbot.calendar import calendar_for
+from mailbot.categories import KINDS
 from mailbot.config import Config
 from mailbot.letters import check_all
 from mailbot.policy import STATUTORY, Offset, Policy, PolicyError, parse_policy, policy_file
 from mailbot.route import holders
-from mailbot.templates import CATEGORY_NAMES, long_date
+from mailbot.templates import long_date
 from mailbot.web.audit import Action, record
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -110,7 +111,7 @@ def in_words(app: App) -> list[StageInWords]:
             out.append(
                 StageInWords(
                     category=category,
-                    category_name=CATEGORY_NAMES[category],
+                    category_name=KINDS[category].name,
                     number=number,
                     stages=len(rules.stages),
                     name=stage.name,

@@ -16,9 +16,10 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from mailbot.calendar import calendar_for
+from mailbot.categories import KINDS
 from mailbot.officers import Command, apply
 from mailbot.store import PREFIXES, Case, InboundMessage, OutboxMessage, case_by_ref
-from mailbot.templates import CATEGORY_NAMES, long_date
+from mailbot.templates import long_date
 from mailbot.web.audit import Action, record
 from mailbot.web.roles import Can, may_read_case
 from mailbot.web.server import mailbot, now, person, reading, requires, transaction
@@ -117,7 +118,7 @@ def worklist() -> Any:
         total=total,
         limit=WORKLIST_LIMIT,
         filters=filters,
-        categories=CATEGORY_NAMES,
+        categories={code: kind.name for code, kind in KINDS.items()},
         officers=mailbot().cfg.officers,
         statuses=STATUSES,
         long_date=long_date,
@@ -183,7 +184,7 @@ def _page(ref: str, form: dict[str, str] | None = None, error: str = "", status:
         days_left=left,
         stages=stages,
         long_date=long_date,
-        categories=CATEGORY_NAMES,
+        categories={code: kind.name for code, kind in KINDS.items()},
         officers=mailbot().cfg.officers,
         form=form or {},
         error=error,
