@@ -78,7 +78,7 @@ class Hand:
     clock_stopped: bool = False
     officer: str = "Sam Patel"
     subject: str = "A question"
-    events: list[tuple[datetime, str, str]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
     holding: list[datetime] = field(default_factory=list)
     # (stage, stage start) the dates above are for, to check them against the policy
     dates_for: tuple[int, datetime] | None = None
@@ -113,8 +113,9 @@ class Hand:
     def case_events(self) -> list[CaseEvent]:
         received = [(self.received, "received", f"from resident{self.id}@example.com")]
         return [
-            CaseEvent(case_id=self.id, at=at, kind=kind, detail=detail)
-            for at, kind, detail in received + self.events
+            # (at, kind, detail), or with the data mailbot now writes beside the detail
+            CaseEvent(case_id=self.id, at=at, kind=kind, detail=detail, data=(*more, None)[0])
+            for at, kind, detail, *more in received + self.events
         ]
 
     def outbox(self) -> list[OutboxMessage]:
@@ -396,6 +397,32 @@ def test_a_stage_the_case_has_left_without_dates_in_the_event_uses_the_policy() 
     c2 = next(h for h in hands if h.ref == "COM-2026-00002")
     c2.events = [
         (at, kind, "stage 1 -> 2" if kind == "stage-changed" else detail)
+        for at, kind, detail in c2.events
+    ]
+    check_figures(pure_report(hands))
+
+
+def test_an_officers_note_about_an_outcome_is_not_an_outcome() -> None:
+    """Issue 19's miscount: "#note outcome: upheld" on an escalated complaint set the
+    stage's reported outcome. The outcome is now read from the event's data (and, for
+    events written before there was data, only from mailbot's own wording)."""
+    hands = hand_cases()
+    c2 = next(h for h in hands if h.ref == "COM-2026-00002")
+    note = (bst(4, 21, 9), "note", "note by sam@council.example.gov.uk: outcome: upheld, he says")
+    c2.events = [*c2.events[:3], note, *c2.events[3:]]
+    check_figures(pure_report(hands))
+    # The same with the data mailbot writes now: the wording no longer matters at all.
+    c2.events = [
+        (at, kind, "(wording)", {"outcome": "not-upheld", "stage": 1, "exemptions": []})
+        if detail == "outcome not-upheld"
+        else (
+            at,
+            kind,
+            "(wording)",
+            {"from": 1, "to": 2, "acknowledge_by": "2026-04-30", "respond_by": "2026-05-22"},
+        )
+        if kind == "stage-changed"
+        else (at, kind, detail)
         for at, kind, detail in c2.events
     ]
     check_figures(pure_report(hands))

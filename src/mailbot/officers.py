@@ -31,7 +31,7 @@ from mailbot.policy import STATUTORY, Duration, Policy
 from mailbot.quotation import own_text
 from mailbot.route import choose_officer
 from mailbot.scheduler import holding_letter, local_today, schedule
-from mailbot.store import PREFIXES, Case, CategoryCorrection, add_event
+from mailbot.store import PREFIXES, Case, CategoryCorrection, EventKind, add_event
 from mailbot.templates import long_date
 
 log = logging.getLogger("mailbot.officers")
@@ -610,9 +610,16 @@ def escalate(
         session,
         case,
         now,
-        "stage-changed",
+        EventKind.STAGE_CHANGED,
         f"stage {old} -> {case.stage}; acknowledge by {dates.acknowledge_by}; "
         f"respond by {dates.respond_by}; stage {old} was due {old_due}; {why}",
+        data={
+            "from": old,
+            "to": case.stage,
+            "acknowledge_by": dates.acknowledge_by.isoformat(),
+            "respond_by": dates.respond_by.isoformat(),
+            "was_due": old_due.isoformat(),
+        },
     )
     template = f"stage-change-{case.category}"
     _to_resident(app, session, case, template, "stage-change", now, fallback="stage-change")
@@ -643,7 +650,8 @@ def _outcome(app: App, session: Session, case: Case, arg: str, by: str, now: dat
     detail = f"outcome {value} (stage {case.stage}) by {by}"
     if exemptions:
         detail += f"; exemptions: {', '.join(exemptions)}"
-    add_event(session, case, now, "note", detail)
+    outcome = {"outcome": value, "stage": case.stage, "exemptions": exemptions}
+    add_event(session, case, now, EventKind.NOTE, detail, data=outcome)
     if case.category != "complaint" and case.status == "open":
         # The response went with this outcome: the request is answered.
         mark_responded(session, case, now, f"response with outcome {value}, by {by}")

@@ -42,21 +42,46 @@ REQUEST_OUTCOME_NAMES = {
 INFORMATION = ("foi", "eir")  # the requests whose outcomes and exemptions are counted
 NO_CASES = "No cases were received in this period."
 
-# Event details written when a complaint moves stage: "stage 1 -> 2; acknowledge by
-# 2026-05-01; respond by 2026-05-29". Only the stage numbers are required.
-_STAGE_MOVE = re.compile(r"stage\s+(\d+)\s*(?:->|→)\s*(\d+)", re.IGNORECASE)
+# Events written before they carried data (store.CaseEvent.data) are read by the wording
+# mailbot wrote for them: a stage move, "stage 1 -> 2; acknowledge by 2026-05-01; respond
+# by 2026-05-29; stage 1 was due 2026-04-30", and an outcome, "outcome upheld (stage 1) by
+# ...; exemptions: s.40(2), s.43(2)". Only at the start of an event: a note saying
+# "outcome: upheld" is an officer's words, not an outcome.
+_STAGE_MOVE = re.compile(r"^stage\s+(\d+)\s*(?:->|→)\s*(\d+)", re.IGNORECASE)
 _ACK_BY = re.compile(r"acknowledge[ _-]?by\W{0,3}(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
 _RESPOND_BY = re.compile(r"respond[ _-]?by\W{0,3}(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
 _OUTCOME = re.compile(
-    r"\boutcome\W{0,3}(partly-upheld|not-upheld|upheld|partly-granted|granted|refused|not-held"
+    r"^outcome\W{0,3}(partly-upheld|not-upheld|upheld|partly-granted|granted|refused|not-held"
     r"|overturned)\b",
     re.IGNORECASE,
 )
-# "...; exemptions: s.40(2), s.43(2)" after an outcome (officers.py's #outcome).
 _EXEMPTIONS = re.compile(r"\bexemptions:\s*([^;]+)", re.IGNORECASE)
-# "stage 1 was due 2026-12-02": the left stage's last response date, in the event that
-# opened the next stage (its extensions and clock stops included).
 _WAS_DUE = re.compile(r"stage\s+\d+\s+was\s+due\s+(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
+
+
+def meaning(event: EventRow) -> dict[str, Any]:
+    """What an event says for the figures: its data, or for an event from before events
+    carried data, what its wording says."""
+    data = getattr(event, "data", None)
+    if data:
+        return data
+    detail, found = event.detail or "", {}
+    if event.kind == "stage-changed" and (move := _STAGE_MOVE.search(detail)):
+        found = {"from": int(move.group(1)), "to": int(move.group(2))}
+        for key, pattern in (
+            ("acknowledge_by", _ACK_BY),
+            ("respond_by", _RESPOND_BY),
+            ("was_due", _WAS_DUE),
+        ):
+            if got := pattern.search(detail):
+                found[key] = got.group(1)
+    elif outcome := _OUTCOME.search(detail):
+        cited = _EXEMPTIONS.search(detail)
+        exemptions = [c.strip() for c in cited.group(1).split(",") if c.strip()] if cited else []
+        found = {"outcome": outcome.group(1).lower(), "exemptions": exemptions}
+    return found
+
+
 # Kinds of event that carry something the figures need; the rest are not read.
 EVENT_KINDS = ("stage-changed", "acknowledged", "responded", "note", "closed", "extended")
 
@@ -89,6 +114,8 @@ class EventRow(Protocol):
     at: datetime
     kind: str
     detail: str
+    # data: dict | None, what it means for the figures (store.CaseEvent.data); rows from
+    # before it, or built by hand, may not have it.
 
 
 class SentRow(Protocol):
@@ -211,7 +238,9 @@ def build_report(
     ids = [case.id for case in cases]
     for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
         events += session.execute(
-            select(CaseEvent.case_id, CaseEvent.at, CaseEvent.kind, CaseEvent.detail)
+            select(
+                CaseEvent.case_id, CaseEvent.at, CaseEvent.kind, CaseEvent.detail, CaseEvent.data
+            )
             .where(CaseEvent.case_id.in_(chunk), CaseEvent.kind.in_(EVENT_KINDS))
             .order_by(CaseEvent.at, CaseEvent.id)
         ).all()
@@ -363,14 +392,16 @@ def case_stages(
     # (stage number, start, the event that opened it); the first stage is the one the
     # first move left, or the case's own stage when it never moved.
     segments: list[tuple[int, datetime, EventRow | None]] = [(case.stage, case.received_at, None)]
+    said_of = {id(e): meaning(e) for e in ordered}
     for event in ordered:
-        if event.kind == "stage-changed" and (move := _STAGE_MOVE.search(event.detail or "")):
+        move = said_of[id(event)]
+        if event.kind == "stage-changed" and "to" in move:
             if len(segments) == 1:
-                segments[0] = (int(move.group(1)), case.received_at, None)
-            segments.append((int(move.group(2)), event.at, event))
+                segments[0] = (int(move["from"]), case.received_at, None)
+            segments.append((int(move["to"]), event.at, event))
 
     moved = len(segments) > 1
-    recorded = [e for e in ordered if _OUTCOME.search(e.detail or "")]
+    recorded = [e for e in ordered if "outcome" in said_of[id(e)]]
 
     out: list[StageRecord] = []
     for i, (number, start, opener) in enumerate(segments):
@@ -385,7 +416,7 @@ def case_stages(
             return at is not None and start <= at and (end is None or at < end)
 
         mine = [e for e in ordered if inside(e.at)]
-        said = [m.group(1).lower() for e in mine if (m := _OUTCOME.search(e.detail or ""))]
+        said = [said_of[id(e)]["outcome"] for e in mine if "outcome" in said_of[id(e)]]
         if current:
             number = case.stage  # the row is the authority on where the case is now
             acknowledge_by, respond_by = case.acknowledge_by, case.respond_by
@@ -400,8 +431,8 @@ def case_stages(
             ended_on = closed.astimezone(tz).date() if closed else None
         else:
             acknowledge_by, respond_by = _stage_dates(case, number, start, opener, policy)
-            if closer is not None and (due := _WAS_DUE.search(closer.detail or "")):
-                respond_by = date.fromisoformat(due.group(1))
+            if closer is not None and (due := said_of[id(closer)].get("was_due")):
+                respond_by = date.fromisoformat(due)
             responses = [e.at for e in mine if e.kind == "responded"]
             responded_at = case.responded_at if inside(case.responded_at) else None
             responded_at = responses[-1] if responses else responded_at
@@ -409,9 +440,9 @@ def case_stages(
             stopped = False
             ended_on = end.astimezone(tz).date() if end else None
         cited = [
-            tuple(c.strip() for c in found.group(1).split(",") if c.strip())
+            tuple(said_of[id(e)]["exemptions"])
             for e in mine
-            if _OUTCOME.search(e.detail or "") and (found := _EXEMPTIONS.search(e.detail or ""))
+            if "outcome" in said_of[id(e)] and said_of[id(e)].get("exemptions")
         ]
         acknowledged = [e.at for e in mine if e.kind == "acknowledged"]
         acknowledged_at = case.acknowledged_at if inside(case.acknowledged_at) else None
@@ -449,16 +480,16 @@ def _stage_dates(
     case: CaseRow, number: int, start: datetime, opener: EventRow | None, policy: Policy
 ) -> tuple[date, date]:
     """Acknowledge-by and respond-by of a stage the case has since left."""
-    detail = opener.detail if opener else ""
-    ack, respond = _ACK_BY.search(detail), _RESPOND_BY.search(detail)
+    said = meaning(opener) if opener else {}
+    ack, respond = said.get("acknowledge_by"), said.get("respond_by")
     try:
         dates = compute(policy, case.category, start, stage=number)
         computed = (dates.acknowledge_by, dates.respond_by)
     except (KeyError, ValueError):  # a stage or category this policy does not have
         computed = (case.acknowledge_by, case.respond_by)
     return (
-        date.fromisoformat(ack.group(1)) if ack else computed[0],
-        date.fromisoformat(respond.group(1)) if respond else computed[1],
+        date.fromisoformat(ack) if ack else computed[0],
+        date.fromisoformat(respond) if respond else computed[1],
     )
 
 
