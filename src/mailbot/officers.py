@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from mailbot import trust
 from mailbot.app import App
 from mailbot.commandline import command_lines
+from mailbot.commands import REGISTRY, command, help_text
 from mailbot.config import Config
 from mailbot.deadlines import (
     ClockStop,
@@ -36,22 +37,6 @@ from mailbot.templates import long_date
 
 log = logging.getLogger("mailbot.officers")
 
-COMMANDS = (
-    "close",
-    "responded",
-    "reassign",
-    "category",
-    "clarify",
-    "extend",
-    "holding",
-    "escalate",
-    "outcome",
-    "note",
-    "identity",
-    "fees",
-    "paid",
-    "language",
-)
 OUTCOMES = ("upheld", "partly-upheld", "not-upheld")  # a complaint at any stage
 # An FOI or EIR request's response (what the Cabinet Office's returns count), and what
 # its internal review decided about that response.
@@ -259,91 +244,23 @@ def apply(
             False,
             "not understood: write the command alone at the start of its line, e.g. #close",
         )
-    if command.name not in COMMANDS:
-        return Result(command.line, False, f"unknown command; known: #{', #'.join(COMMANDS)}")
-    if case is None:
+    known = REGISTRY.get(command.name)
+    if known is None:
+        return Result(command.line, False, f"unknown command; known: #{', #'.join(REGISTRY)}")
+    if case is None and known.needs_case:
         return Result(
             command.line,
             False,
             "no case found: reply to a mailbot message, or put the reference in the subject",
         )
     try:
-        detail = _APPLY[command.name](app, session, case, command.argument, sender, now)
+        detail = known.run(app, session, case, command.argument, sender, now)
     except (CommandError, ExtensionRefused) as exc:
         return Result(command.line, False, str(exc))
+    if case is None:
+        return Result(command.line, True, detail)
     log.info("%s on %s by %s", command.line, case.ref, sender, extra={"case": case.ref})
     return Result(command.line, True, detail)
-
-
-def _close(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    if case.status == "closed":
-        raise CommandError("the case is already closed")
-    case.status, case.closed_at, case.next_action_on = "closed", now, None
-    add_event(session, case, now, "closed", f"closed by {by}" + (f": {arg}" if arg else ""))
-    return "closed"
-
-
-def _responded(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    if case.status != "open":
-        raise CommandError(f"the case is {case.status}, not open")
-    mark_responded(session, case, now, f"marked responded by {by}")
-    return "marked as responded"
-
-
-def _reassign(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    officer = app.cfg.officer(arg.strip()) if arg.strip() else None
-    if officer is None:
-        raise CommandError(f"not a configured officer: {arg.strip() or '(no address)'}")
-    old = case.officer_name or "nobody"
-    case.officer_email, case.officer_name = officer.email, officer.name
-    add_event(session, case, now, "reassigned", f"from {old} to {officer.name} by {by}")
-    _tell_officer(app, session, case, now, f"reassigned:{case.ref}:{now.isoformat()}")
-    return f"now with {officer.name}"
-
-
-def _category(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    new = arg.strip().lower()
-    if new not in PREFIXES:
-        raise CommandError(f"unknown category {arg!r}; one of: {', '.join(PREFIXES)}")
-    if new == case.category and case.triage:
-        # The officer settles the doubt: the resident now hears who has it and by when.
-        case.triage = False
-        session.add(CategoryCorrection(case_id=case.id, at=now, from_category=new, to_category=new))
-        add_event(session, case, now, "note", f"category {new} confirmed by {by}")
-        _to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
-        return f"confirmed as {new}, due {long_date(case.respond_by)}"
-    if new == case.category:
-        raise CommandError(f"the case is already {new}")
-    old = case.category
-    # The classifier was wrong: a labelled example for `mailbot classify retrain`.
-    session.add(CategoryCorrection(case_id=case.id, at=now, from_category=old, to_category=new))
-    case.triage = False
-    stage = app.policy.stage(new, 1)
-    dates = compute(app.policy, new, case.received_at)
-    officer = choose_officer(session, app.cfg, stage.role)
-    case.category, case.stage, case.role = new, 1, stage.role
-    case.acknowledge_by, case.respond_by, case.holding_by = (
-        dates.acknowledge_by,
-        dates.respond_by,
-        dates.holding_by,
-    )
-    case.extended_days = case.paused_days = 0
-    case.stage_started_at = None
-    if officer:
-        case.officer_email, case.officer_name = officer.email, officer.name
-    schedule(case, app.policy, local_today(app.policy, now))
-    add_event(
-        session,
-        case,
-        now,
-        "reassigned",
-        f"category {old} -> {new} by {by}; respond by {dates.respond_by}; "
-        f"officer {case.officer_name or 'nobody'}",
-    )
-    # The resident hears the new rules and date; the new officer hears of the case.
-    _to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
-    _tell_officer(app, session, case, now, f"recategorised:{case.ref}:{new}")
-    return f"now {new}, due {long_date(dates.respond_by)}, with {case.officer_name or 'nobody'}"
 
 
 def case_clock(policy: Policy, case: Case) -> Deadlines:
@@ -371,73 +288,6 @@ def _stop_clock(session: Session, case: Case, stop: ClockStop, now: datetime, wh
         )
     case.clock_stopped, case.clock_stopped_at, case.clock_stop = True, now, stop.value
     add_event(session, case, now, "clock-stopped", why)
-
-
-def _clarify(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    _stop_clock(session, case, ClockStop.CLARIFICATION, now, f"clarification asked by {by}")
-    if arg:
-        _to_resident(
-            app, session, case, "clarification", "clarification", now, extra={"question": arg}
-        )
-        return "clock stopped; your question has been sent to the resident"
-    return "clock stopped until the resident replies"
-
-
-def _identity(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    """A subject access request waits for proof of identity (UK GDPR art. 12(6), 12A)."""
-    if case.category != "sar":
-        raise CommandError("identity checks are for subject access requests")
-    _stop_clock(session, case, ClockStop.IDENTITY, now, f"proof of identity asked for by {by}")
-    _to_resident(
-        app, session, case, "identity-sar", "identity", now, extra={"needed": arg[:500] or None}
-    )
-    return (
-        "clock stopped; the resident has been asked to prove their identity, and the month"
-        " starts again when they reply"
-    )
-
-
-def _fees(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    """An FOI fees notice (FOIA s.9): the clock waits for payment, for three months."""
-    if case.category != "foi" or case.stage != 1:
-        raise CommandError("a fees notice is for a Freedom of Information request (FOIA s.9)")
-    try:
-        amount = Decimal(arg.strip().lstrip("£").replace(",", ""))
-    except InvalidOperation:
-        amount = Decimal(0)
-    if not amount.is_finite() or amount <= 0 or amount > 100_000:
-        raise CommandError("give the fee in pounds, e.g. #fees 25.50")
-    fee = f"£{amount:,.2f}"
-    lapse = fees_lapse_on(app.policy, now)
-    _stop_clock(
-        session,
-        case,
-        ClockStop.FEES,
-        now,
-        f"fees notice for {fee} by {by}; unpaid, the request lapses on {lapse}",
-    )
-    pay_by = long_date(lapse - timedelta(days=1))
-    _to_resident(app, session, case, "fees-foi", "fees", now, extra={"fee": fee, "pay_by": pay_by})
-    return (
-        f"clock stopped; the resident has been sent the fees notice for {fee}, to pay by {pay_by}"
-    )
-
-
-def _paid(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    """The fee is paid: the working days from the notice to payment do not count."""
-    if case.clock_stop != ClockStop.FEES or not case.clock_stopped:
-        raise CommandError("no fees notice is waiting for payment on this case")
-    at = now
-    if arg.strip():
-        day = parse_day(arg.strip())
-        if day is None:
-            raise CommandError("give the day the fee arrived, e.g. #paid 2026-11-18, or nothing")
-        stopped_on = (case.clock_stopped_at or now).astimezone(ZoneInfo(app.policy.timezone))
-        if not stopped_on.date() <= day <= local_today(app.policy, now):
-            raise CommandError(f"{day} is not between the fees notice and today")
-        at = datetime.combine(day, time(12), tzinfo=ZoneInfo(app.policy.timezone))
-    _resume(app, session, case, ClockStop.FEES, at, f"fee received, recorded by {by}")
-    return f"clock started again; response now due {long_date(case.respond_by)}"
 
 
 def restart_clock(app: App, session: Session, case: Case, at: datetime) -> None:
@@ -477,48 +327,6 @@ def _resume(
 _SAR_REASONS = "UK GDPR art. 12(3): the notice gives the reasons for the delay"
 
 
-def _extend(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    words = arg.split(maxsplit=1)
-    if not words or not words[0].isdigit() or len(words[0]) > 3:
-        raise CommandError("give a number, e.g. #extend 10")
-    amount, reason = int(words[0]), (words[1].strip() if len(words) > 1 else "")
-    stage = app.policy.stage(case.category, case.stage)
-    if stage.extension is None:
-        at_stage = f" at stage {case.stage}" if case.stage > 1 else ""
-        raise CommandError(f"the policy allows no extension for {case.category} cases{at_stage}")
-    if case.category == "sar" and not reason:
-        raise CommandError(
-            f"say why, e.g. #extend 2 the records are in three archives ({_SAR_REASONS})"
-        )
-    extended = extend(
-        case_clock(app.policy, case),
-        app.policy,
-        Duration(amount=amount, unit=stage.extension.unit),
-        notified_on=local_today(app.policy, now),
-    )
-    old = case.respond_by
-    case.respond_by = max(extended.respond_by, case.respond_by)
-    case.extended_days = (case.extended_days or 0) + amount
-    schedule(case, app.policy, local_today(app.policy, now))
-    add_event(
-        session,
-        case,
-        now,
-        "extended",
-        f"{old} -> {case.respond_by} by {by}" + (f"; reason: {reason[:500]}" if reason else ""),
-    )
-    if case.category not in STATUTORY:
-        return f"response date now {long_date(case.respond_by)}"
-    # The law wants the resident told, with the new date (FOIA s.17(2), EIR reg 7(3),
-    # UK GDPR art. 12(3)).
-    extra = {"old_date": long_date(old), "reason": reason[:500] or None}
-    _to_resident(app, session, case, f"extension-{case.category}", "extension", now, extra=extra)
-    return (
-        f"response date now {long_date(case.respond_by)}; the resident has been sent the"
-        " notice of the extension"
-    )
-
-
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d %B %Y", "%d %b %Y")
 HOLDING_AT_MOST = timedelta(days=366)  # a holding reply promises a date the council can keep
 
@@ -530,39 +338,6 @@ def parse_day(text: str) -> date | None:
         except ValueError:
             continue
     return None
-
-
-def _holding(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    words = arg.split()
-    day, reason = None, ""
-    for n in (3, 1):  # "15 January 2027 reason..." or "2027-01-15 reason..."
-        day = parse_day(" ".join(words[:n]))
-        if day:
-            reason = " ".join(words[n:])
-            break
-    if day is None:
-        raise CommandError("give the new date first, e.g. #holding 2027-01-15 waiting for a report")
-    today = local_today(app.policy, now)
-    if day <= today:
-        raise CommandError(f"{day} is not in the future")
-    if day > today + HOLDING_AT_MOST:
-        raise CommandError(f"{day} is more than a year away: give the date the reply is due")
-    case.holding_until, case.holding_reason = day, reason or None
-    letter = holding_letter(case, day, case.holding_reason)
-    queue(
-        session,
-        [(f"holding:{case.ref}:{case.stage}:officer:{day}", letter, case.id)],
-        mailbox_address=app.cfg.council.mailbox_address,
-        now=now,
-    )
-    schedule(case, app.policy, local_today(app.policy, now))
-    add_event(session, case, now, "holding", f"holding reply by {by}; new date {day}")
-    return f"holding reply sent; new date {long_date(day)}"
-
-
-def _escalate(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    escalate(app, session, case, now, f"by {by}")
-    return f"now stage {case.stage}, with {case.officer_name or 'nobody'}"
 
 
 def escalate(
@@ -626,6 +401,123 @@ def escalate(
     _tell_officer(app, session, case, now, f"stage:{case.ref}:{case.stage}")
 
 
+def _citation(text: str) -> str:
+    """An exemption as cited ("s40(2)", "section 40(2)", "reg 12(4)(b)"), in one form."""
+    if not _CITATION.match(text):
+        raise CommandError(
+            f"not an exemption: {text[:40]!r}; write them like s.40(2) s.43(2) or reg 12(4)(b)"
+        )
+    number = re.sub(r"^[a-z.\s]+", "", text.lower())
+    return f"reg {number}" if text.lower().startswith("r") else f"s.{number}"
+
+
+# --- letters these actions send -----------------------------------------------------
+
+
+# --- the commands, in the order the help lists them (commands.py) -------------------------
+
+
+@command("responded", "you have sent the full reply")
+def _responded(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    if case.status != "open":
+        raise CommandError(f"the case is {case.status}, not open")
+    mark_responded(session, case, now, f"marked responded by {by}")
+    return "marked as responded"
+
+
+@command(
+    "extend N why",
+    "extend by N working days (months for a subject access request) where the policy "
+    "allows; the resident is told why",
+)
+def _extend(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    words = arg.split(maxsplit=1)
+    if not words or not words[0].isdigit() or len(words[0]) > 3:
+        raise CommandError("give a number, e.g. #extend 10")
+    amount, reason = int(words[0]), (words[1].strip() if len(words) > 1 else "")
+    stage = app.policy.stage(case.category, case.stage)
+    if stage.extension is None:
+        at_stage = f" at stage {case.stage}" if case.stage > 1 else ""
+        raise CommandError(f"the policy allows no extension for {case.category} cases{at_stage}")
+    if case.category == "sar" and not reason:
+        raise CommandError(
+            f"say why, e.g. #extend 2 the records are in three archives ({_SAR_REASONS})"
+        )
+    extended = extend(
+        case_clock(app.policy, case),
+        app.policy,
+        Duration(amount=amount, unit=stage.extension.unit),
+        notified_on=local_today(app.policy, now),
+    )
+    old = case.respond_by
+    case.respond_by = max(extended.respond_by, case.respond_by)
+    case.extended_days = (case.extended_days or 0) + amount
+    schedule(case, app.policy, local_today(app.policy, now))
+    add_event(
+        session,
+        case,
+        now,
+        "extended",
+        f"{old} -> {case.respond_by} by {by}" + (f"; reason: {reason[:500]}" if reason else ""),
+    )
+    if case.category not in STATUTORY:
+        return f"response date now {long_date(case.respond_by)}"
+    # The law wants the resident told, with the new date (FOIA s.17(2), EIR reg 7(3),
+    # UK GDPR art. 12(3)).
+    extra = {"old_date": long_date(old), "reason": reason[:500] or None}
+    _to_resident(app, session, case, f"extension-{case.category}", "extension", now, extra=extra)
+    return (
+        f"response date now {long_date(case.respond_by)}; the resident has been sent the"
+        " notice of the extension"
+    )
+
+
+@command("holding DATE why", "tell the resident the reply is delayed until DATE")
+def _holding(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    words = arg.split()
+    day, reason = None, ""
+    for n in (3, 1):  # "15 January 2027 reason..." or "2027-01-15 reason..."
+        day = parse_day(" ".join(words[:n]))
+        if day:
+            reason = " ".join(words[n:])
+            break
+    if day is None:
+        raise CommandError("give the new date first, e.g. #holding 2027-01-15 waiting for a report")
+    today = local_today(app.policy, now)
+    if day <= today:
+        raise CommandError(f"{day} is not in the future")
+    if day > today + HOLDING_AT_MOST:
+        raise CommandError(f"{day} is more than a year away: give the date the reply is due")
+    case.holding_until, case.holding_reason = day, reason or None
+    letter = holding_letter(case, day, case.holding_reason)
+    queue(
+        session,
+        [(f"holding:{case.ref}:{case.stage}:officer:{day}", letter, case.id)],
+        mailbox_address=app.cfg.council.mailbox_address,
+        now=now,
+    )
+    schedule(case, app.policy, local_today(app.policy, now))
+    add_event(session, case, now, "holding", f"holding reply by {by}; new date {day}")
+    return f"holding reply sent; new date {long_date(day)}"
+
+
+@command("clarify QUESTION", "ask the resident QUESTION (stops the clock)")
+def _clarify(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    _stop_clock(session, case, ClockStop.CLARIFICATION, now, f"clarification asked by {by}")
+    if arg:
+        _to_resident(
+            app, session, case, "clarification", "clarification", now, extra={"question": arg}
+        )
+        return "clock stopped; your question has been sent to the resident"
+    return "clock stopped until the resident replies"
+
+
+@command(
+    "outcome WORD",
+    "the outcome: for a complaint upheld, partly-upheld or not-upheld; for an FOI or "
+    "EIR response granted, partly-granted, refused or not-held, with the exemptions "
+    "(refused s.40(2) s.43(2)); for a review upheld, partly-upheld or overturned",
+)
 def _outcome(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     """A complaint's outcome; or an FOI or EIR response's (marking the case responded),
     with the exemptions or exceptions it relied on."""
@@ -659,16 +551,146 @@ def _outcome(app: App, session: Session, case: Case, arg: str, by: str, now: dat
     return f"outcome {value} recorded"
 
 
-def _citation(text: str) -> str:
-    """An exemption as cited ("s40(2)", "section 40(2)", "reg 12(4)(b)"), in one form."""
-    if not _CITATION.match(text):
-        raise CommandError(
-            f"not an exemption: {text[:40]!r}; write them like s.40(2) s.43(2) or reg 12(4)(b)"
-        )
-    number = re.sub(r"^[a-z.\s]+", "", text.lower())
-    return f"reg {number}" if text.lower().startswith("r") else f"s.{number}"
+@command("escalate", "the next stage, or an FOI or EIR internal review")
+def _escalate(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    escalate(app, session, case, now, f"by {by}")
+    return f"now stage {case.stage}, with {case.officer_name or 'nobody'}"
 
 
+@command(
+    "identity WHAT",
+    "ask a subject access requester for proof of identity (the month starts again when it arrives)",
+)
+def _identity(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    """A subject access request waits for proof of identity (UK GDPR art. 12(6), 12A)."""
+    if case.category != "sar":
+        raise CommandError("identity checks are for subject access requests")
+    _stop_clock(session, case, ClockStop.IDENTITY, now, f"proof of identity asked for by {by}")
+    _to_resident(
+        app, session, case, "identity-sar", "identity", now, extra={"needed": arg[:500] or None}
+    )
+    return (
+        "clock stopped; the resident has been asked to prove their identity, and the month"
+        " starts again when they reply"
+    )
+
+
+@command("fees AMOUNT", "send an FOI fees notice (the clock waits for payment)")
+def _fees(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    """An FOI fees notice (FOIA s.9): the clock waits for payment, for three months."""
+    if case.category != "foi" or case.stage != 1:
+        raise CommandError("a fees notice is for a Freedom of Information request (FOIA s.9)")
+    try:
+        amount = Decimal(arg.strip().lstrip("£").replace(",", ""))
+    except InvalidOperation:
+        amount = Decimal(0)
+    if not amount.is_finite() or amount <= 0 or amount > 100_000:
+        raise CommandError("give the fee in pounds, e.g. #fees 25.50")
+    fee = f"£{amount:,.2f}"
+    lapse = fees_lapse_on(app.policy, now)
+    _stop_clock(
+        session,
+        case,
+        ClockStop.FEES,
+        now,
+        f"fees notice for {fee} by {by}; unpaid, the request lapses on {lapse}",
+    )
+    pay_by = long_date(lapse - timedelta(days=1))
+    _to_resident(app, session, case, "fees-foi", "fees", now, extra={"fee": fee, "pay_by": pay_by})
+    return (
+        f"clock stopped; the resident has been sent the fees notice for {fee}, to pay by {pay_by}"
+    )
+
+
+@command("paid", "the fee has arrived (the clock starts again)")
+def _paid(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    """The fee is paid: the working days from the notice to payment do not count."""
+    if case.clock_stop != ClockStop.FEES or not case.clock_stopped:
+        raise CommandError("no fees notice is waiting for payment on this case")
+    at = now
+    if arg.strip():
+        day = parse_day(arg.strip())
+        if day is None:
+            raise CommandError("give the day the fee arrived, e.g. #paid 2026-11-18, or nothing")
+        stopped_on = (case.clock_stopped_at or now).astimezone(ZoneInfo(app.policy.timezone))
+        if not stopped_on.date() <= day <= local_today(app.policy, now):
+            raise CommandError(f"{day} is not between the fees notice and today")
+        at = datetime.combine(day, time(12), tzinfo=ZoneInfo(app.policy.timezone))
+    _resume(app, session, case, ClockStop.FEES, at, f"fee received, recorded by {by}")
+    return f"clock started again; response now due {long_date(case.respond_by)}"
+
+
+@command(
+    "category NAME",
+    "re-categorise: enquiry, complaint, foi, eir, sar or compliment (new officer and "
+    "dates; the resident is told)",
+)
+def _category(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    new = arg.strip().lower()
+    if new not in PREFIXES:
+        raise CommandError(f"unknown category {arg!r}; one of: {', '.join(PREFIXES)}")
+    if new == case.category and case.triage:
+        # The officer settles the doubt: the resident now hears who has it and by when.
+        case.triage = False
+        session.add(CategoryCorrection(case_id=case.id, at=now, from_category=new, to_category=new))
+        add_event(session, case, now, "note", f"category {new} confirmed by {by}")
+        _to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
+        return f"confirmed as {new}, due {long_date(case.respond_by)}"
+    if new == case.category:
+        raise CommandError(f"the case is already {new}")
+    old = case.category
+    # The classifier was wrong: a labelled example for `mailbot classify retrain`.
+    session.add(CategoryCorrection(case_id=case.id, at=now, from_category=old, to_category=new))
+    case.triage = False
+    stage = app.policy.stage(new, 1)
+    dates = compute(app.policy, new, case.received_at)
+    officer = choose_officer(session, app.cfg, stage.role)
+    case.category, case.stage, case.role = new, 1, stage.role
+    case.acknowledge_by, case.respond_by, case.holding_by = (
+        dates.acknowledge_by,
+        dates.respond_by,
+        dates.holding_by,
+    )
+    case.extended_days = case.paused_days = 0
+    case.stage_started_at = None
+    if officer:
+        case.officer_email, case.officer_name = officer.email, officer.name
+    schedule(case, app.policy, local_today(app.policy, now))
+    add_event(
+        session,
+        case,
+        now,
+        "reassigned",
+        f"category {old} -> {new} by {by}; respond by {dates.respond_by}; "
+        f"officer {case.officer_name or 'nobody'}",
+    )
+    # The resident hears the new rules and date; the new officer hears of the case.
+    _to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
+    _tell_officer(app, session, case, now, f"recategorised:{case.ref}:{new}")
+    return f"now {new}, due {long_date(dates.respond_by)}, with {case.officer_name or 'nobody'}"
+
+
+@command("reassign EMAIL", "give the case to another officer")
+def _reassign(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    officer = app.cfg.officer(arg.strip()) if arg.strip() else None
+    if officer is None:
+        raise CommandError(f"not a configured officer: {arg.strip() or '(no address)'}")
+    old = case.officer_name or "nobody"
+    case.officer_email, case.officer_name = officer.email, officer.name
+    add_event(session, case, now, "reassigned", f"from {old} to {officer.name} by {by}")
+    _tell_officer(app, session, case, now, f"reassigned:{case.ref}:{now.isoformat()}")
+    return f"now with {officer.name}"
+
+
+@command("note TEXT", "add a note to the case history")
+def _note(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    if not arg:
+        raise CommandError("write the note after #note")
+    add_event(session, case, now, "note", f"{by}: {arg[:1000]}")
+    return "note added"
+
+
+@command("language cy|en|both", "the resident's language for letters (Welsh councils)")
 def _language(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     """The resident's language for letters, where the policy writes in Welsh and English."""
     value = arg.strip().lower()
@@ -681,32 +703,18 @@ def _language(app: App, session: Session, case: Case, arg: str, by: str, now: da
     return f"letters to the resident now in {LANGUAGES[value]}"
 
 
-def _note(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    if not arg:
-        raise CommandError("write the note after #note")
-    add_event(session, case, now, "note", f"{by}: {arg[:1000]}")
-    return "note added"
+@command("close", "close the case")
+def _close(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
+    if case.status == "closed":
+        raise CommandError("the case is already closed")
+    case.status, case.closed_at, case.next_action_on = "closed", now, None
+    add_event(session, case, now, "closed", f"closed by {by}" + (f": {arg}" if arg else ""))
+    return "closed"
 
 
-_APPLY = {
-    "close": _close,
-    "responded": _responded,
-    "reassign": _reassign,
-    "category": _category,
-    "clarify": _clarify,
-    "extend": _extend,
-    "holding": _holding,
-    "escalate": _escalate,
-    "outcome": _outcome,
-    "note": _note,
-    "identity": _identity,
-    "fees": _fees,
-    "paid": _paid,
-    "language": _language,
-}
-
-
-# --- letters these actions send -----------------------------------------------------
+@command("help", "these lines, sent back to you", needs_case=False)
+def _help(app: App, session: Session, case: Case | None, arg: str, by: str, now: datetime) -> str:
+    return "the commands, each on a line of its own after #:\n" + help_text()
 
 
 def _to_resident(

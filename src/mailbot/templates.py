@@ -18,6 +18,7 @@ from markupsafe import escape
 from mailbot.calendar import reopening_phrase
 from mailbot.categories import KINDS
 from mailbot.commandline import defuse
+from mailbot.commands import HelpLines
 from mailbot.parse import clean_text
 from mailbot.resources import builtin_dir
 from mailbot.sandbox import BoundedSandbox, Budget, TemplateTooCostly
@@ -85,6 +86,8 @@ class Templates:
         self.env: SandboxedEnvironment = (
             BoundedSandbox(budget, **options) if override_dir else SandboxedEnvironment(**options)
         )
+        # The officers' commands, for the help in staff mail: from their one table.
+        self.env.globals["commands"] = HelpLines()
         # Templates of the clerk's that ran out of time, with the problem and the folder's
         # state then: each would cost the whole time budget again for every message, so
         # the built-in one is used straight away until the folder changes.

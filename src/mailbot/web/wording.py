@@ -41,7 +41,9 @@ _PROBLEM = re.compile(r"^(?P<file>.*?):(?P<line>\d+|\?): (?P<message>.*)$", re.D
 MAX_TEXT = 100_000  # characters: far more than any letter, little enough to keep
 
 # Jinja2's own names, usable in any template.
-_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
+_GLOBALS = frozenset(
+    {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "commands"}
+)
 
 # How the console groups the files, in the clerk's words.
 GROUPS = (
