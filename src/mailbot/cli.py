@@ -19,8 +19,9 @@ from sqlalchemy.exc import OperationalError
 from mailbot import __version__
 from mailbot.app import App, NotReady
 from mailbot.calendar import usable_year, years_usable
-from mailbot.clock import Clock, FixedClock, OffsetClock
-from mailbot.config import Config, ConfigError, find_config, load_config
+from mailbot.config import ConfigError, find_config, load_config
+from mailbot.errors import UsageError
+from mailbot.invocation import app_from, config_from, make_clock
 from mailbot.logs import FORMATS, clean, setup_logging
 from mailbot.mailbox import FolderMissing, MailboxError
 from mailbot.model import SHIPPED as SHIPPED_MODEL
@@ -28,7 +29,7 @@ from mailbot.model import ModelError
 from mailbot.oauth import OAuthError
 from mailbot.outbox import SendingPaused
 from mailbot.policy import PolicyError, load_policy
-from mailbot.store import PREFIXES
+from mailbot.store import PREFIXES, format_cases
 from mailbot.templates import TemplateProblem
 from mailbot.training import CorpusError
 from mailbot.web.commands import add_commands as add_console_commands
@@ -36,10 +37,6 @@ from mailbot.web.commands import add_commands as add_console_commands
 EXIT_OK, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_INTERNAL = 0, 1, 2, 3
 
 log = logging.getLogger("mailbot")
-
-
-class UsageError(Exception):
-    """A bad command-line argument (exit 1)."""
 
 
 def parse_instant(text: str) -> datetime:
@@ -232,24 +229,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_clock(args: argparse.Namespace) -> Clock:
-    now = getattr(args, "now", None)
-    if now is None:
-        return Clock()
-    # A one-shot command reads a fixed instant; the daemon's clock runs on from it.
-    return OffsetClock(now) if args.command == "run" and not args.once else FixedClock(now)
-
-
-def config_from(args: argparse.Namespace) -> Config:
-    return load_config(find_config(args.config))
-
-
-def app_from(args: argparse.Namespace) -> App:
-    app = App.load(config_from(args), make_clock(args))
-    app.require_schema()
-    return app
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from mailbot.daemon import Daemon, run_once
     from mailbot.outbox import SendingStopped
@@ -318,24 +297,6 @@ def cmd_cases(args: argparse.Namespace) -> int:
     else:
         print(format_cases(rows))
     return EXIT_OK
-
-
-def format_cases(rows: list[dict]) -> str:
-    header = ("REF", "CATEGORY", "STATUS", "OFFICER", "DUE", "SUBJECT")
-    table = [header] + [
-        (
-            r["ref"],
-            r["category"] + (" (triage)" if r.get("triage") else ""),
-            r["status"],
-            (r["officer"] or {}).get("name") or "-",
-            r["respond_by"],
-            (r["subject"] or "")[:40],
-        )
-        for r in rows
-    ]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)) for row in table]
-    return "\n".join(line.rstrip() for line in lines) if rows else "no cases"
 
 
 def cmd_case(args: argparse.Namespace) -> int:

@@ -24,16 +24,13 @@ from pydantic import (
 
 from mailbot.calendar import usable_year, years_usable
 from mailbot.classify import Category
+from mailbot.errors import ConfigError
 from mailbot.oauth import OAuthConfig
 from mailbot.parse import clean_text, valid_address
 from mailbot.web.settings import WebConfig
 
 SEARCH_PATHS = (Path("mailbot.toml"), Path("/etc/mailbot/mailbot.toml"))
 MAX_CONFIG_BYTES = 1_000_000
-
-
-class ConfigError(Exception):
-    """A config problem, worded as one line naming the file and key."""
 
 
 class _Strict(BaseModel):

@@ -14,14 +14,13 @@ from pathlib import Path
 from sqlalchemy import select
 
 from mailbot.app import App
-from mailbot.cli import format_cases
 from mailbot.clock import Clock
 from mailbot.config import load_config
 from mailbot.daemon import run_once
 from mailbot.devservers import DovecotMissing, LocalDovecot, SmtpCapture, local_config
 from mailbot.migrations import upgrade
 from mailbot.policy import policy_file
-from mailbot.store import Case, InboundMessage, case_json
+from mailbot.store import Case, InboundMessage, case_json, format_cases
 
 SAMPLES = Path(__file__).resolve().parent / "demo_mail"
 

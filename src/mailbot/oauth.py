@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mailbot.errors import ConfigError
+
 log = logging.getLogger("mailbot.oauth")
 
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
@@ -153,9 +155,6 @@ class OAuthConfig(BaseModel):
 
 
 def _config_error(message: str) -> Exception:
-    # Imported here: config.py imports this module for its [oauth] table.
-    from mailbot.config import ConfigError
-
     return ConfigError(message)
 
 

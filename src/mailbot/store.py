@@ -684,3 +684,22 @@ def case_json(case: Case, *, with_events: bool = False) -> dict[str, Any]:
             for e in case.events
         ]
     return out
+
+
+def format_cases(rows: list[dict]) -> str:
+    """`mailbot cases` as a table: case_json rows, one line each."""
+    header = ("REF", "CATEGORY", "STATUS", "OFFICER", "DUE", "SUBJECT")
+    table = [header] + [
+        (
+            r["ref"],
+            r["category"] + (" (triage)" if r.get("triage") else ""),
+            r["status"],
+            (r["officer"] or {}).get("name") or "-",
+            r["respond_by"],
+            (r["subject"] or "")[:40],
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)) for row in table]
+    return "\n".join(line.rstrip() for line in lines) if rows else "no cases"

@@ -66,8 +66,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _app(args: argparse.Namespace) -> Any:
     from mailbot.app import App
-    from mailbot.cli import config_from
     from mailbot.clock import Clock, OffsetClock
+    from mailbot.invocation import config_from
 
     # A clock that runs on from --now, as the daemon's does: the console is long-lived.
     clock = OffsetClock(args.now) if getattr(args, "now", None) else Clock()
@@ -77,7 +77,7 @@ def _app(args: argparse.Namespace) -> Any:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from mailbot.cli import UsageError
+    from mailbot.errors import UsageError
     from mailbot.web.server import serve
     from mailbot.web.settings import parse_listen
 
@@ -93,7 +93,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def _password(args: argparse.Namespace, email: str) -> str:
     """From --password-file, else asked twice at the terminal; never an argument."""
-    from mailbot.cli import UsageError
+    from mailbot.errors import UsageError
 
     if getattr(args, "password", None) is not None:
         raise UsageError(
@@ -116,7 +116,7 @@ def _password(args: argparse.Namespace, email: str) -> str:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from mailbot.cli import UsageError
+    from mailbot.errors import UsageError
     from mailbot.web import accounts
     from mailbot.web.audit import Action, record
     from mailbot.web.roles import Role, describe
@@ -162,7 +162,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 
 def cmd_users_password(args: argparse.Namespace) -> int:
-    from mailbot.cli import UsageError
+    from mailbot.errors import UsageError
     from mailbot.web import accounts
     from mailbot.web.audit import Action, record
 
@@ -186,7 +186,7 @@ def cmd_users_password(args: argparse.Namespace) -> int:
 
 
 def cmd_users_remove(args: argparse.Namespace) -> int:
-    from mailbot.cli import UsageError
+    from mailbot.errors import UsageError
     from mailbot.web import accounts
     from mailbot.web.audit import Action, record
 

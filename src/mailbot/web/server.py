@@ -12,24 +12,19 @@ import logging
 import secrets
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import wraps
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
-from flask import Flask, abort, g, redirect, render_template, request, session, url_for
+from flask import Flask, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from mailbot.app import App
 from mailbot.web import accounts
-from mailbot.web.roles import Can, Role, can
+from mailbot.web.request import Person
+from mailbot.web.roles import Can
 from mailbot.web.settings import MIN_SECRET_CHARS, read_secret
 
 log = logging.getLogger("mailbot.web")
@@ -41,15 +36,6 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-# A letter's HTML part as the resident's mail client shows it: its own inline styles and
-# nothing else (no scripts, no forms), framed only by this console, in a sandboxed frame.
-# (A "sandbox" directive here would make its origin opaque, and 'self' would then refuse
-# our own page as the frame's parent.)
-LETTER_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
-    "frame-ancestors 'self'"
-)
-
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -59,69 +45,6 @@ HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
     "Cache-Control": "no-store",  # pages hold residents' personal data
 }
-
-
-@dataclass(frozen=True)
-class Person:
-    """Who is signed in, with the role the database gives them now."""
-
-    email: str
-    role: Role
-
-    def can(self, permission: Can) -> bool:
-        return can(self.role, permission)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def mailbot() -> App:
-    return g.mailbot
-
-
-def person() -> Person:
-    return g.person
-
-
-def now() -> datetime:
-    return mailbot().clock.now()
-
-
-@contextmanager
-def transaction() -> Iterator[Session]:
-    """A database transaction, committed when the block ends without an exception."""
-    with mailbot().sessions.begin() as db:
-        yield db
-
-
-@contextmanager
-def reading() -> Iterator[Session]:
-    with mailbot().sessions() as db:
-        yield db
-
-
-def requires(permission: Can) -> Callable[[F], F]:
-    """A page only for roles with `permission`; anyone else gets 403 with the reason."""
-
-    def decorate(view: F) -> F:
-        @wraps(view)
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            if not person().can(permission):
-                abort(403, description=f"Your role ({person().role}) may not {permission}.")
-            return view(*args, **kwargs)
-
-        return checked  # type: ignore[return-value]
-
-    return decorate
-
-
-def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a page of this console only, never another site."""
-    if target:
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") and "\\" not in target:
-            return target
-    return url_for("cases.worklist")
 
 
 def secret_key(app: App) -> bytes:

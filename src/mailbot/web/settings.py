@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mailbot.errors import ConfigError
+
 MIN_SECRET_CHARS = 32
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -64,7 +66,6 @@ def _no_inline_secret(data: Any, keys: tuple[str, ...], use: str) -> Any:
 def read_secret(key: str, path: Path, folder: Path | None) -> str:
     """A secret file, found as password_file is: an absolute path; else systemd's
     $CREDENTIALS_DIRECTORY; else beside the config file."""
-    from mailbot.config import ConfigError
 
     if not path.is_absolute():
         if os.environ.get("CREDENTIALS_DIRECTORY"):

@@ -8,8 +8,8 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 
 from mailbot.web import accounts, audit
 from mailbot.web.audit import Action, record
+from mailbot.web.request import now, person, reading, requires, transaction
 from mailbot.web.roles import Can, Role, describe
-from mailbot.web.server import now, person, reading, requires, transaction
 
 blueprint = Blueprint("admin", __name__)
 PAGE = 100

@@ -10,8 +10,8 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from mailbot.web import attention as rules
 from mailbot.web.audit import Action, record
+from mailbot.web.request import mailbot, now, person, reading, requires, transaction
 from mailbot.web.roles import Can
-from mailbot.web.server import mailbot, now, person, reading, requires, transaction
 
 log = logging.getLogger("mailbot.web")
 blueprint = Blueprint("attention", __name__)

@@ -21,8 +21,8 @@ from mailbot.officers import Command, apply
 from mailbot.store import PREFIXES, Case, InboundMessage, OutboxMessage, case_by_ref
 from mailbot.templates import long_date
 from mailbot.web.audit import Action, record
+from mailbot.web.request import mailbot, now, person, reading, requires, transaction
 from mailbot.web.roles import Can, may_read_case
-from mailbot.web.server import mailbot, now, person, reading, requires, transaction
 from mailbot.web.wording import version_label
 
 blueprint = Blueprint("cases", __name__)

@@ -10,8 +10,8 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from mailbot.policy import PolicyError
 from mailbot.web import policy_page as rules
 from mailbot.web.audit import Action
+from mailbot.web.request import mailbot, now, person, requires, transaction
 from mailbot.web.roles import Can
-from mailbot.web.server import mailbot, now, person, requires, transaction
 
 blueprint = Blueprint("policy", __name__)
 

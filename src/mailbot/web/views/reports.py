@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, render_template, request
 
 from mailbot import reports
+from mailbot.web.request import mailbot, now, reading, requires
 from mailbot.web.roles import Can
-from mailbot.web.server import mailbot, now, reading, requires
 
 blueprint = Blueprint("reports", __name__)
 

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 from mailbot.parse import valid_address
 from mailbot.web import accounts
 from mailbot.web.audit import Action, record
-from mailbot.web.server import mailbot, now, reading, safe_next, transaction
+from mailbot.web.request import mailbot, now, reading, safe_next, transaction
 
 log = logging.getLogger("mailbot.web")
 blueprint = Blueprint("signin", __name__)

@@ -15,8 +15,18 @@ from mailbot.store import Case, case_by_ref
 from mailbot.templates import TemplateProblem
 from mailbot.web import wording
 from mailbot.web.models import TemplateVersion
+from mailbot.web.request import mailbot, now, person, reading, requires, transaction
 from mailbot.web.roles import Can
-from mailbot.web.server import LETTER_CSP, mailbot, now, person, reading, requires, transaction
+
+# A letter's HTML part as the resident's mail client shows it: its own inline styles and
+# nothing else (no scripts, no forms), framed only by this console, in a sandboxed frame.
+# (A "sandbox" directive here would make its origin opaque, and 'self' would then refuse
+# our own page as the frame's parent.)
+LETTER_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
+    "frame-ancestors 'self'"
+)
+
 
 blueprint = Blueprint("wording", __name__)
 
