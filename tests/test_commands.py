@@ -27,8 +27,8 @@ def staff_help() -> str:
 
 def test_every_command_is_in_the_help_of_staff_mail_and_none_is_a_command_line():
     text = staff_help()
-    for command in registered():
-        assert re.search(rf"^  {re.escape(command.usage)}\s", text, re.M), command.usage
+    for usage in registered():
+        assert re.search(rf"^  {re.escape(usage.usage)}\s", text, re.M), usage.usage
     assert command_lines(text) == []  # explaining them writes none
 
 

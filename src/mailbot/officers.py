@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from mailbot import trust
 from mailbot.app import App
 from mailbot.commandline import command_lines
-from mailbot.commands import REGISTRY, command, help_text
+from mailbot.commands import REGISTRY, command, help_text, registered
 from mailbot.config import Config
 from mailbot.deadlines import (
     ClockStop,
@@ -247,7 +247,7 @@ def apply(
     known = REGISTRY.get(command.name)
     if known is None:
         return Result(command.line, False, f"unknown command; known: #{', #'.join(REGISTRY)}")
-    if case is None and known.needs_case:
+    if case is None and known.usage.needs_case:
         return Result(
             command.line,
             False,
@@ -417,7 +417,7 @@ def _citation(text: str) -> str:
 # --- the commands, in the order the help lists them (commands.py) -------------------------
 
 
-@command("responded", "you have sent the full reply")
+@command("responded")
 def _responded(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     if case.status != "open":
         raise CommandError(f"the case is {case.status}, not open")
@@ -425,11 +425,7 @@ def _responded(app: App, session: Session, case: Case, arg: str, by: str, now: d
     return "marked as responded"
 
 
-@command(
-    "extend N why",
-    "extend by N working days (months for a subject access request) where the policy "
-    "allows; the resident is told why",
-)
+@command("extend")
 def _extend(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     words = arg.split(maxsplit=1)
     if not words or not words[0].isdigit() or len(words[0]) > 3:
@@ -472,7 +468,7 @@ def _extend(app: App, session: Session, case: Case, arg: str, by: str, now: date
     )
 
 
-@command("holding DATE why", "tell the resident the reply is delayed until DATE")
+@command("holding")
 def _holding(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     words = arg.split()
     day, reason = None, ""
@@ -501,7 +497,7 @@ def _holding(app: App, session: Session, case: Case, arg: str, by: str, now: dat
     return f"holding reply sent; new date {long_date(day)}"
 
 
-@command("clarify QUESTION", "ask the resident QUESTION (stops the clock)")
+@command("clarify")
 def _clarify(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     _stop_clock(session, case, ClockStop.CLARIFICATION, now, f"clarification asked by {by}")
     if arg:
@@ -512,12 +508,7 @@ def _clarify(app: App, session: Session, case: Case, arg: str, by: str, now: dat
     return "clock stopped until the resident replies"
 
 
-@command(
-    "outcome WORD",
-    "the outcome: for a complaint upheld, partly-upheld or not-upheld; for an FOI or "
-    "EIR response granted, partly-granted, refused or not-held, with the exemptions "
-    "(refused s.40(2) s.43(2)); for a review upheld, partly-upheld or overturned",
-)
+@command("outcome")
 def _outcome(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     """A complaint's outcome; or an FOI or EIR response's (marking the case responded),
     with the exemptions or exceptions it relied on."""
@@ -551,16 +542,13 @@ def _outcome(app: App, session: Session, case: Case, arg: str, by: str, now: dat
     return f"outcome {value} recorded"
 
 
-@command("escalate", "the next stage, or an FOI or EIR internal review")
+@command("escalate")
 def _escalate(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     escalate(app, session, case, now, f"by {by}")
     return f"now stage {case.stage}, with {case.officer_name or 'nobody'}"
 
 
-@command(
-    "identity WHAT",
-    "ask a subject access requester for proof of identity (the month starts again when it arrives)",
-)
+@command("identity")
 def _identity(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     """A subject access request waits for proof of identity (UK GDPR art. 12(6), 12A)."""
     if case.category != "sar":
@@ -575,7 +563,7 @@ def _identity(app: App, session: Session, case: Case, arg: str, by: str, now: da
     )
 
 
-@command("fees AMOUNT", "send an FOI fees notice (the clock waits for payment)")
+@command("fees")
 def _fees(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     """An FOI fees notice (FOIA s.9): the clock waits for payment, for three months."""
     if case.category != "foi" or case.stage != 1:
@@ -602,7 +590,7 @@ def _fees(app: App, session: Session, case: Case, arg: str, by: str, now: dateti
     )
 
 
-@command("paid", "the fee has arrived (the clock starts again)")
+@command("paid")
 def _paid(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     """The fee is paid: the working days from the notice to payment do not count."""
     if case.clock_stop != ClockStop.FEES or not case.clock_stopped:
@@ -620,11 +608,7 @@ def _paid(app: App, session: Session, case: Case, arg: str, by: str, now: dateti
     return f"clock started again; response now due {long_date(case.respond_by)}"
 
 
-@command(
-    "category NAME",
-    "re-categorise: enquiry, complaint, foi, eir, sar or compliment (new officer and "
-    "dates; the resident is told)",
-)
+@command("category")
 def _category(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     new = arg.strip().lower()
     if new not in PREFIXES:
@@ -670,7 +654,7 @@ def _category(app: App, session: Session, case: Case, arg: str, by: str, now: da
     return f"now {new}, due {long_date(dates.respond_by)}, with {case.officer_name or 'nobody'}"
 
 
-@command("reassign EMAIL", "give the case to another officer")
+@command("reassign")
 def _reassign(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     officer = app.cfg.officer(arg.strip()) if arg.strip() else None
     if officer is None:
@@ -682,7 +666,7 @@ def _reassign(app: App, session: Session, case: Case, arg: str, by: str, now: da
     return f"now with {officer.name}"
 
 
-@command("note TEXT", "add a note to the case history")
+@command("note")
 def _note(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     if not arg:
         raise CommandError("write the note after #note")
@@ -690,7 +674,7 @@ def _note(app: App, session: Session, case: Case, arg: str, by: str, now: dateti
     return "note added"
 
 
-@command("language cy|en|both", "the resident's language for letters (Welsh councils)")
+@command("language")
 def _language(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     """The resident's language for letters, where the policy writes in Welsh and English."""
     value = arg.strip().lower()
@@ -703,7 +687,7 @@ def _language(app: App, session: Session, case: Case, arg: str, by: str, now: da
     return f"letters to the resident now in {LANGUAGES[value]}"
 
 
-@command("close", "close the case")
+@command("close")
 def _close(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     if case.status == "closed":
         raise CommandError("the case is already closed")
@@ -712,7 +696,7 @@ def _close(app: App, session: Session, case: Case, arg: str, by: str, now: datet
     return "closed"
 
 
-@command("help", "these lines, sent back to you", needs_case=False)
+@command("help")
 def _help(app: App, session: Session, case: Case | None, arg: str, by: str, now: datetime) -> str:
     return "the commands, each on a line of its own after #:\n" + help_text()
 
@@ -788,3 +772,7 @@ def _confirm(
         mailbox_address=app.cfg.council.mailbox_address,
         now=now,
     )
+
+
+# Every command in the table (commands.py) has its function here, and no other.
+assert set(REGISTRY) == {c.name for c in registered()}, "commands.TABLE and officers.py differ"
