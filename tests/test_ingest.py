@@ -296,12 +296,12 @@ def test_huge_message_is_fetched_only_up_to_the_cap(app, dovecot, smtp):
 
 
 def test_broken_message_is_recorded_and_not_retried(app, dovecot, smtp, monkeypatch):
-    import mailbot.pipeline as pipeline
+    import mailbot.intake.casework as casework
 
     def explode(*args, **kwargs):
         raise RuntimeError("classifier fell over")
 
-    monkeypatch.setattr(pipeline, "classify", explode)
+    monkeypatch.setattr(casework, "classify", explode)
     dovecot.append(resident_mail(), when=ARRIVED)
     run_once(app)
     monkeypatch.undo()
@@ -314,16 +314,16 @@ def test_broken_message_is_recorded_and_not_retried(app, dovecot, smtp, monkeypa
 
 
 def test_one_broken_message_in_a_batch_does_not_hold_up_the_rest(app, dovecot, smtp, monkeypatch):
-    import mailbot.pipeline as pipeline
+    import mailbot.intake.casework as casework
 
-    real = pipeline.classify
+    real = casework.classify
 
     def explode_on_one(msg, *args, **kwargs):
         if msg.from_addr == "bob@example.com":
             raise RuntimeError("classifier fell over")
         return real(msg, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "classify", explode_on_one)
+    monkeypatch.setattr(casework, "classify", explode_on_one)
     _only_bobs_fails(app, dovecot, smtp, "RuntimeError: classifier fell over")
 
 
@@ -502,16 +502,16 @@ def test_classifying_is_done_before_the_write_turn_and_only_where_a_case_may_ope
 ):
     """Classifying is the costliest step and needs no database: done inside the turn it
     would keep the sending process from SQLite's one write lock for that long."""
-    import mailbot.pipeline as pipeline
+    import mailbot.intake.casework as casework
 
-    real = pipeline.classify
+    real = casework.classify
     calls = []
 
     def watched(msg, *args, **kwargs):
         calls.append((msg.from_addr, app.write_turn.held))
         return real(msg, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "classify", watched)
+    monkeypatch.setattr(casework, "classify", watched)
     app.write_turn = _TurnWatch()
     dovecot.append(resident_mail(subject="I wish to make a formal complaint"), when=ARRIVED)
     out_of_office = resident_mail(

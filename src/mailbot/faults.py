@@ -14,6 +14,7 @@ POINTS = (
     "after-parse",
     "after-thread",
     "after-screen",
+    "after-decide",
     "after-classify",
     "after-route",
     "before-commit",

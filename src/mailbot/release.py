@@ -23,9 +23,9 @@ from mailbot.config import Config, ImapConfig
 from mailbot.daemon import connect
 from mailbot.forms import read_form, with_topic
 from mailbot.held import SPAM_RULE, held_name, reason_of
+from mailbot.intake.casework import acknowledge, alert_welfare, open_case
 from mailbot.mailbox import FetchedMessage, Mailbox, folder_key
 from mailbot.parse import clean_text, parse_message, valid_address
-from mailbot.pipeline import acknowledge, alert_welfare, open_case
 from mailbot.resident import resident_of
 from mailbot.store import Case, InboundMessage, add_event, case_by_ref, recent_acknowledgements
 from mailbot.thread import REFERENCE

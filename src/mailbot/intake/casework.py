@@ -1,0 +1,221 @@
+"""Casework: what intake writes for a resident's message: a new case with its dates,
+officer and acknowledgement, or a follow-up to a case it already has."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
+
+from mailbot import faults
+from mailbot.app import App
+from mailbot.classify import Classification, classify, scored_text
+from mailbot.config import ImapConfig
+from mailbot.deadlines import compute
+from mailbot.letters import Letter, subject_for
+from mailbot.officers import CommandError, escalate, restart_clock
+from mailbot.outbox import notify_officer, notify_role, queue
+from mailbot.parse import ParsedMessage
+from mailbot.resident import Resident, resident_of
+from mailbot.route import choose_officer
+from mailbot.scheduler import local_today, schedule
+from mailbot.store import Case, add_event, add_events, next_reference
+from mailbot.welsh import is_welsh
+
+
+def classify_for(app: App, msg: ParsedMessage, box: ImapConfig) -> Classification:
+    """The category of a message to `box`, by the policy's rules and the model."""
+    return classify(msg, app.rules, model=app.model(), mailbox_default=box.default_category)
+
+
+@functools.cache
+def _open_case_statement() -> ReturningInsert[tuple[int]]:
+    # Built once: building costs more than running it.
+    return insert(Case.__table__).returning(Case.__table__.c.id)
+
+
+def open_case(
+    app: App,
+    session: Session,
+    msg: ParsedMessage,
+    received_at: datetime,
+    now: datetime,
+    box: ImapConfig | None = None,
+    decision: Classification | None = None,
+    resident: Resident | None = None,
+) -> Case:
+    """Classify (unless `decision` is given), route and record a new case with its
+    promised dates; `box` is the mailbox it came in to ([imap] when not given), and
+    `resident` whom it is for (unless given, as resident.resident_of finds them)."""
+    box = box or app.cfg.imap
+    resident = resident or resident_of(msg)
+    decision = decision or classify_for(app, msg, box)
+    faults.crash_point("after-classify")
+    category = decision.category
+    stage = app.policy.stage(category, 1)
+    # Welsh Language Standard 1: mail in Welsh is answered in Welsh (SPEC §9).
+    welsh = app.policy.language == "cy-en" and is_welsh(decision.text or " ".join(scored_text(msg)))
+    dates = compute(app.policy, category, received_at)
+    officer = choose_officer(session, app.cfg, stage.role)
+    faults.crash_point("after-route")
+    year = received_at.astimezone(ZoneInfo(app.policy.timezone)).year
+    case = Case(
+        ref=next_reference(session, category, year),
+        category=category,
+        stage=1,
+        status="open",
+        priority=decision.priority,
+        policy=app.cfg.council.policy,
+        resident_email=(resident.email if resident else "").lower(),
+        resident_name=resident.name if resident else msg.from_name,
+        subject=msg.subject,
+        first_message_id=msg.message_id,
+        mailbox=app.cfg.address_of(box),
+        officer_email=officer.email if officer else None,
+        officer_name=officer.name if officer else None,
+        role=stage.role,
+        received_at=received_at,
+        acknowledge_by=dates.acknowledge_by,
+        respond_by=dates.respond_by,
+        holding_by=dates.holding_by,
+        reasons=[*decision.reasons, *decision.welfare_reasons],
+        clock_stopped=False,
+        triage=decision.triage,
+        scored_text=decision.text or None,
+        language="cy" if welsh else None,
+    )
+    schedule(case, app.policy, local_today(app.policy, now))
+    # A plain INSERT of the values set above (the columns' defaults fill the rest): the
+    # ORM's unit of work costs more than the row. The case is returned unattached.
+    values = {key: value for key, value in vars(case).items() if not key.startswith("_")}
+    case.id = session.execute(_open_case_statement(), values).scalar_one()
+    why = "; ".join(decision.reasons) or "no rule matched"
+    found_in = f" ({resident.found_in})" if resident and resident.found_in != "From" else ""
+    history = [
+        (received_at, "received", f"from {case.resident_email}{found_in}"),
+        (now, "note", f"classified as {category}: {why}"),
+    ]
+    if decision.doubt:
+        first, second = decision.doubt
+        history.append(
+            (now, "note", f"flagged for triage: {first} or {second}? (#category to settle it)")
+        )
+    if officer:
+        history.append((now, "reassigned", f"assigned to {officer.name} ({stage.role})"))
+    if welsh:
+        history.append((now, "note", "written in Welsh: letters in Welsh"))
+    add_events(session, case, history)
+    return case
+
+
+def follow_up(
+    app: App, session: Session, case: Case, msg: ParsedMessage, arrived: datetime, now: datetime
+) -> None:
+    """A resident's further message on a case: it may answer a clarification or send
+    proof of identity, or ask for the next stage (a complaint's, or an FOI or EIR
+    request's internal review) in any wording the classification rules know."""
+    stranger = "" if msg.from_addr == case.resident_email else " (not the case's resident)"
+    add_event(session, case, now, "note", f"follow-up received from {msg.from_addr}{stranger}")
+    if stranger:
+        return
+    if (
+        app.policy.language == "cy-en"
+        and case.language != "cy"
+        and is_welsh(" ".join(scored_text(msg)))
+    ):
+        # Welsh Language Standard 1: Welsh is answered in Welsh, from now on.
+        case.language = "cy"
+        add_event(session, case, now, "note", "the resident wrote in Welsh: letters now in Welsh")
+    if case.clock_stopped:
+        restart_clock(app, session, case, arrived)
+    if app.policy.final_stage(case.category) == 1:
+        return
+    if not classify(msg, app.rules).escalation_requested:
+        return
+    what = "a review" if case.category == "complaint" else "an internal review"
+    if case.category != "complaint" and not _decided(app, case, now):
+        # There is no decision to review yet: the officer hears of it, nothing moves.
+        add_event(session, case, now, "note", f"{what} asked for before the response was sent")
+        return
+    try:
+        escalate(app, session, case, now, f"the resident asked for {what}", received_at=arrived)
+    except CommandError as exc:
+        add_event(session, case, now, "note", f"{what} asked for, but {exc}")
+
+
+def _decided(app: App, case: Case, now: datetime) -> bool:
+    """An FOI or EIR request has something to review: it was answered, or closed, or
+    its response date has passed (a late response may be reviewed too)."""
+    return case.status != "open" or case.respond_by < local_today(app.policy, now)
+
+
+def alert_welfare(app: App, session: Session, case: Case, now: datetime) -> None:
+    """Welfare or vulnerability wording: tell the duty officer at once, day or night."""
+    reasons = [r for r in case.reasons if r.startswith("welfare")]
+    notify_role(
+        app,
+        session,
+        case,
+        role=app.policy.welfare_alert_role,
+        template="welfare-alert",
+        kind="welfare-alert",
+        subject=subject_for("welfare-alert", case),
+        key=f"welfare:{case.ref}",
+        extra={"welfare_reasons": reasons},
+        now=now,
+        at_once=True,
+    )
+    add_event(session, case, now, "note", f"high priority; {app.policy.welfare_alert_role} alerted")
+
+
+def tell_officer_of_follow_up(
+    app: App, session: Session, case: Case, msg: ParsedMessage, now: datetime
+) -> None:
+    """The handling officer hears that the resident wrote again. The resident gets no
+    automatic reply to a follow-up: that is how two auto-responders start a loop."""
+    about, extra = case.subject or case.ref, {}
+    if msg.from_addr == case.resident_email:
+        subject = f"The resident wrote again: {about}"
+    else:  # someone else who named the case, or quoted one of our letters
+        subject = f"{msg.from_addr} wrote about this case: {about}"
+        extra = {"writer": msg.from_addr}
+    notify_officer(
+        app,
+        session,
+        case,
+        template="follow-up-received",
+        kind="follow-up",
+        subject=subject,
+        key=f"follow-up:{case.ref}:{msg.message_id or msg.content_hash}",
+        now=now,
+        extra=extra,
+    )
+
+
+def acknowledge(
+    app: App, session: Session, case: Case, msg: ParsedMessage, recipient: str, now: datetime
+) -> None:
+    """Queue the acknowledgement; the outbox sends it after this transaction commits."""
+    # In doubt, an acknowledgement that promises nothing a later #category would make
+    # untrue: no category, officer or date.
+    letter = Letter(
+        kind="acknowledgement",
+        template="acknowledgement-triage" if case.triage else f"acknowledgement-{case.category}",
+        recipient=recipient,
+        to_name=case.resident_name,
+        subject=subject_for("acknowledgement", case),
+        audience="resident",
+        in_reply_to=msg.message_id,
+        references=msg.references,
+        extra={"officer": None} if case.triage else {},
+    )
+    queue(
+        session,
+        [(f"ack:{case.ref}", letter, case.id)],
+        mailbox_address=case.mailbox or app.cfg.council.mailbox_address,
+        now=now,
+    )
