@@ -6,8 +6,8 @@ Run (as root, from the checkout; Dovecot and PostgreSQL as for the tests):
     .venv/bin/python -m bench.run_all --quick    # about 3 minutes: smaller backlog and runs
 
 Runs bench.ingest (5,000 messages, as installed and with three SMTP connections;
---quick 1,000), bench.latency (200; --quick 50), bench.memory, bench.hostile, bench.classifier and
-bench.scheduler_pass (100,000 cases; --quick 20,000). Each writes its own section of
+--quick 1,000), bench.latency (200; --quick 50), bench.memory, bench.hostile,
+bench.classifier, bench.idle and bench.scheduler_pass (100,000 cases; --quick 20,000). Each writes its own section of
 bench/results.md; this adds a summary of every figure against its target.
 """
 
@@ -139,6 +139,7 @@ def main() -> None:
             run("bench.memory", "--json", str(out / "memory.json")),
             run("bench.hostile", "--json", str(out / "hostile.json")),
             run("bench.classifier", "--json", str(out / "classifier.json")),
+            run("bench.idle", "--json", str(out / "idle.json")),
             run("bench.scheduler_pass", "--cases", str(cases)),
         ]
         text = summary(
