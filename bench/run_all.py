@@ -7,8 +7,9 @@ Run (as root, from the checkout; Dovecot and PostgreSQL as for the tests):
 
 Runs bench.ingest (5,000 messages, as installed and with three SMTP connections;
 --quick 1,000), bench.latency (200; --quick 50), bench.memory, bench.hostile,
-bench.classifier, bench.idle and bench.scheduler_pass (100,000 cases; --quick 20,000). Each writes its own section of
-bench/results.md; this adds a summary of every figure against its target.
+bench.classifier, bench.idle and bench.scheduler_pass (100,000 cases; --quick 20,000).
+Each writes its own section of bench/results.md; this adds a summary of every figure
+against its target.
 """
 
 from __future__ import annotations
