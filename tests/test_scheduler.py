@@ -16,7 +16,7 @@ from mailbot.commandline import command_lines
 from mailbot.daemon import run_once
 from mailbot.intake.casework import open_case
 from mailbot.letters import Letter, render, subject_for
-from mailbot.officers import mark_responded
+from mailbot.lifecycle import mark_responded
 from mailbot.outbox import flush, queue
 from mailbot.parse import parse_message
 from mailbot.policy import Offset, load_policy

@@ -18,17 +18,25 @@ from mailbot.commands import REGISTRY, command, help_text, registered
 from mailbot.config import Config
 from mailbot.deadlines import (
     ClockStop,
-    Deadlines,
     ExtensionRefused,
     compute,
     extend,
     fees_lapse_on,
-    resume,
 )
-from mailbot.letters import Letter, subject_for
-from mailbot.outbox import notify_officer, notify_role, queue
+from mailbot.letters import Letter
+from mailbot.lifecycle import (
+    CommandError,
+    case_clock,
+    escalate,
+    mark_responded,
+    resume_clock,
+    stop_clock,
+    tell_officer,
+    to_resident,
+)
+from mailbot.outbox import notify_role, queue
 from mailbot.parse import ParsedMessage, clean_text
-from mailbot.policy import STATUTORY, Duration, Policy
+from mailbot.policy import STATUTORY, Duration
 from mailbot.quotation import own_text
 from mailbot.route import choose_officer
 from mailbot.scheduler import holding_letter, local_today, schedule
@@ -54,10 +62,6 @@ LANGUAGES = {"cy": "Welsh", "en": "English", "both": "Welsh and English"}
 # A line that starts like a command but is not written as one ("#close." or "#Close,"):
 # the officer hears it was not understood rather than nothing.
 _LOOKS_LIKE_COMMAND = re.compile(r"^[ \t]*#[A-Za-z]")
-
-
-class CommandError(Exception):
-    """A command that cannot be carried out; the message goes back to the officer."""
 
 
 @dataclass(frozen=True)
@@ -226,14 +230,6 @@ def refuse(
     return [f"mail from {sender} not accepted: {decision.reason}; {told} told"]
 
 
-def mark_responded(session: Session, case: Case, at: datetime, detail: str) -> None:
-    if case.status == "open":
-        case.status = "responded"
-        case.responded_at = at
-        case.next_action_on = None  # reminders and holding replies stop
-        add_event(session, case, at, "responded", detail)
-
-
 def apply(
     app: App, session: Session, case: Case | None, command: Command, *, sender: str, now: datetime
 ) -> Result:
@@ -263,66 +259,6 @@ def apply(
     return Result(command.line, True, detail)
 
 
-def case_clock(policy: Policy, case: Case) -> Deadlines:
-    """The case's dates as the policy gives them now: its stage, the stage's start, the
-    days its clock was paused and the officers' extensions (pure)."""
-    stage = policy.stage(case.category, case.stage)
-    extended = None
-    if case.extended_days and stage.extension is not None:
-        extended = Duration(amount=case.extended_days, unit=stage.extension.unit)
-    return compute(
-        policy,
-        case.category,
-        case.stage_started_at or case.received_at,
-        stage=case.stage,
-        extended_by=extended,
-        paused=case.paused_days or 0,
-    )
-
-
-def _stop_clock(session: Session, case: Case, stop: ClockStop, now: datetime, why: str) -> None:
-    if case.clock_stopped:
-        raise CommandError(
-            f"the clock is already stopped ({case.clock_stop or 'clarification'}),"
-            " waiting for the resident"
-        )
-    case.clock_stopped, case.clock_stopped_at, case.clock_stop = True, now, stop.value
-    add_event(session, case, now, "clock-stopped", why)
-
-
-def restart_clock(app: App, session: Session, case: Case, at: datetime) -> None:
-    """The resident answered a clarification or sent proof of identity: start the clock
-    again by the law for it (deadlines.resume). A fees notice waits for #paid instead."""
-    if not case.clock_stopped or case.clock_stop == ClockStop.FEES:
-        return
-    stop = ClockStop(case.clock_stop or "clarification")
-    _resume(app, session, case, stop, at, "resident replied")
-
-
-def _resume(
-    app: App, session: Session, case: Case, stop: ClockStop, at: datetime, why: str
-) -> None:
-    restart = resume(
-        app.policy,
-        case.category,
-        stop,
-        started_at=case.stage_started_at or case.received_at,
-        paused=case.paused_days or 0,
-        stopped_at=case.clock_stopped_at or at,
-        resumed_at=at,
-    )
-    case.stage_started_at, case.paused_days = restart.started_at, restart.paused
-    if not restart.keeps_extension:
-        case.extended_days = 0
-    dates = case_clock(app.policy, case)
-    case.respond_by, case.holding_by = dates.respond_by, dates.holding_by
-    case.clock_stopped, case.clock_stopped_at, case.clock_stop = False, None, None
-    schedule(case, app.policy, local_today(app.policy, at))
-    add_event(
-        session, case, at, "clock-restarted", f"{why}; {restart.rule}; respond by {case.respond_by}"
-    )
-
-
 # Who says how an extension is notified, for the officer told it was refused.
 _SAR_REASONS = "UK GDPR art. 12(3): the notice gives the reasons for the delay"
 
@@ -338,67 +274,6 @@ def parse_day(text: str) -> date | None:
         except ValueError:
             continue
     return None
-
-
-def escalate(
-    app: App,
-    session: Session,
-    case: Case,
-    now: datetime,
-    why: str,
-    *,
-    received_at: datetime | None = None,
-) -> None:
-    """Move a case to its next stage: a complaint's next stage, or an FOI or EIR
-    request's internal review. New handler, new dates from `received_at` (when the
-    request for it arrived; else now), its own acknowledgement, reminders and breach."""
-    policy = app.policy
-    if policy.final_stage(case.category) == 1:
-        raise CommandError(
-            "only complaints have stages, and FOI and EIR requests an internal review"
-        )
-    if case.stage >= policy.final_stage(case.category):
-        raise CommandError(
-            "this is the final stage: " + policy.stage(case.category, case.stage).next_step
-        )
-    start = received_at or now
-    old, old_due = case.stage, case.respond_by
-    case.stage += 1
-    stage = policy.stage(case.category, case.stage)
-    dates = compute(policy, case.category, start, stage=case.stage)
-    officer = choose_officer(session, app.cfg, stage.role)
-    case.role = stage.role
-    case.officer_email = officer.email if officer else None
-    case.officer_name = officer.name if officer else None
-    case.status, case.responded_at, case.breached_at, case.outcome = "open", None, None, None
-    case.closed_at = None
-    case.acknowledge_by, case.respond_by, case.holding_by = (
-        dates.acknowledge_by,
-        dates.respond_by,
-        dates.holding_by,
-    )
-    case.stage_started_at, case.extended_days, case.paused_days = start, 0, 0
-    case.clock_stopped, case.clock_stopped_at, case.clock_stop = False, None, None
-    case.holding_until = case.holding_reason = None
-    schedule(case, policy, local_today(policy, now))
-    add_event(
-        session,
-        case,
-        now,
-        EventKind.STAGE_CHANGED,
-        f"stage {old} -> {case.stage}; acknowledge by {dates.acknowledge_by}; "
-        f"respond by {dates.respond_by}; stage {old} was due {old_due}; {why}",
-        data={
-            "from": old,
-            "to": case.stage,
-            "acknowledge_by": dates.acknowledge_by.isoformat(),
-            "respond_by": dates.respond_by.isoformat(),
-            "was_due": old_due.isoformat(),
-        },
-    )
-    template = f"stage-change-{case.category}"
-    _to_resident(app, session, case, template, "stage-change", now, fallback="stage-change")
-    _tell_officer(app, session, case, now, f"stage:{case.ref}:{case.stage}")
 
 
 def _citation(text: str) -> str:
@@ -461,7 +336,7 @@ def _extend(app: App, session: Session, case: Case, arg: str, by: str, now: date
     # The law wants the resident told, with the new date (FOIA s.17(2), EIR reg 7(3),
     # UK GDPR art. 12(3)).
     extra = {"old_date": long_date(old), "reason": reason[:500] or None}
-    _to_resident(app, session, case, f"extension-{case.category}", "extension", now, extra=extra)
+    to_resident(app, session, case, f"extension-{case.category}", "extension", now, extra=extra)
     return (
         f"response date now {long_date(case.respond_by)}; the resident has been sent the"
         " notice of the extension"
@@ -499,9 +374,9 @@ def _holding(app: App, session: Session, case: Case, arg: str, by: str, now: dat
 
 @command("clarify")
 def _clarify(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    _stop_clock(session, case, ClockStop.CLARIFICATION, now, f"clarification asked by {by}")
+    stop_clock(session, case, ClockStop.CLARIFICATION, now, f"clarification asked by {by}")
     if arg:
-        _to_resident(
+        to_resident(
             app, session, case, "clarification", "clarification", now, extra={"question": arg}
         )
         return "clock stopped; your question has been sent to the resident"
@@ -553,8 +428,8 @@ def _identity(app: App, session: Session, case: Case, arg: str, by: str, now: da
     """A subject access request waits for proof of identity (UK GDPR art. 12(6), 12A)."""
     if case.category != "sar":
         raise CommandError("identity checks are for subject access requests")
-    _stop_clock(session, case, ClockStop.IDENTITY, now, f"proof of identity asked for by {by}")
-    _to_resident(
+    stop_clock(session, case, ClockStop.IDENTITY, now, f"proof of identity asked for by {by}")
+    to_resident(
         app, session, case, "identity-sar", "identity", now, extra={"needed": arg[:500] or None}
     )
     return (
@@ -576,7 +451,7 @@ def _fees(app: App, session: Session, case: Case, arg: str, by: str, now: dateti
         raise CommandError("give the fee in pounds, e.g. #fees 25.50")
     fee = f"£{amount:,.2f}"
     lapse = fees_lapse_on(app.policy, now)
-    _stop_clock(
+    stop_clock(
         session,
         case,
         ClockStop.FEES,
@@ -584,7 +459,7 @@ def _fees(app: App, session: Session, case: Case, arg: str, by: str, now: dateti
         f"fees notice for {fee} by {by}; unpaid, the request lapses on {lapse}",
     )
     pay_by = long_date(lapse - timedelta(days=1))
-    _to_resident(app, session, case, "fees-foi", "fees", now, extra={"fee": fee, "pay_by": pay_by})
+    to_resident(app, session, case, "fees-foi", "fees", now, extra={"fee": fee, "pay_by": pay_by})
     return (
         f"clock stopped; the resident has been sent the fees notice for {fee}, to pay by {pay_by}"
     )
@@ -604,7 +479,7 @@ def _paid(app: App, session: Session, case: Case, arg: str, by: str, now: dateti
         if not stopped_on.date() <= day <= local_today(app.policy, now):
             raise CommandError(f"{day} is not between the fees notice and today")
         at = datetime.combine(day, time(12), tzinfo=ZoneInfo(app.policy.timezone))
-    _resume(app, session, case, ClockStop.FEES, at, f"fee received, recorded by {by}")
+    resume_clock(app, session, case, ClockStop.FEES, at, f"fee received, recorded by {by}")
     return f"clock started again; response now due {long_date(case.respond_by)}"
 
 
@@ -618,7 +493,7 @@ def _category(app: App, session: Session, case: Case, arg: str, by: str, now: da
         case.triage = False
         session.add(CategoryCorrection(case_id=case.id, at=now, from_category=new, to_category=new))
         add_event(session, case, now, "note", f"category {new} confirmed by {by}")
-        _to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
+        to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
         return f"confirmed as {new}, due {long_date(case.respond_by)}"
     if new == case.category:
         raise CommandError(f"the case is already {new}")
@@ -649,8 +524,8 @@ def _category(app: App, session: Session, case: Case, arg: str, by: str, now: da
         f"officer {case.officer_name or 'nobody'}",
     )
     # The resident hears the new rules and date; the new officer hears of the case.
-    _to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
-    _tell_officer(app, session, case, now, f"recategorised:{case.ref}:{new}")
+    to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
+    tell_officer(app, session, case, now, f"recategorised:{case.ref}:{new}")
     return f"now {new}, due {long_date(dates.respond_by)}, with {case.officer_name or 'nobody'}"
 
 
@@ -662,7 +537,7 @@ def _reassign(app: App, session: Session, case: Case, arg: str, by: str, now: da
     old = case.officer_name or "nobody"
     case.officer_email, case.officer_name = officer.email, officer.name
     add_event(session, case, now, "reassigned", f"from {old} to {officer.name} by {by}")
-    _tell_officer(app, session, case, now, f"reassigned:{case.ref}:{now.isoformat()}")
+    tell_officer(app, session, case, now, f"reassigned:{case.ref}:{now.isoformat()}")
     return f"now with {officer.name}"
 
 
@@ -699,46 +574,6 @@ def _close(app: App, session: Session, case: Case, arg: str, by: str, now: datet
 @command("help")
 def _help(app: App, session: Session, case: Case | None, arg: str, by: str, now: datetime) -> str:
     return "the commands, each on a line of its own after #:\n" + help_text()
-
-
-def _to_resident(
-    app: App,
-    session: Session,
-    case: Case,
-    template: str,
-    kind: str,
-    now: datetime,
-    extra: dict | None = None,
-    fallback: str | None = None,
-) -> None:
-    letter = Letter(
-        kind=kind,
-        template=template,
-        fallback=fallback,
-        recipient=case.resident_email,
-        to_name=case.resident_name,
-        subject=subject_for("acknowledgement", case),
-        audience="resident",
-        in_reply_to=case.first_message_id,
-        extra=extra or {},
-    )
-    key = f"{kind}:{case.ref}:{case.category}:{case.stage}:{now.isoformat()}"
-    queue(
-        session, [(key, letter, case.id)], mailbox_address=app.cfg.council.mailbox_address, now=now
-    )
-
-
-def _tell_officer(app: App, session: Session, case: Case, now: datetime, key: str) -> None:
-    notify_officer(
-        app,
-        session,
-        case,
-        template="assigned",
-        kind="assigned",
-        subject=f"New case for you: {case.subject or case.ref}",
-        key=key,
-        now=now,
-    )
 
 
 def _confirm(

@@ -17,7 +17,7 @@ from mailbot.classify import Classification, classify, scored_text
 from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
 from mailbot.letters import Letter, subject_for
-from mailbot.officers import CommandError, escalate, restart_clock
+from mailbot.lifecycle import CommandError, escalate, restart_clock
 from mailbot.outbox import notify_officer, notify_role, queue
 from mailbot.parse import ParsedMessage
 from mailbot.resident import Resident, resident_of
