@@ -562,3 +562,41 @@ def the_case_of(app) -> Case:
         [case] = session.scalars(select(Case)).all()
         session.expunge(case)
         return case
+
+
+def test_the_clerk_sends_a_refused_message_again_or_dismisses_it(
+    tmp_path, dovecot, smtp, database_url
+):
+    config = with_console(council_config(tmp_path, dovecot, smtp, database_url))
+    app = load(config)
+    add_user(app, CLERK, Role.CLERK)
+    for who in ("gone@example.com", "away@example.com"):
+        dovecot.append(resident_mail(sender=who, message_id=f"<{who}>"))
+        smtp.refuse_rcpt[who] = "550 5.1.1 Recipient address rejected: User unknown"
+    run_once(app)
+    assert to_residents(smtp) == []
+    with app.sessions() as session:
+        refused = session.scalars(select(OutboxMessage).where(OutboxMessage.status == "failed"))
+        failed = {row.recipient: row.id for row in refused}
+    gone, away = failed["gone@example.com"], failed["away@example.com"]
+    client = create_app(app, key=b"k" * 32).test_client()
+    sign_in(client, CLERK)
+    listed = client.get("/attention").get_data(as_text=True)
+    assert f"Send {gone} again" in listed and f"Dismiss {away}" in listed
+
+    del smtp.refuse_rcpt["gone@example.com"]
+    assert post(client, "/attention/resend", {"id": str(gone)}, "/attention").status_code == 302
+    assert post(client, "/attention/dismiss", {"id": str(away)}, "/attention").status_code == 302
+    run_once(app)
+    assert [m.rcpt_tos for m in to_residents(smtp)] == [["gone@example.com"]]
+    listed = client.get("/attention").get_data(as_text=True)
+    assert f"Send {gone} again" not in listed and f"Dismiss {away}" not in listed
+    assert [(e.action, e.target) for e in audit(app)] == [
+        ("unsent message sent again", str(gone)),
+        ("unsent message dismissed", str(away)),
+    ]
+    # A second click on a message that went is refused in words, and sends nothing.
+    post(client, "/attention/resend", {"id": str(gone)}, "/attention")
+    assert "it was sent" in client.get("/attention").get_data(as_text=True)
+    run_once(app)
+    assert len(to_residents(smtp)) == 1

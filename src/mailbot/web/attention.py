@@ -1,6 +1,7 @@
 """What needs the clerk, and whether mailbot is reading its mailboxes (issue 20, point 5).
 
-Read from the database the daemon writes: outbox rows that failed or may not have gone,
+Read from the database the daemon writes: outbox rows that failed, bounced or may not
+have gone (the same list as `mailbot outbox list`),
 mail held as spam or from a web form with no address (the digest's list), template
 problems the daemon reported, each mailbox's last successful check, and the daemon's
 alerts about signing in.
@@ -17,23 +18,11 @@ from sqlalchemy.orm import Session
 from mailbot.app import App
 from mailbot.held import FORM_RULE, SPAM_RULE, HeldMessage, held_since
 from mailbot.mailbox import folder_key
-from mailbot.store import Case, FolderState, OutboxMessage
+from mailbot.store import FolderState, OutboxMessage
+from mailbot.unsent import Unsent, unsent
 
 LOOK_BACK = timedelta(days=30)
 LIMIT = 200
-
-
-@dataclass(frozen=True)
-class Unsent:
-    """An outbox row that failed for good, or may or may not have reached the server."""
-
-    id: int
-    status: str  # failed | uncertain
-    kind: str
-    recipient: str
-    ref: str | None
-    created_at: datetime
-    error: str
 
 
 @dataclass(frozen=True)
@@ -56,21 +45,7 @@ class Attention:
 
 
 def needing_attention(app: App, session: Session, now: datetime) -> Attention:
-    rows = session.execute(
-        select(
-            OutboxMessage.id,
-            OutboxMessage.status,
-            OutboxMessage.kind,
-            OutboxMessage.recipient,
-            Case.ref,
-            OutboxMessage.created_at,
-            OutboxMessage.last_error,
-        )
-        .outerjoin(Case, Case.id == OutboxMessage.case_id)
-        .where(OutboxMessage.status.in_(("failed", "uncertain")))
-        .order_by(OutboxMessage.id.desc())
-        .limit(LIMIT)
-    ).all()
+    not_sent, _ = unsent(session, since=now - LOOK_BACK, limit=LIMIT)
     held = held_since(session, app.cfg, now - LOOK_BACK, LIMIT)
     problems = session.execute(
         select(OutboxMessage.created_at, OutboxMessage.letter)
@@ -90,7 +65,7 @@ def needing_attention(app: App, session: Session, now: datetime) -> Attention:
             seen.add(key)
             troubles.append(TemplateTrouble(at, *key))
     return Attention(
-        unsent=[Unsent(*row) for row in rows],
+        unsent=not_sent,
         spam=held[SPAM_RULE].messages,
         forms=held[FORM_RULE].messages,
         templates=troubles,

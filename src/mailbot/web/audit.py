@@ -25,6 +25,8 @@ class Action(StrEnum):
     HOURS_CHANGED = "office hours and closure days changed"
     POLICY_CHANGED = "policy changed"
     RELEASED = "held message released"
+    RESENT = "unsent message sent again"
+    DISMISSED = "unsent message dismissed"
     USER_ADDED = "user added"
     USER_CHANGED = "user role changed"
     USER_REMOVED = "user removed"

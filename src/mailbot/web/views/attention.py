@@ -4,10 +4,13 @@ and each mailbox's health."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from mailbot import unsent
+from mailbot.app import App
 from mailbot.web import attention as rules
 from mailbot.web.audit import Action, record
 from mailbot.web.request import mailbot, now, person, reading, requires, transaction
@@ -49,11 +52,34 @@ def release() -> Any:
     return redirect(url_for("attention.show"))
 
 
-# TODO(outbox resend/dismiss): `mailbot outbox resend ID` and `mailbot outbox dismiss ID`
-# are being built in the outbox (another branch). Once they land, add two POST routes here
-# that call them (with an audit entry each, Action.RESENT / Action.DISMISSED) and the
-# buttons in pages/attention.html where its TODO is. Until then the page says which
-# command to run.
+@blueprint.post("/attention/resend")
+@requires(Can.HANDLE_HELD)
+def resend() -> Any:
+    """Send a message that did not go again, once: `mailbot outbox resend`'s own code."""
+    return _on_unsent(unsent.resend, Action.RESENT)
+
+
+@blueprint.post("/attention/dismiss")
+@requires(Can.HANDLE_HELD)
+def dismiss() -> Any:
+    """Put a message that did not go aside: `mailbot outbox dismiss`'s own code."""
+    return _on_unsent(unsent.dismiss, Action.DISMISSED)
+
+
+def _on_unsent(act: Callable[[App, int], str], action: Action) -> Any:
+    given = request.form.get("id", "").strip()[:20]
+    if not given.isdigit():
+        flash(f"No outbox message {given!r}.", "error")
+        return redirect(url_for("attention.show"))
+    try:
+        said = act(mailbot(), int(given))
+    except unsent.UnsentError as exc:
+        flash(str(exc)[:1].upper() + str(exc)[1:] + ".", "error")
+        return redirect(url_for("attention.show"))
+    with transaction() as db:
+        record(db, actor=person().email, action=action, target=given, now=now(), after=said)
+    flash(said[:1].upper() + said[1:].rstrip(".") + ".", "status")
+    return redirect(url_for("attention.show"))
 
 
 @blueprint.get("/health")
