@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from mailbot.devservers import LocalDovecot, local_config
 from mailbot.faults import ENV as CRASH_ENV
 from mailbot.faults import POINTS
 from mailbot.policy import parse_policy
-from mailbot.store import Case, InboundMessage, OutboxMessage, WriteTurn
+from mailbot.store import Case, InboundMessage, OutboxMessage, Sessions, WriteTurn, make_engine
 from mailbot.templates import long_date
 from tests.conftest import (
     COUNCIL,
@@ -317,6 +318,46 @@ def test_a_process_waiting_for_its_write_turn_is_seen_by_the_one_holding_it(tmp_
     other.join(10)
     assert other.exitcode == 0
     assert not turn.wanted()
+
+
+def test_a_transaction_inside_another_keeps_the_turn_and_other_threads_wait_for_it(tmp_path):
+    """Every write takes the turn (store.Sessions): a nested one on the same thread must
+    not let go of it early, and another thread of the same process must wait."""
+    turn = WriteTurn(tmp_path / "mailbot.db.lock")
+    entered = threading.Event()
+
+    def other_thread() -> None:
+        with turn:
+            entered.set()
+
+    with turn:
+        with turn:  # nested: no deadlock, and the turn is still held after it
+            pass
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        assert not entered.wait(0.3)
+        probe = multiprocessing.get_context("fork").Process(target=_take_the_turn, args=(turn,))
+        probe.start()
+        wait_for(turn.wanted, timeout=10)  # the flock is still ours after the nested exit
+        assert probe.is_alive()
+    thread.join(10)
+    probe.join(10)
+    assert entered.is_set() and probe.exitcode == 0
+
+
+def test_every_write_on_a_sqlite_file_takes_the_turn(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'mailbot.db'}")
+    sessions = Sessions(engine)
+    assert isinstance(sessions.turn, WriteTurn)
+    with sessions.begin():
+        probe = multiprocessing.get_context("fork").Process(
+            target=_take_the_turn, args=(sessions.turn,)
+        )
+        probe.start()
+        wait_for(sessions.wanted, timeout=10)
+    probe.join(10)
+    assert probe.exitcode == 0
+    engine.dispose()
 
 
 def test_sighup_changes_the_dates_and_wording_of_the_next_acknowledgement(

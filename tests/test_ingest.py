@@ -455,7 +455,7 @@ def test_deciding_pauses_for_the_sending_process_and_commits_what_it_decided(app
     with app.sessions.begin() as s:
         s.add(FolderState(folder="test/INBOX", uidvalidity=1, last_uid=0, start_from=START_FROM))
     if waiting:
-        app.write_turn = _SendingProcessWaiting()
+        app.sessions.turn = _SendingProcessWaiting()
     batch = _fetched(range(1, 9))
 
     outcomes = process_batch(app, batch, START_FROM, app.cfg.imap)
@@ -508,11 +508,11 @@ def test_classifying_is_done_before_the_write_turn_and_only_where_a_case_may_ope
     calls = []
 
     def watched(msg, *args, **kwargs):
-        calls.append((msg.from_addr, app.write_turn.held))
+        calls.append((msg.from_addr, app.sessions.turn.held))
         return real(msg, *args, **kwargs)
 
     monkeypatch.setattr(casework, "classify", watched)
-    app.write_turn = _TurnWatch()
+    app.sessions.turn = _TurnWatch()
     dovecot.append(resident_mail(subject="I wish to make a formal complaint"), when=ARRIVED)
     out_of_office = resident_mail(
         sender="away@example.com", headers={"Auto-Submitted": "auto-replied"}

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.classify import ClassificationRules, load_rules
 from mailbot.clock import Clock
@@ -16,7 +15,7 @@ from mailbot.config import Config
 from mailbot.model import Layer, Model, ModelError, layer_from_json, read_model
 from mailbot.oauth import OAuthTokens
 from mailbot.policy import Policy, load_policy
-from mailbot.store import CouncilModel, NoTurn, make_engine, session_factory
+from mailbot.store import CouncilModel, Sessions, make_engine, session_factory
 from mailbot.templates import Templates
 
 log = logging.getLogger("mailbot.app")
@@ -31,14 +30,11 @@ class App:
     cfg: Config
     clock: Clock
     engine: Engine
-    sessions: sessionmaker[Session]
+    sessions: Sessions  # every write takes the write turn (store.Sessions)
     policy: Policy
     rules: ClassificationRules
     templates: Templates
     tokens: OAuthTokens | None = None  # Microsoft 365 / Google sign-in, when configured
-    # Held around the busiest write transactions: the daemon and its sending process take
-    # turns through it on SQLite (store.WriteTurn); nothing to take elsewhere.
-    write_turn: NoTurn = field(default_factory=NoTurn)
     # The classifier's model, read when first needed (`model()`); None: the rules alone.
     _model: Model | None = field(default=None, repr=False)
     _model_read: bool = field(default=False, repr=False)

@@ -32,7 +32,7 @@ from mailbot.mailbox import (
 from mailbot.oauth import OAuthError
 from mailbot.pipeline import ingest_mailbox
 from mailbot.policy import policy_file
-from mailbot.store import Case, OutboxMessage, WriteTurn
+from mailbot.store import Case, OutboxMessage
 
 log = logging.getLogger("mailbot.daemon")
 
@@ -192,9 +192,6 @@ class Daemon:
             for box in self.app.cfg.all_mailboxes
         ]
         self.watch = ChangeWatch.for_app(self.app)
-        turn = WriteTurn.for_database(self.app.engine)
-        if turn is not None:
-            self.app.write_turn = turn
         # A date for each category before the sending process is forked: the bank-holiday
         # tables (slow to load) then load once for both, and not in the first write turn.
         for category in self.app.policy.categories:

@@ -43,7 +43,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert, ReturningInsert, Update
 from sqlalchemy.sql.selectable import Select, TableValuedAlias
 
@@ -58,7 +58,7 @@ from mailbot.policy import Policy
 from mailbot.problems import SENDING_KINDS, ProblemKind, open_problems, report, resolve
 from mailbot.refusals import Refusal, Step, sort_refusal
 from mailbot.route import holders
-from mailbot.store import Case, CaseEvent, NoTurn, OutboxMessage, Problem, UTCDateTime
+from mailbot.store import Case, CaseEvent, OutboxMessage, Problem, Sessions, UTCDateTime
 
 if TYPE_CHECKING:
     from mailbot.app import App
@@ -243,7 +243,7 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(minutes=min(2 ** (attempts - 1), 60))
 
 
-def recover_interrupted(sessions: sessionmaker[Session], clock: Clock) -> int:
+def recover_interrupted(sessions: Sessions, clock: Clock) -> int:
     """Rows left 'sending' by a process that died mid-send are not sent again.
 
     The SMTP server may already have accepted them, and a resident must never get the
@@ -483,7 +483,7 @@ class _Claim:
 
 
 def _claim_round(
-    sessions: sessionmaker[Session],
+    sessions: Sessions,
     clock: Clock,
     app: App | None = None,
     *,
@@ -501,7 +501,6 @@ def _claim_round(
     when the caller has read and written them already.
     """
     now = clock.now()
-    turn = app.write_turn if app else NoTurn()
     while True:
         # Read and compose with no lock held, then write everything in one short turn:
         # SQLite has one write lock, and the daemon's reading process needs it too.
@@ -509,7 +508,7 @@ def _claim_round(
             read = _run(_next_letters(sessions, app, now, want))
         ready, overtaken = read
         read = None
-        with turn, sessions.begin() as session:
+        with sessions.begin() as session:
             # Plain statements: this runs for every message, and the ORM's bookkeeping
             # would cost more than the statements do.
             conn = session.connection()
@@ -531,7 +530,7 @@ _Letters = tuple[list[_Written], list[tuple[Row[Any], Row[Any]]]]
 
 
 def _next_letters(
-    sessions: sessionmaker[Session], app: App | None, now: datetime, want: int
+    sessions: Sessions, app: App | None, now: datetime, want: int
 ) -> Generator[None, None, _Letters]:
     """The next `want` due messages, written; and those a closed case has overtaken.
 
@@ -682,7 +681,7 @@ def _what_it_said(letter: dict | None) -> str:
     return ""
 
 
-def _count_due(sessions: sessionmaker[Session], clock: Clock, *, limit: int) -> int:
+def _count_due(sessions: Sessions, clock: Clock, *, limit: int) -> int:
     """How many messages are due to go, counting no further than `limit`."""
     table = OutboxMessage.__table__
     with sessions() as session:
@@ -898,7 +897,7 @@ async def _reset(smtp: aiosmtplib.SMTP) -> None:
         await smtp.rset()
 
 
-def _uncertain(sessions: sessionmaker[Session], clock: Clock, row_id: int, error: str) -> str:
+def _uncertain(sessions: Sessions, clock: Clock, row_id: int, error: str) -> str:
     with sessions.begin() as session:
         row = session.get(OutboxMessage, row_id)
         assert row is not None
@@ -1005,9 +1004,7 @@ def _sent_statements() -> tuple[Update, Update, Insert]:
 _EVENT_KIND = {"acknowledgement": "acknowledged", "holding": "holding", "reminder": "reminder"}
 
 
-def _failed(
-    sessions: sessionmaker[Session], clock: Clock, row_id: int, error: str, permanent: bool
-) -> str:
+def _failed(sessions: Sessions, clock: Clock, row_id: int, error: str, permanent: bool) -> str:
     now = clock.now()
     with sessions.begin() as session:
         row = session.get(OutboxMessage, row_id)
@@ -1024,7 +1021,7 @@ def _failed(
         return "deferred"
 
 
-def _hold(sessions: sessionmaker[Session], row_id: int, reason: str) -> str:
+def _hold(sessions: Sessions, row_id: int, reason: str) -> str:
     """Keep a claimed message waiting while sending as its sender is paused: the attempt
     is not counted (the message is not at fault), and it goes when sending resumes."""
     with sessions.begin() as session:

@@ -215,7 +215,7 @@ def process_batch(
             each or _prepare(app, box, fetched, sent)
             for fetched, each in zip(batch, ahead, strict=True)
         ]
-        with app.write_turn, app.sessions.begin() as session:
+        with app.sessions.begin() as session:
             recorded = _recorded_uids(session, batch)
             outcomes = []
             for fetched, each in zip(batch, ready, strict=True):
@@ -224,7 +224,7 @@ def process_batch(
                     if fetched.uid in recorded
                     else _decide(app, session, fetched, each, start_from, now, box, sent)
                 )
-                if len(outcomes) >= DECIDED_BEFORE_A_TURN and app.write_turn.wanted():
+                if len(outcomes) >= DECIDED_BEFORE_A_TURN and app.sessions.wanted():
                     break
             last = batch[len(outcomes) - 1]
             _advance(session, last.folder, last.uid)

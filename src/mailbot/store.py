@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -386,13 +387,17 @@ class NoTurn:
 
 
 class WriteTurn(NoTurn):
-    """Turns at SQLite's one write lock for the daemon's two processes, through an flock
-    on a file beside the database.
+    """Turns at SQLite's one write lock for the daemon's two processes (and any command or
+    console run beside them), through an flock on a file beside the database.
 
     SQLite's own wait for its write lock is a sleep that lengthens with each try, so a
     busy reader of mail could keep the sending process out for long stretches; a process
     waiting on this lock gets its turn as soon as the other lets go. The kernel lets go
     of a process's flock when it dies, so a killed process never leaves the other stuck.
+
+    Threads of one process take turns through a lock of their own (flock does not tell
+    them apart), and a transaction opened inside another on the same thread keeps the
+    turn it already has.
 
     A process that has to wait says so in memory shared with the other (made before the
     daemon forks its sending process), so a holder with a long run of work can pause it
@@ -404,13 +409,21 @@ class WriteTurn(NoTurn):
         self._fd: int | None = None
         self._pid = 0
         self._creator = os.getpid()
+        self._threads = threading.RLock()
+        self._depth = 0
         # One byte each: the creating process's, and the other's (its forked child).
         self._waiting = multiprocessing.get_context("fork").Array("b", 2, lock=False)
 
     def __enter__(self) -> None:
-        if self._pid != os.getpid():  # each process its own open file: flock is per file
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if self._pid != os.getpid():  # a forked child: its own file (flock is per file)
+            # and its own thread lock (another thread may have held the parent's).
+            self._threads, self._depth = threading.RLock(), 0
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o660)
             self._pid = os.getpid()
+        self._threads.acquire()
+        self._depth += 1
+        if self._depth > 1:
+            return
         assert self._fd is not None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -419,12 +432,19 @@ class WriteTurn(NoTurn):
             self._waiting[mine] = 1
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._depth -= 1
+                self._threads.release()
+                raise
             finally:
                 self._waiting[mine] = 0
 
     def __exit__(self, *exc: object) -> None:
         assert self._fd is not None
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
 
     def wanted(self) -> bool:
         """The other process is waiting for its turn."""
@@ -442,8 +462,33 @@ class WriteTurn(NoTurn):
         return cls(Path(f"{database}.lock"))
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+class Sessions:
+    """The one door to the database: `sessions()` opens a session to read,
+    `sessions.begin()` a transaction to write, committed when its block ends.
+
+    Every write goes through `begin`, so every write takes the write turn first (on a
+    SQLite file; there is nothing to take on PostgreSQL): no writer can forget it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._maker = sessionmaker(engine, expire_on_commit=False)
+        self.turn: NoTurn = WriteTurn.for_database(engine) or NoTurn()
+
+    def __call__(self) -> Session:
+        return self._maker()
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        with self.turn, self._maker.begin() as session:
+            yield session
+
+    def wanted(self) -> bool:
+        """Another process waits for the write turn: a long run of writes should pause."""
+        return self.turn.wanted()
+
+
+def session_factory(engine: Engine) -> Sessions:
+    return Sessions(engine)
 
 
 def bump_counter(session: Session, name: str) -> int:
