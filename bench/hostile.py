@@ -39,6 +39,31 @@ BODIES = {
     "80,000 years": "between 2020 " * 80_000,
     "90,000 runs of brackets": "(((((((((( " * 90_000,
 }
+# Hostile structure rather than text: the MIME bomb and the deep nesting that
+# tests/test_parse.py shows are cut short with a defect (those tests use no clock).
+MIME_BOMB = (
+    b'From: a@b.com\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    + b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i for i in range(10_000))
+    + b"--b--"
+)
+
+
+def nested(depth: int) -> bytes:
+    head = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    tail = b"".join(b"\r\n--b%d--" % i for i in reversed(range(depth)))
+    return (
+        b"From: a@b.com\r\nSubject: deep\r\n" + head + b"Content-Type: text/plain\r\n\r\nx" + tail
+    )
+
+
+STRUCTURES = {
+    "10,000 MIME parts": MIME_BOMB,
+    "MIME nested 200 deep": nested(200),
+    "MIME nested 5,000 deep": nested(5000),
+}
 ORDINARY = "My bins were missed on Tuesday. Could someone collect them please?\n"
 
 
@@ -67,6 +92,7 @@ def decide_seconds(raw: bytes, repeat: int) -> float:
 def measure() -> dict:
     ordinary = decide_seconds(raw_message(ORDINARY), 201)
     bodies = {name: decide_seconds(raw_message(body), 3) for name, body in BODIES.items()}
+    bodies |= {name: decide_seconds(raw, 3) for name, raw in STRUCTURES.items()}
     return {"ordinary_s": ordinary, "bodies_s": bodies}
 
 

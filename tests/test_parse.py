@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 import unicodedata
 
 import pytest
@@ -299,14 +298,14 @@ def test_attached_message_is_not_the_body() -> None:
     assert msg.text == "Please see the attached."
 
 
-def test_mime_bomb_of_10000_parts_returns_quickly_with_a_defect() -> None:
+# How long these take is measured in bench/hostile.py (no clocks in tests): here, that
+# the work is cut short, with the defect saying where.
+def test_mime_bomb_of_10000_parts_is_cut_short_with_a_defect() -> None:
     parts = b"".join(
         b"--b\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i for i in range(10_000)
     )
     raw = b'From: a@b.com\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--"
-    started = time.monotonic()
     msg = parse_message(raw)
-    assert time.monotonic() - started < 2
     assert msg.from_addr == "a@b.com"
     assert msg.text == "part 0"
     assert f"more than {MAX_PARTS} MIME parts; the rest ignored" in msg.defects
@@ -323,19 +322,15 @@ def nested(depth: int) -> bytes:
     )
 
 
-def test_200_deep_nesting_returns_quickly_with_a_defect() -> None:
-    started = time.monotonic()
+def test_200_deep_nesting_is_cut_short_with_a_defect() -> None:
     msg = parse_message(nested(200))
-    assert time.monotonic() - started < 2
     assert (msg.from_addr, msg.subject, msg.text) == ("a@b.com", "deep", "")
     assert msg.defects == (f"MIME nesting deeper than {MAX_DEPTH}; the rest ignored",)
 
 
 def test_5000_deep_nesting_keeps_the_headers() -> None:
     # The stdlib parser recurses per level; this deep it would raise RecursionError.
-    started = time.monotonic()
     msg = parse_message(nested(5000))
-    assert time.monotonic() - started < 2
     assert (msg.from_addr, msg.subject) == ("a@b.com", "deep")
     assert f"more than {MAX_PARTS} nested MIME containers; headers only" in msg.defects
 

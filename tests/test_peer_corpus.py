@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -90,9 +89,7 @@ def test_corpus_is_complete() -> None:
 
 @pytest.mark.parametrize("row", ROWS, ids=[row["path"] for row in ROWS])
 def test_every_message_parses(row: dict[str, str]) -> None:
-    started = time.monotonic()
-    msg = parsed(row)
-    assert time.monotonic() - started < 2
+    msg = parsed(row)  # how long the worst of them takes: bench/hostile.py
     for value in (msg.subject, msg.from_name):
         assert clean_text(value, 500) == value  # already one safe line
     assert msg.from_addr is None or valid_address(msg.from_addr) == msg.from_addr
