@@ -30,7 +30,8 @@ from mailbot.calendar import calendar_for
 from mailbot.clock import FixedClock
 from mailbot.config import Config
 from mailbot.migrations import upgrade
-from mailbot.scheduler import due_today, run_due, schedule
+from mailbot.planning import schedule
+from mailbot.scheduler import due_today, run_due
 from mailbot.store import Case
 
 NOW = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)  # a Tuesday morning

@@ -19,6 +19,7 @@ from mailbot.deadlines import (
     fees_lapse_on,
     resume,
 )
+from mailbot.planning import actions_for
 from mailbot.policy import (
     Duration,
     Policy,
@@ -27,7 +28,7 @@ from mailbot.policy import (
     load_policy,
     parse_policy,
 )
-from mailbot.scheduler import _actions, latest_response_date
+from mailbot.scheduler import latest_response_date
 
 D = date
 
@@ -439,7 +440,7 @@ def test_no_case_with_something_due_lies_beyond_the_scheduler_search(
     stage = stages[min(stage_no, max(stages))]
     respond_by = today + timedelta(days=days_away)
     calendar = calendar_for(policy, category)
-    actions = _actions(stage, calendar, stage.number, respond_by, with_holding)
+    actions = actions_for(stage, calendar, stage.number, respond_by, with_holding)
     if any(action.on <= today for action in actions):
         assert respond_by <= latest_response_date(policy, today)
 

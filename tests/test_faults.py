@@ -40,7 +40,7 @@ from mailbot.devservers import (
     local_config,
 )
 from mailbot.migrations import upgrade
-from mailbot.outbox import SendingPaused
+from mailbot.outbox.sending import SendingPaused
 from mailbot.store import CaseEvent, InboundMessage, OutboxMessage
 from tests.conftest import (
     COUNCIL,

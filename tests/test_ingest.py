@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from mailbot.cli import main
 from mailbot.daemon import run_once
 from mailbot.mailbox import FetchedMessage
-from mailbot.outbox import SendingPaused
+from mailbot.outbox.sending import SendingPaused
 from mailbot.pipeline import DECIDED_BEFORE_A_TURN, process_batch
 from mailbot.store import Case, FolderState, InboundMessage, NoTurn, OutboxMessage
 from tests.conftest import COUNCIL, START_FROM, resident_mail, to_residents

@@ -19,7 +19,7 @@ from mailbot.config import load_config
 from mailbot.daemon import run_once
 from mailbot.devservers import Account, LocalDovecot, SmtpCapture, local_config
 from mailbot.migrations import upgrade
-from mailbot.outbox import SendingPaused
+from mailbot.outbox.sending import SendingPaused
 from mailbot.problems import open_problems
 from mailbot.store import Case, CaseEvent, OutboxMessage, Problem
 from tests.conftest import COUNCIL, START_FROM, council_config, resident_mail, to_residents
@@ -303,7 +303,7 @@ def test_a_bounce_of_our_acknowledgement_joins_its_case(app, config_path, doveco
 
 
 def test_paused_sending_heals_by_itself_at_its_next_try(app, dovecot, smtp):
-    from mailbot import outbox
+    from mailbot.outbox import sending
 
     deliver(dovecot, ["r0@example.com"])
     smtp.refuse = "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied"
@@ -313,11 +313,11 @@ def test_paused_sending_heals_by_itself_at_its_next_try(app, dovecot, smtp):
 
     # The daemon's sending process calls flush whenever it wakes: not before the next try
     # is due (one minute after the first refusal) ...
-    assert outbox.flush(app).sent == 0
+    assert sending.flush(app).sent == 0
     assert acked(smtp) == []
     # ... and then by itself.
     app.clock.advance(timedelta(minutes=1))
-    assert outbox.flush(app).sent >= 1
+    assert sending.flush(app).sent >= 1
     assert acked(smtp) == ["r0@example.com"]
 
 

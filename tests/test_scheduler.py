@@ -10,25 +10,20 @@ from email.policy import default as modern
 import pytest
 from sqlalchemy import select
 
-from mailbot import scheduler
+from mailbot import planning, scheduler
 from mailbot.calendar import calendar_for
 from mailbot.commandline import command_lines
 from mailbot.daemon import run_once
 from mailbot.intake.casework import open_case
-from mailbot.letters import Letter, render, subject_for
+from mailbot.letters import render, subject_for
 from mailbot.lifecycle import mark_responded
-from mailbot.outbox import flush, queue
+from mailbot.outbox import Letter, queue
+from mailbot.outbox.sending import flush
 from mailbot.parse import parse_message
+from mailbot.planning import Action, case_actions, due_now, next_action_date, schedule
 from mailbot.policy import Offset, load_policy
 from mailbot.route import holders
-from mailbot.scheduler import (
-    Action,
-    case_actions,
-    due_now,
-    next_action_date,
-    run_due,
-    schedule,
-)
+from mailbot.scheduler import run_due
 from mailbot.store import Case, OutboxMessage
 from tests.conftest import COUNCIL, resident_mail, to_residents
 
@@ -425,12 +420,12 @@ def test_a_reloaded_policy_is_never_read_through_the_old_ones_dates():
     new = old.model_copy(update={"reminders": [Offset.parse("5 working days before")]})
     due = date(2026, 11, 20)
     # What a freed stage at `new`'s address would have left behind.
-    scheduler._PLANS[(id(new), id(calendar), due, True)] = (
+    planning._PLANS[(id(new), id(calendar), due, True)] = (
         old,
         calendar,
-        scheduler._plan(old, calendar, due, True),
+        planning._plan(old, calendar, due, True),
     )
     reminders = [
-        on for kind, on, _ in scheduler._plan(new, calendar, due, True) if kind == "reminder"
+        on for kind, on, _ in planning._plan(new, calendar, due, True) if kind == "reminder"
     ]
     assert reminders == [date(2026, 11, 13)]  # five working days before Friday 20 November

@@ -11,7 +11,7 @@ import pytest
 from mailbot.config import ImapConfig, SmtpConfig
 from mailbot.diagnose import Finding, check_imap, check_smtp
 from mailbot.mailbox import Mailbox, MailboxError
-from mailbot.outbox import smtp_login_check
+from mailbot.outbox.transport import smtp_login_check
 from tests.tlsservers import ConfiguredDovecot, ServerCert, SmtpTest, TestCA
 
 pytestmark = pytest.mark.integration

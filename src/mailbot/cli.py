@@ -27,7 +27,7 @@ from mailbot.mailbox import FolderMissing, MailboxError
 from mailbot.model import SHIPPED as SHIPPED_MODEL
 from mailbot.model import ModelError
 from mailbot.oauth import OAuthError
-from mailbot.outbox import SendingPaused
+from mailbot.outbox.sending import SendingPaused
 from mailbot.policy import PolicyError, load_policy
 from mailbot.store import PREFIXES, format_cases
 from mailbot.templates import TemplateProblem
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mailbot.daemon import Daemon, run_once
-    from mailbot.outbox import SendingStopped
+    from mailbot.outbox.process import SendingStopped
 
     app = app_from(args)
     if args.once:

@@ -17,7 +17,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from mailbot import deadlines, outbox, problems, scheduler, systemd
+from mailbot import deadlines, problems, scheduler, systemd
 from mailbot.app import App
 from mailbot.config import ImapConfig
 from mailbot.health import Alert, HealthWatch
@@ -30,6 +30,7 @@ from mailbot.mailbox import (
     wait_for_mail,
 )
 from mailbot.oauth import OAuthError
+from mailbot.outbox import delivery, notify_role, pauses, process, sending
 from mailbot.pipeline import ingest_mailbox
 from mailbot.policy import policy_file
 from mailbot.store import Case, OutboxMessage
@@ -59,8 +60,8 @@ def run_once(app: App) -> int:
     once they are done (exit 2), as is sending that could not be done (exit 2), once
     everything else is.
     """
-    outbox.recover_interrupted(app.sessions, app.clock)
-    outbox.retry_paused_now(app)  # one complete cycle: paused sending is tried again too
+    delivery.recover_interrupted(app.sessions, app.clock)
+    pauses.retry_paused_now(app)  # one complete cycle: paused sending is tried again too
     count = 0
     unreachable: Exception | None = None
     for box in app.cfg.all_mailboxes:
@@ -77,17 +78,17 @@ def run_once(app: App) -> int:
             log.error("mailbox %s: %s", app.cfg.address_of(box), exc)
             unreachable = unreachable or exc
     scheduler.run_due(app)
-    outbox.flush(app)
+    sending.flush(app)
     with app.sessions.begin() as session:
         problems.alert_due(app, session, app.clock.now())
     # What the first pass queued (the clerk hearing of a problem, or that it is fixed)
     # goes now too, unless it is what is refused.
-    outbox.flush(app)
+    sending.flush(app)
     if unreachable is not None:
         raise unreachable
-    stuck = outbox.sending_problems(app)
+    stuck = pauses.sending_problems(app)
     if stuck:
-        raise outbox.SendingPaused("; ".join(stuck))
+        raise sending.SendingPaused("; ".join(stuck))
     return count
 
 
@@ -141,7 +142,7 @@ class Daemon:
     """`mailbot run`: keeps going until SIGTERM/SIGINT; SIGHUP reloads policy and templates.
 
     One thread decides (reads every mailbox, keeps the promises), so a reminder pass never
-    races an acknowledgement; a second process sends what it queues (outbox.Sender).
+    races an acknowledgement; a second process sends what it queues (outbox.process.Sender).
     """
 
     app: App
@@ -153,7 +154,7 @@ class Daemon:
     tick_seconds: float = 60.0
     watchdog: systemd.Watchdog = field(default_factory=systemd.watchdog)
     watched: list[Watched] = field(default_factory=list)
-    sender: outbox.Sender | None = None
+    sender: process.Sender | None = None
     watch: ChangeWatch | None = None
 
     def install_signal_handlers(self) -> None:
@@ -196,7 +197,7 @@ class Daemon:
         # tables (slow to load) then load once for both, and not in the first write turn.
         for category in self.app.policy.categories:
             deadlines.compute(self.app.policy, category, now)
-        self.sender = outbox.Sender(self.app)
+        self.sender = process.Sender(self.app)
         self.sender.start()
         self.sender.on_end(self.wake.set)  # a turn at once, which sees it has gone
         timer.start()
@@ -243,7 +244,7 @@ class Daemon:
         assert self.sender is not None
         code = self.sender.ended()
         if code is not None:  # systemd restarts us (exit 3); stranded mail turns 'uncertain'
-            raise outbox.SendingStopped(
+            raise process.SendingStopped(
                 f"the sending process ended unexpectedly (exit code {code})"
             )
         new = sum(self._read(watched) for watched in self.watched)
@@ -314,7 +315,7 @@ class Daemon:
         systemd.reloading()
         try:
             self.app.reload()
-            outbox.retry_paused_now(self.app)  # the sysadmin may have fixed what refused it
+            pauses.retry_paused_now(self.app)  # the sysadmin may have fixed what refused it
             if self.sender is not None:
                 self.sender.reload()
             log.info("reloaded policy and templates")
@@ -352,7 +353,7 @@ class Daemon:
         # Queued, then sent at once: if SMTP shares the failing sign-in it goes once that
         # is fixed; the critical log line above is the alarm that gets out regardless.
         with self.app.sessions.begin() as session:
-            outbox.notify_role(
+            notify_role(
                 self.app,
                 session,
                 None,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email import message_from_bytes
 from email.charset import QP, Charset
@@ -15,7 +14,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import Compat32
 from email.policy import default as default_policy
-from email.utils import format_datetime, formataddr, make_msgid, quote
+from email.utils import format_datetime, formataddr, quote
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -27,6 +26,7 @@ from mailbot.calendar import calendar_for
 from mailbot.categories import template_category
 from mailbot.config import Config
 from mailbot.held import CAPS, FORM_RULE, SPAM_RULE, HeldList, held_since
+from mailbot.outbox import Letter, new_message_id
 from mailbot.parse import clean_text
 from mailbot.problems import open_problems
 from mailbot.screen import LOOP_HEADER
@@ -49,48 +49,6 @@ DIGEST_LIMIT = 200  # cases listed in one digest; the counts cover the rest
 HELD_LOOKBACK = timedelta(days=7)  # held messages the first digest lists
 
 
-@dataclass(frozen=True, slots=True)  # slots: a scheduler pass holds thousands
-class Letter:
-    """A message to send: which template, to whom, about what. Rendered at sending time."""
-
-    kind: str  # acknowledgement | reminder | holding | breach | digest | welfare-alert
-    template: str
-    recipient: str
-    subject: str
-    audience: Literal["resident", "staff"]
-    to_name: str = ""
-    in_reply_to: str | None = None
-    references: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-    fallback: str | None = None  # the general template when no specific one exists
-
-    def as_json(self) -> dict[str, Any]:
-        # By hand, not dataclasses.asdict, and only what differs from the defaults:
-        # a busy scheduler pass writes thousands.
-        data: dict[str, Any] = {
-            "kind": self.kind,
-            "template": self.template,
-            "recipient": self.recipient,
-            "subject": self.subject,
-            "audience": self.audience,
-        }
-        if self.to_name:
-            data["to_name"] = self.to_name
-        if self.in_reply_to:
-            data["in_reply_to"] = self.in_reply_to
-        if self.references:
-            data["references"] = list(self.references)
-        if self.extra:
-            data["extra"] = dict(self.extra)
-        if self.fallback:
-            data["fallback"] = self.fallback
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Letter:
-        return cls(**{**data, "references": tuple(data.get("references", ()))})
-
-
 # "Re:" and its translations that mail clients put before a reply's subject.
 _REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw)\s*:", re.IGNORECASE)
 
@@ -110,10 +68,6 @@ def subject_for(kind: str, case: Case) -> str:
     if kind == "welfare-alert":
         return f"Priority: welfare concern: {about}"
     return about
-
-
-def new_message_id(mailbox_address: str) -> str:
-    return make_msgid(domain=mailbox_address.rsplit("@", 1)[1])
 
 
 def header_text(value: str, limit: int) -> str:
@@ -234,13 +188,25 @@ def render(app: App, session: Session, row: QueuedLetter, case: CaseLike | None 
 
     `case` is the row's case when the caller has read it already.
     """
-    return render_letter(app, session, row, case)[0]
+    return render_letter(app, session, row, case).raw
+
+
+@dataclass(frozen=True)
+class Written:
+    """A letter written into a message: its bytes, the template version it was written
+    from, and what was wrong with the template if the built-in wording had to stand in
+    (the caller tells the clerk: writing a letter sends nothing)."""
+
+    raw: bytes
+    version: str
+    template: str
+    problem: str | None = None
 
 
 def render_letter(
     app: App, session: Session, row: QueuedLetter, case: CaseLike | None = None
-) -> tuple[bytes, str]:
-    """As `render`, with the template version it was written from (Rendered.version)."""
+) -> Written:
+    """As `render`, with the template version and any template problem."""
     letter = Letter.from_json(row.letter or {})
     now = app.clock.now()
     if case is None and row.case_id:
@@ -267,7 +233,6 @@ def render_letter(
         rendered, problem = app.templates.render_safe(name, context, staff=staff)
     if problem:
         log.error("template problem, used the built-in wording: %s", problem)
-        tell_clerk_about_template(app, session, name, problem, now)
     raw = compose(
         app.cfg,
         to=row.recipient,
@@ -282,7 +247,7 @@ def render_letter(
         message_id=row.message_id,
         sender=case.mailbox if case else None,  # the mailbox the case came in to
     )
-    return raw, rendered.version
+    return Written(raw, rendered.version, name, problem)
 
 
 def _in_welsh_and_english(
@@ -300,27 +265,6 @@ def _in_welsh_and_english(
     mode = welsh.mode_for(app.policy, case)
     rendered, problems = welsh.render(app.templates, name, mode, context, cy)
     return rendered, "; ".join(problems) or None
-
-
-def tell_clerk_about_template(
-    app: App, session: Session, name: str, problem: str, now: datetime
-) -> None:
-    """Email the clerk role once about each distinct template problem."""
-    from mailbot.outbox import notify_role  # the outbox imports this module
-
-    notify_role(
-        app,
-        session,
-        None,
-        role="clerk",
-        template="template-problem",
-        kind="template-problem",
-        subject=f"A template needs fixing: {name}",
-        key=f"template-problem:{name}:{hashlib.sha256(problem.encode()).hexdigest()[:16]}",
-        now=now,
-        extra={"problem": problem, "template_name": name},
-        at_once=True,
-    )
 
 
 def council_context(cfg: Config) -> dict[str, str]:

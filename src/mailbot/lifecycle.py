@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from mailbot.app import App
 from mailbot.deadlines import ClockStop, Deadlines, compute, resume
-from mailbot.letters import Letter, subject_for
-from mailbot.outbox import notify_officer, queue
+from mailbot.letters import subject_for
+from mailbot.outbox import Letter, notify_officer, queue
+from mailbot.planning import local_today, schedule
 from mailbot.policy import Duration, Policy
 from mailbot.route import choose_officer
-from mailbot.scheduler import local_today, schedule
 from mailbot.store import Case, EventKind, add_event
 
 

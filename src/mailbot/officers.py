@@ -23,7 +23,6 @@ from mailbot.deadlines import (
     extend,
     fees_lapse_on,
 )
-from mailbot.letters import Letter
 from mailbot.lifecycle import (
     CommandError,
     case_clock,
@@ -34,12 +33,12 @@ from mailbot.lifecycle import (
     tell_officer,
     to_resident,
 )
-from mailbot.outbox import notify_role, queue
+from mailbot.outbox import Letter, notify_role, queue
 from mailbot.parse import ParsedMessage, clean_text
+from mailbot.planning import holding_letter, local_today, schedule
 from mailbot.policy import STATUTORY, Duration
 from mailbot.quotation import own_text
 from mailbot.route import choose_officer
-from mailbot.scheduler import holding_letter, local_today, schedule
 from mailbot.store import PREFIXES, Case, CategoryCorrection, EventKind, add_event
 from mailbot.templates import long_date
 

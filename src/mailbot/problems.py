@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailbot.outbox import notify_role
 from mailbot.store import Problem
 
 if TYPE_CHECKING:
@@ -118,8 +119,6 @@ def alert_due(app: App, session: Session, now: datetime) -> list[Problem]:
 
 
 def _tell_clerk(app: App, session: Session, problem: Problem, now: datetime, fixed: bool) -> None:
-    from mailbot.outbox import notify_role  # the outbox reports problems too
-
     notify_role(
         app,
         session,

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from mailbot import outbox
 from mailbot.app import App
 from mailbot.classify import classify
 from mailbot.config import Config, ImapConfig
@@ -25,6 +24,7 @@ from mailbot.forms import read_form, with_topic
 from mailbot.held import SPAM_RULE, held_name, reason_of
 from mailbot.intake.casework import acknowledge, alert_welfare, open_case
 from mailbot.mailbox import FetchedMessage, Mailbox, folder_key
+from mailbot.outbox import sending
 from mailbot.parse import clean_text, parse_message, valid_address
 from mailbot.resident import resident_of
 from mailbot.store import Case, InboundMessage, add_event, case_by_ref, recent_acknowledgements
@@ -121,7 +121,7 @@ def release(app: App, identifier: str) -> str:
             alert_welfare(app, session, case, now)
         ref = case.ref
     log.info("released %s as %s", held.name, ref, extra={"case": ref, "uid": held.uid})
-    outbox.flush(app)  # the acknowledgement goes now (or waits in the outbox for the daemon)
+    sending.flush(app)  # the acknowledgement goes now (or waits in the outbox for the daemon)
     said = f"released {held.name} as {ref}; acknowledgement to {resident.email}"
     if len(recent) >= cfg.screening.acknowledgements_per_sender_per_day:
         said += (

@@ -17,115 +17,29 @@ from sqlalchemy import ColumnElement, Integer, cast, func, insert, literal, sele
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
-from mailbot.calendar import WorkingCalendar, calendar_for, council_calendar
+from mailbot.calendar import calendar_for, council_calendar
 from mailbot.config import OfficerConfig
 from mailbot.deadlines import ClockStop, fees_lapse_on
-from mailbot.letters import Letter, subject_for
-from mailbot.outbox import json_rows, notify_officer, notify_role, queue, staff_send_time
-from mailbot.policy import Policy, StagePolicy
+from mailbot.letters import subject_for
+from mailbot.outbox import Letter, json_rows, notify_officer, notify_role, queue, staff_send_time
+from mailbot.planning import (
+    Action,
+    actions_for,
+    case_key,
+    due_now,
+    holding_letter,
+    local_today,
+    next_action_date,
+    policy_holding_date,
+)
+from mailbot.policy import Policy
 from mailbot.route import holders
 from mailbot.store import Case, CaseEvent, OutboxMessage, UTCDateTime, add_event
 from mailbot.templates import long_date
 
 log = logging.getLogger("mailbot.scheduler")
 
-# Where the policy names no new date, a holding reply promises the reply this many
-# working days after the original date (an officer's `#holding DATE` overrides it).
-DEFAULT_HOLDING_DAYS = 10
 BATCH = 2500  # cases per transaction: few commits, bounded memory
-_ORDER = ("holding", "reminder", "breach")  # same-day actions, in the order they go
-
-
-@dataclass(frozen=True)
-class Action:
-    """One thing the scheduler owes a case on a given day."""
-
-    kind: str  # reminder | holding | breach
-    on: date
-    key: str  # the outbox key that makes it happen once
-
-
-def case_actions(case: Case, stage: StagePolicy, calendar: WorkingCalendar) -> list[Action]:
-    """Every dated action for the case's current stage, in date order (pure)."""
-    actions = _actions(stage, calendar, case.stage, case.respond_by, case.holding_until is None)
-    return [Action(a.kind, a.on, _case_key(a, case.ref)) for a in actions]
-
-
-def _actions(
-    stage: StagePolicy, calendar: WorkingCalendar, stage_no: int, due: date, with_holding: bool
-) -> list[Action]:
-    """The same actions for any case with these dates, keyed by what follows its reference."""
-    return [
-        Action(kind, on, f":{stage_no}:{due}{suffix}")
-        for kind, on, suffix in _plan(stage, calendar, due, with_holding)
-    ]
-
-
-def _case_key(action: Action, ref: str) -> str:
-    return f"{action.kind}:{ref}{action.key}"
-
-
-_Plan = tuple[tuple[str, date, str], ...]
-_PLANS: dict[tuple, tuple[StagePolicy, WorkingCalendar, _Plan]] = {}
-
-
-def _plan(stage: StagePolicy, calendar: WorkingCalendar, due: date, with_holding: bool) -> _Plan:
-    """The action dates for one response date. Thousands of cases share a response date,
-    so the working-day arithmetic is done once per date (the cache is per policy object)."""
-    key = (id(stage), id(calendar), due, with_holding)
-    cached = _PLANS.get(key)
-    # An id is only an address: after a policy reload a new stage may have the old one's.
-    if cached is not None and cached[0] is stage and cached[1] is calendar:
-        return cached[2]
-    actions = [
-        (
-            "reminder",
-            calendar.add_working_days(due, offset.working_days),
-            f":{offset.working_days}",
-        )
-        for offset in stage.reminders
-    ]
-    if stage.holding_reply is not None and with_holding:
-        actions.append(
-            ("holding", calendar.add_working_days(due, stage.holding_reply.working_days), "")
-        )
-    # The first working day past the response date is the breach.
-    actions.append(("breach", calendar.add_working_days(due, 1), ""))
-    plan = tuple(sorted(actions, key=lambda a: (a[1], _ORDER.index(a[0]))))
-    if len(_PLANS) > 20_000:
-        _PLANS.clear()
-    _PLANS[key] = (stage, calendar, plan)
-    return plan
-
-
-def due_now(actions: list[Action], today: date, after: date | None) -> list[Action]:
-    """What to do today: the breach if reached, else the latest reminder and any holding reply.
-
-    Points missed while mailbot was stopped are not all sent at once: an officer gets the
-    latest reminder only, and a breached case gets no reminders at all.
-    """
-    reached = [a for a in actions if a.on <= today and (after is None or a.on >= after)]
-    if any(a.kind == "breach" for a in reached):
-        return [a for a in reached if a.kind == "breach"]
-    reminders = [a for a in reached if a.kind == "reminder"]
-    return [a for a in reached if a.kind == "holding"] + reminders[-1:]
-
-
-def next_action_date(actions: list[Action], today: date) -> date | None:
-    later = [a.on for a in actions if a.on > today]
-    return min(later) if later else None
-
-
-def schedule(case: Case, policy: Policy, today: date) -> None:
-    """Set the day the scheduler next looks at this case (after any change to its dates)."""
-    stage = policy.stage(case.category, case.stage)
-    actions = case_actions(case, stage, calendar_for(policy, case.category))
-    pending = [a.on for a in actions if a.on >= today]
-    case.next_action_on = min(pending) if pending else None
-
-
-def local_today(policy: Policy, now: datetime) -> date:
-    return now.astimezone(ZoneInfo(policy.timezone)).date()
 
 
 def run_due(app: App) -> int:
@@ -325,13 +239,13 @@ def _owed_today(
     policy = app.policy
     stage = policy.stage(category, stage_no)
     calendar = calendar_for(policy, category)
-    actions = _actions(stage, calendar, stage_no, respond_by, with_holding)
+    actions = actions_for(stage, calendar, stage_no, respond_by, with_holding)
     due = tuple(due_now(actions, today, after))
     kinds = {a.kind for a in due}
     left = calendar.working_days_between(today, respond_by) if today < respond_by else 0
     new_date = None
     if "holding" in kinds:  # only planned while the case has no officer's date
-        new_date = _policy_holding_date(respond_by, stage, calendar)
+        new_date = policy_holding_date(respond_by, stage, calendar)
     _, breach_to = holders(app.cfg, stage.on_breach)
     return OwedToday(
         due=due,
@@ -359,7 +273,7 @@ class _Batch:
 
     def add(self, case: Any, owed: OwedToday) -> None:
         for action in owed.due:
-            key = _case_key(action, case.ref)
+            key = case_key(action, case.ref)
             if action.kind == "reminder":
                 self._reminder(case, owed, key)
             elif action.kind == "holding":
@@ -462,27 +376,6 @@ _CASE_COLUMNS = (
     Case.subject,
     Case.first_message_id,
 )
-
-
-def _policy_holding_date(respond_by: date, stage: StagePolicy, calendar: WorkingCalendar) -> date:
-    if stage.extension is not None and stage.extension.unit == "working_days":
-        return calendar.add_working_days(respond_by, stage.extension.amount)
-    return calendar.add_working_days(respond_by, DEFAULT_HOLDING_DAYS)
-
-
-def holding_letter(case: Case, new_date: date, reason: str | None) -> Letter:
-    """The resident's holding reply, threaded to their first message (used by #holding too)."""
-    return Letter(
-        kind="holding",
-        template=f"holding-{case.category}",
-        fallback="holding",
-        recipient=case.resident_email,
-        to_name=case.resident_name,
-        subject=subject_for("holding", case),
-        audience="resident",
-        in_reply_to=case.first_message_id,
-        extra={"new_date": long_date(new_date), "reason": reason},
-    )
 
 
 def _digest(app: App, today: date, now: datetime, send_at: datetime) -> bool:

@@ -238,11 +238,7 @@ class OutboxMessage(Base):
     # What to write (template, subject, extra wording): composed into `raw` when sent.
     letter: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    # pending -> sending -> sent; failed after too many attempts or a refusal about the
-    # recipient or the message; uncertain if we died mid-send; withdrawn if the case was
-    # answered before it went (outbox.ONLY_WHILE_OPEN); paused while sending as its sender
-    # is refused (a Problem); bounced when a delivery report came back for it; dismissed
-    # by the clerk (`mailbot outbox dismiss`)
+    # outbox.delivery.Status: its values, and the moves between them, are listed there
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)

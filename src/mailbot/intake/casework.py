@@ -16,13 +16,13 @@ from mailbot.app import App
 from mailbot.classify import Classification, classify, scored_text
 from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
-from mailbot.letters import Letter, subject_for
+from mailbot.letters import subject_for
 from mailbot.lifecycle import CommandError, escalate, restart_clock
-from mailbot.outbox import notify_officer, notify_role, queue
+from mailbot.outbox import Letter, notify_officer, notify_role, queue
 from mailbot.parse import ParsedMessage
+from mailbot.planning import local_today, schedule
 from mailbot.resident import Resident, resident_of
 from mailbot.route import choose_officer
-from mailbot.scheduler import local_today, schedule
 from mailbot.store import Case, add_event, add_events, next_reference
 from mailbot.welsh import is_welsh
 

@@ -28,8 +28,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
-from mailbot.letters import Letter, check_all, preview_message, sample_context
-from mailbot.outbox import queue
+from mailbot.letters import check_all, preview_message, sample_context
+from mailbot.outbox import Letter, queue
 from mailbot.resources import builtin_dir
 from mailbot.store import Case, case_by_ref
 from mailbot.templates import TemplateProblem, Templates, case_context, fingerprint
