@@ -199,10 +199,13 @@ def _read_path(path: Path) -> Iterator[Found]:
         if is_maildir(path):
             yield from _read_maildir(path)
             return
-        for child in sorted(path.iterdir()):
-            if child.name.startswith("."):
-                continue
-            if child.is_dir() or child.is_file():
+        try:
+            children = sorted(path.iterdir())
+        except OSError as exc:
+            yield Skipped(str(path), f"cannot read: {exc.strerror}")
+            return
+        for child in children:
+            if not child.name.startswith("."):
                 yield from _read_path(child)
         return
     try:
@@ -324,7 +327,8 @@ def _read_pst(path: Path) -> Iterator[Found]:
             return
         said = " ".join(done.stderr.decode("utf-8", "replace").split())[:200]
         if done.returncode != 0:
-            yield Skipped(str(path), f"readpst could not read it (exit {done.returncode}: {said})")
+            why = f"exit {done.returncode}" + (f": {said}" if said else "")
+            yield Skipped(str(path), f"readpst could not read it ({why})")
             return
         for eml in sorted(Path(out).rglob("*")):
             if eml.is_file() and not eml.name.startswith("."):
