@@ -93,8 +93,11 @@ def compound_file(streams: dict[str, bytes]) -> bytes:
         directory[i : i + 128] if any(directory[i : i + 128]) else empty
         for i in range(0, len(directory), 128)
     )
-    body = mini_bytes + minifat_bytes + directory + b"".join(
-        e.data.ljust(-(-e.size // SECTOR) * SECTOR, b"\0") for e in big
+    body = (
+        mini_bytes
+        + minifat_bytes
+        + directory
+        + b"".join(e.data.ljust(-(-e.size // SECTOR) * SECTOR, b"\0") for e in big)
     )
     body += b"".join(struct.pack("<I", x) for x in fat)
     difat = fat_sectors + [FREESECT] * (109 - len(fat_sectors))
