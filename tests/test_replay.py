@@ -143,6 +143,28 @@ def fortnight() -> list[tuple[str, bytes, datetime]]:
     return out
 
 
+def officer_reply() -> tuple[bytes, datetime]:
+    """Sam Patel's answer to the FOI request, filed in the mailbox's sent folder."""
+    when = at(8, 15, 0)
+    raw = resident_mail(
+        sender="sam.patel@council.example.gov.uk",
+        name="Sam Patel",
+        subject="RE: Freedom of Information request: consultants [Ref: FOI-2026-00001]",
+        body="Dear Ms Doe, the council spent £1.2m on consultants in 2025 and £0.9m in "
+        "2024. Regards, Sam Patel",
+        when=when,
+        headers={"In-Reply-To": FIRST_ID, "References": FIRST_ID},
+    )
+    raw = raw.replace(f"To: {COUNCIL}".encode(), b"To: Jane Doe <jane.doe@example.com>")
+    return raw, when
+
+
+def write_sent(folder: Path) -> Path:
+    sent = folder / "Sent Items.mbox"
+    sent.write_bytes(mbox_entry(*officer_reply()))
+    return sent
+
+
 # --- the export: every format, and broken files ------------------------------------------
 
 
@@ -568,15 +590,17 @@ def test_pst_messages_are_read_from_what_readpst_writes(
 def test_replay_gives_the_same_cases_and_dates_as_live_processing(
     tmp_path: Path, dovecot: Account, smtp: SmtpCapture, database_url: str
 ) -> None:
-    """The fortnight, replayed from a mixed export, then processed live: each message
-    delivered to Dovecot as it arrived and `mailbot run --once --now` run at that moment,
-    with real SMTP. The cases, their categories and dates, what each message became and
-    the acknowledgements residents got are the same, exactly."""
+    """The fortnight, replayed from a mixed export (and the officer's reply from the sent
+    folder), then processed live: each message delivered to Dovecot as it arrived and
+    `mailbot run --once --now` run at that moment, with real SMTP. The cases, their
+    categories and dates, what each message became and the acknowledgements residents
+    got are the same, exactly."""
     mail = fortnight()
-    config = council_config(tmp_path, dovecot, smtp, database_url)
+    config = council_config(tmp_path, dovecot, smtp, database_url, imap_extra='sent = "Sent"\n')
     export = write_export(tmp_path, mail)
     report = tmp_path / "replay.json"
-    proc = mailbot(config, "replay", str(export), "--report", str(report))
+    sent = write_sent(tmp_path)
+    proc = mailbot(config, "replay", str(export), "--sent", str(sent), "--report", str(report))
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()
     replayed = json.loads(report.read_text())
@@ -587,8 +611,12 @@ def test_replay_gives_the_same_cases_and_dates_as_live_processing(
         assert conn.scalar(select(func.count()).select_from(InboundMessage)) == 0
         assert conn.scalar(select(func.count()).select_from(Case)) == 0
 
-    for _, raw, when in mail:
-        dovecot.append(raw, when=when)
+    with dovecot.client() as imap:
+        imap.create_folder("Sent")
+    reply, replied = officer_reply()
+    deliveries = [(raw, when, "INBOX") for _, raw, when in mail] + [(reply, replied, "Sent")]
+    for raw, when, folder in sorted(deliveries, key=lambda d: d[1]):
+        dovecot.append(raw, when=when, folder=folder)
         proc = mailbot(config, "run", "--once", "--now", when.isoformat())
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()
@@ -602,6 +630,7 @@ def test_replay_gives_the_same_cases_and_dates_as_live_processing(
 
     assert sorted(replayed["cases"], key=key) == sorted(live_cases, key=key)
     assert len(live_cases) == 6
+    assert [c["status"] for c in live_cases if c["ref"] == "FOI-2026-00001"] == ["responded"]
     with engine.connect() as conn:
         live_outcomes = conn.execute(
             select(InboundMessage.outcome, Case.ref)
@@ -620,3 +649,23 @@ def test_replay_gives_the_same_cases_and_dates_as_live_processing(
         if x["audience"] == "resident" and x["status"] == "sent"
     )
     assert sent_replayed == sent_live and len(sent_live) == 6
+
+
+def test_officers_replies_in_the_sent_folder_mark_cases_responded(
+    tmp_path: Path, offline_config
+) -> None:
+    config, smtp, _ = offline_config
+    export = write_export(tmp_path, fortnight())
+    result = replay(load_config(config), [export], sent=[write_sent(tmp_path)])
+    reply = next(m for m in result.messages if m.source.endswith("Sent Items.mbox (message 1)"))
+    assert (reply.outcome, reply.case_ref, reply.arrived_by) == (
+        "officer-reply",
+        "FOI-2026-00001",
+        "Date header (no Received header)",  # a sent item has no Received header
+    )
+    assert "found in the mailbox's sent folder" in reply.reasons[0]
+    foi = next(c for c in result.cases if c["ref"] == "FOI-2026-00001")
+    assert foi["status"] == "responded"
+    assert foi["responded_at"] == at(8, 15, 0).isoformat()
+    assert result.figures.total.responded == 1
+    assert smtp.connections == 0

@@ -171,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="mbox files, Maildir folders, folders of .eml/.msg files, .pst files; mixed",
     )
+    replay.add_argument(
+        "--sent",
+        metavar="SOURCE",
+        type=Path,
+        action="append",
+        default=[],
+        help="the mailbox's sent folder in the export (officers' replies); may be repeated",
+    )
     replay.add_argument("--policy", help="policy name or file (default: the config's)")
     replay.add_argument("--report", type=Path, help="write the report here (default: a summary)")
     replay.add_argument(
@@ -425,6 +433,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         policy=args.policy,
         until=args.until,
         progress=ProgressLine(sys.stderr),
+        sent=args.sent,
     )
     for path, text in outputs(result, fmt, args.report):
         if path is None:

@@ -147,11 +147,13 @@ def replay(
     policy: str | None = None,
     until: datetime | None = None,
     progress: Progress | None = None,
+    sent: list[Path] | None = None,
 ) -> Replay:
-    """Rehearse the mail in `paths` under `policy` (default: the config's), with the
-    clock carried on to `until` (default: the last message's arrival)."""
+    """Rehearse the mail in `paths` (and the sent folder's in `sent`) under `policy`
+    (default: the config's), with the clock carried on to `until` (default: the last
+    message's arrival)."""
     chosen = load_policy(policy or cfg.council.policy)  # a bad name: exit 1, before reading
-    export = read_export(paths)
+    export = read_export(paths, sent)
     with tempfile.TemporaryDirectory(prefix="mailbot-replay-") as folder:
         url = f"sqlite:///{Path(folder) / 'replay.db'}"
         quiet = [(logging.getLogger(name), logging.getLogger(name).level) for name in QUIETENED]
@@ -159,7 +161,9 @@ def replay(
             logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
         try:
             upgrade(url)
-            return _rehearse(cfg, chosen, policy, url, export, paths, until, progress)
+            return _rehearse(
+                cfg, chosen, policy, url, export, [*paths, *(sent or [])], until, progress
+            )
         finally:
             for logger, level in quiet:
                 logger.setLevel(level)
@@ -241,7 +245,8 @@ def _run(
     progress: Progress | None,
 ) -> None:
     box = app.cfg.imap
-    folder = folder_key(box, box.inbox)
+    inbox = folder_key(box, box.inbox)
+    sent_folder = folder_key(box, box.sent or "Sent Items")
     max_bytes = box.max_message_mb * 1024 * 1024
     # Everything in the export is acted on: none of it is "historic" here (SPEC §1.4
     # guards a live mailbox's first start, not a rehearsal).
@@ -261,7 +266,7 @@ def _run(
             past = ordered[done]
             done += 1
             fetched = FetchedMessage(
-                folder=folder,
+                folder=sent_folder if past.sent else inbox,
                 uidvalidity=UIDVALIDITY,
                 uid=done,
                 internal_date=past.arrived,
@@ -270,7 +275,7 @@ def _run(
                 truncated=len(past.raw) > max_bytes,
             )
             # As `mailbot run --once` does: the message, then what is due, then sending.
-            process_batch(app, [fetched], start_from, box)
+            process_batch(app, [fetched], start_from, box, sent=past.sent)
             if progress is not None:
                 progress(done, total)
         elif at == tick:

@@ -57,6 +57,7 @@ class PastMessage:
     arrived: datetime
     arrived_by: ArrivedBy
     order: int = 0  # its place in the export, for messages that arrived together
+    sent: bool = False  # from the mailbox's sent folder (officers' replies)
 
 
 @dataclass(frozen=True)
@@ -169,12 +170,14 @@ def check_readpst(paths: list[Path]) -> None:
         )
 
 
-def read_export(paths: list[Path]) -> Export:
+def read_export(paths: list[Path], sent: list[Path] | None = None) -> Export:
     """Every message in the sources, which may be files or folders of any of the formats,
-    mixed; what cannot be read is in `skipped`."""
-    check_readpst(paths)
+    mixed; what cannot be read is in `skipped`. Those in `sent` are the mailbox's sent
+    folder, read as live processing reads it (for officers' replies)."""
+    sent = sent or []
+    check_readpst([*paths, *sent])
     export = Export()
-    for path in paths:
+    for path, from_sent in [(p, False) for p in paths] + [(p, True) for p in sent]:
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder")
         for found in _read_path(path):
@@ -185,7 +188,7 @@ def read_export(paths: list[Path]) -> Export:
                 export.messages.append(
                     PastMessage(
                         found.source, found.raw, found.arrived, found.arrived_by,
-                        len(export.messages),
+                        len(export.messages), from_sent,
                     )
                 )  # fmt: skip
     return export
