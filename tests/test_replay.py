@@ -281,11 +281,12 @@ def test_cut_off_names_what_cannot_be_a_whole_message() -> None:
 def test_a_mixed_export_is_read_in_arrival_order_and_broken_files_are_named(tmp_path: Path) -> None:
     mail = fortnight()
     export = write_export(tmp_path, mail)
-    found = read_export([export])
+    with read_export([export]) as found:
+        ordered = found.in_order()
+        # Every message, once, in the order it reached the council, whatever its file.
+        subjects = [message_from_bytes(m.raw)["Subject"] for m in ordered]
+    assert not ordered[0].file.exists()  # the spooled copies go with the export
     assert_skipped(found.skipped, export)
-    ordered = found.in_order()
-    # Every message, once, in the order it reached the council, whatever its file.
-    subjects = [message_from_bytes(m.raw)["Subject"] for m in ordered]
     assert subjects == [message_from_bytes(raw)["Subject"] for _, raw, _ in mail]
     assert [m.arrived for m in ordered] == [when for _, _, when in mail]
     outlook = next(m for m in ordered if m.source.endswith("streetlight.msg"))
@@ -300,7 +301,8 @@ def test_an_unreadable_file_is_named_and_the_rest_are_read(tmp_path: Path) -> No
     gone.symlink_to(tmp_path / "elsewhere" / "b.eml")
     odd = tmp_path / "c"
     odd.symlink_to(tmp_path / "elsewhere" / "c")
-    found = read_export([tmp_path])
+    with read_export([tmp_path]) as found:
+        pass
     assert [s.line() for s in found.skipped] == [
         f"skipped {gone}: cannot read: No such file or directory",
         f"skipped {odd}: cannot read: No such file or directory",
@@ -313,7 +315,8 @@ def test_a_directory_that_cannot_be_listed_is_named(tmp_path: Path) -> None:
     for sub in ("cur", "tmp"):
         (maildir / sub).mkdir(parents=True)
     (maildir / "new").write_text("not a folder")  # what a broken copy can leave
-    found = read_export([maildir])
+    with read_export([maildir]) as found:
+        pass
     assert [s.source for s in found.skipped] == [str(maildir / "new")]
     assert found.messages == []
 

@@ -153,8 +153,10 @@ def replay(
     (default: the config's), with the clock carried on to `until` (default: the last
     message's arrival)."""
     chosen = load_policy(policy or cfg.council.policy)  # a bad name: exit 1, before reading
-    export = read_export(paths, sent)
-    with tempfile.TemporaryDirectory(prefix="mailbot-replay-") as folder:
+    with (
+        read_export(paths, sent) as export,
+        tempfile.TemporaryDirectory(prefix="mailbot-replay-") as folder,
+    ):
         url = f"sqlite:///{Path(folder) / 'replay.db'}"
         quiet = [(logging.getLogger(name), logging.getLogger(name).level) for name in QUIETENED]
         for logger, _ in quiet:
@@ -264,15 +266,16 @@ def _run(
         clock.instant = max(clock.instant, at)  # the clock never runs backwards
         if at == arriving:
             past = ordered[done]
+            raw = past.raw
             done += 1
             fetched = FetchedMessage(
                 folder=sent_folder if past.sent else inbox,
                 uidvalidity=UIDVALIDITY,
                 uid=done,
                 internal_date=past.arrived,
-                size=len(past.raw),
-                raw=past.raw[:max_bytes],
-                truncated=len(past.raw) > max_bytes,
+                size=len(raw),
+                raw=raw[:max_bytes],
+                truncated=len(raw) > max_bytes,
             )
             # As `mailbot run --once` does: the message, then what is due, then sending.
             process_batch(app, [fetched], start_from, box, sent=past.sent)
@@ -313,7 +316,8 @@ def _collect(app: App, ordered: list[PastMessage], result: Replay) -> None:
         opened: set[int] = set()
         for uid, past in enumerate(ordered, 1):
             row = recorded.get(uid)
-            head = parse.parsebytes(past.raw[:65536])
+            with past.file.open("rb") as handle:
+                head = parse.parsebytes(handle.read(65536))
             case = cases.get(row.case_id) if row is not None and row.case_id else None
             first_of_case = case is not None and case.id not in opened
             if case is not None:

@@ -50,14 +50,29 @@ class ArrivedBy(enum.StrEnum):
 
 @dataclass(frozen=True)
 class PastMessage:
-    """One message from an export: where it was, its bytes and when it arrived."""
+    """One message from an export: where it was, when it arrived, and its bytes, kept
+    in a file of the rehearsal's own (an export can be far larger than the memory)."""
 
     source: str  # the file, and the message's place in it
-    raw: bytes
+    file: Path  # its bytes, spooled while the export is open
     arrived: datetime
     arrived_by: ArrivedBy
     order: int = 0  # its place in the export, for messages that arrived together
     sent: bool = False  # from the mailbox's sent folder (officers' replies)
+
+    @property
+    def raw(self) -> bytes:
+        return self.file.read_bytes()
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A message as a reader found it, before it is spooled."""
+
+    source: str
+    raw: bytes
+    arrived: datetime
+    arrived_by: ArrivedBy
 
 
 @dataclass(frozen=True)
@@ -73,8 +88,29 @@ class Skipped:
 
 @dataclass
 class Export:
+    """The messages read, spooled to a folder removed when the export is closed (it is
+    a context manager), and what could not be read."""
+
     messages: list[PastMessage] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    spool: tempfile.TemporaryDirectory[str] = field(
+        default_factory=lambda: tempfile.TemporaryDirectory(prefix="mailbot-replay-mail-")
+    )
+
+    def __enter__(self) -> Export:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.spool.cleanup()
+
+    def add(self, found: _Read, sent: bool) -> None:
+        file = Path(self.spool.name) / f"{len(self.messages) + 1}.eml"
+        file.write_bytes(found.raw)
+        self.messages.append(
+            PastMessage(
+                found.source, file, found.arrived, found.arrived_by, len(self.messages), sent
+            )
+        )
 
     def in_order(self) -> list[PastMessage]:
         """The messages in the order they arrived (the export's order for a tie)."""
@@ -176,25 +212,25 @@ def read_export(paths: list[Path], sent: list[Path] | None = None) -> Export:
     folder, read as live processing reads it (for officers' replies)."""
     sent = sent or []
     check_readpst([*paths, *sent])
-    export = Export()
-    for path, from_sent in [(p, False) for p in paths] + [(p, True) for p in sent]:
+    for path in [*paths, *sent]:
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder")
-        for found in _read_path(path):
-            if isinstance(found, Skipped):
-                log.warning("%s", found.line())
-                export.skipped.append(found)
-            else:
-                export.messages.append(
-                    PastMessage(
-                        found.source, found.raw, found.arrived, found.arrived_by,
-                        len(export.messages), from_sent,
-                    )
-                )  # fmt: skip
+    export = Export()
+    try:
+        for path, from_sent in [(p, False) for p in paths] + [(p, True) for p in sent]:
+            for found in _read_path(path):
+                if isinstance(found, Skipped):
+                    log.warning("%s", found.line())
+                    export.skipped.append(found)
+                else:
+                    export.add(found, from_sent)
+    except BaseException:
+        export.spool.cleanup()
+        raise
     return export
 
 
-Found = PastMessage | Skipped
+Found = _Read | Skipped
 
 
 def _read_path(path: Path) -> Iterator[Found]:
@@ -234,11 +270,11 @@ def _message(source: str, raw: bytes, delivered: datetime | None = None) -> Foun
     if broken:
         return Skipped(source, broken)
     if delivered is not None:
-        return PastMessage(source, raw, delivered.astimezone(UTC), ArrivedBy.DELIVERY_TIME)
+        return _Read(source, raw, delivered.astimezone(UTC), ArrivedBy.DELIVERY_TIME)
     arrived = arrival(raw)
     if arrived is None:
         return Skipped(source, "no Received or Date header: when it arrived is unknown")
-    return PastMessage(source, raw, *arrived)
+    return _Read(source, raw, *arrived)
 
 
 def _read_eml(path: Path) -> Iterator[Found]:
