@@ -124,9 +124,11 @@ def fortnight() -> list[tuple[str, bytes, datetime]]:
             dict(sender="erin@example.com", name="Erin Black"),
         ),
         (
+            # Written just before midnight, reached us just after: Wednesday's mail.
             "late-evening",
-            at(13, 22, 40),
+            at(14, 0, 10),
             dict(
+                when=at(13, 23, 58),
                 sender="frank@example.com",
                 name="Frank Hill",
                 subject="Noise from the new depot",
@@ -137,7 +139,7 @@ def fortnight() -> list[tuple[str, bytes, datetime]]:
     ]
     out = []
     for name, when, fields in mail:
-        fields.setdefault("when", when)
+        fields.setdefault("when", when - timedelta(minutes=2))  # Date: when it was written
         fields["headers"] = arrived(fields.get("headers", {}), when)
         out.append((name, resident_mail(**fields), when))
     return out
@@ -438,6 +440,8 @@ def test_replay_of_a_mixed_export_decides_every_message_and_sends_nothing(
     # header (Friday 9th): day one is Monday 12th, as live processing would have it.
     streetlight = next(c for c in data["cases"] if c["ref"] == "ENQ-2026-00001")
     assert streetlight["received_at"] == at(10, 10, 20).isoformat()
+    depot = next(c for c in data["cases"] if c["ref"] == "EIR-2026-00001")
+    assert depot["received_at"] == at(14, 0, 10).isoformat()  # not its Date, on the 13th
     # Letters: each case's acknowledgement, to the resident, when the message arrived.
     acks = {
         (x["case"], x["to"], x["at"])
@@ -451,7 +455,7 @@ def test_replay_of_a_mixed_export_decides_every_message_and_sends_nothing(
         ("SAR-2026-00001", "carol@example.org.uk", at(6, 11, 45).isoformat()),
         ("ENQ-2026-00001", "dave@example.com", at(10, 10, 20).isoformat()),
         ("ENQ-2026-00002", "erin@example.com", at(12, 16, 55).isoformat()),
-        ("EIR-2026-00001", "frank@example.com", at(13, 22, 40).isoformat()),
+        ("EIR-2026-00001", "frank@example.com", at(14, 0, 10).isoformat()),
     }
     ack_subjects = [
         x["subject"]
@@ -461,7 +465,7 @@ def test_replay_of_a_mixed_export_decides_every_message_and_sends_nothing(
     ]
     assert all("[Ref: " in s for s in ack_subjects)
     # The figures for the period, from reports.py, and the files left out.
-    assert data["period_from"] == "2026-10-05" and data["period_to"] == "2026-10-13"
+    assert data["period_from"] == "2026-10-05" and data["period_to"] == "2026-10-14"
     assert data["figures"]["total"]["received"] == 6
     assert data["figures"]["total"]["acknowledged_on_time"] == 6
     assert_skipped([_Skip(**s) for s in data["skipped"]], export)
