@@ -22,7 +22,7 @@ from sqlalchemy.sql.selectable import Select
 from mailbot import faults
 from mailbot.clock import Clock
 from mailbot.letters import render_letter
-from mailbot.outbox.delivery import ONLY_WHILE_OPEN, Claim, mark_sent, take, withdraw
+from mailbot.outbox.delivery import ONLY_WHILE_OPEN, Claim, failed, mark_sent, take, withdraw
 from mailbot.outbox.pauses import EVERY_SENDER, Pauses
 from mailbot.outbox.staff import tell_clerk_about_template
 from mailbot.outbox.transport import (
@@ -321,3 +321,27 @@ def _record_sent(
         raise  # recorded; the rest waits until the database has room again
     faults.crash_point("after-record")
     return claims
+
+
+REHEARSAL_ROUND = 100  # messages written and recorded in one transaction
+
+
+def rehearse_sending(app: App) -> FlushResult:
+    """Everything due, written and recorded as sent at the clock's now, over no
+    connection at all: `mailbot replay`'s stand-in for flush, so that a rehearsal's
+    cases, histories and figures are what live sending would leave. Nothing leaves the
+    machine; a letter that cannot be written fails, as it would live."""
+    result = FlushResult()
+    claims = _claim_round(app.sessions, app.clock, app, want=REHEARSAL_ROUND)
+    while claims:
+        taken = []
+        for claim in claims:
+            if claim.error or not claim.raw:
+                why = claim.error or "empty message"
+                failed(app.sessions, app.clock, claim.row_id, why, permanent=True)
+                result.failed += 1
+            else:
+                taken.append(claim)
+        result.sent += len(taken)
+        claims = _claim_round(app.sessions, app.clock, app, sent=taken, want=REHEARSAL_ROUND)
+    return result
