@@ -17,6 +17,7 @@ POINTS = (
     "after-decide",
     "after-classify",
     "after-route",
+    "after-apply",
     "before-commit",
     "after-commit",
     "after-claim",

@@ -353,4 +353,6 @@ def _decide(
     incoming = Incoming(fetched, prepared, box, start_from, sent)
     decided = decide(incoming, Facts(app, session, incoming, now))
     faults.crash_point("after-decide")
-    return apply(app, session, incoming, decided, now)
+    outcome = apply(app, session, incoming, decided, now)
+    faults.crash_point("after-apply")
+    return outcome
