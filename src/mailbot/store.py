@@ -178,6 +178,8 @@ class EventKind(StrEnum):
     SEND_FAILED = "send-failed"
     SEND_UNCERTAIN = "send-uncertain"
     BOUNCED = "bounced"
+    # A letter recorded and not sent: mailbot was in shadow mode (issue 22).
+    WOULD_HAVE_SENT = "would-have-sent"
 
 
 class CaseEvent(Base):
@@ -219,6 +221,23 @@ class InboundMessage(Base):
     __table_args__ = (UniqueConstraint("folder", "uidvalidity", "uid"),)
 
 
+class OutboxStatus(StrEnum):
+    """Where an outbox row stands (see OutboxMessage.status)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    WITHDRAWN = "withdrawn"
+    PAUSED = "paused"
+    BOUNCED = "bounced"
+    DISMISSED = "dismissed"
+    # Recorded, never sent: queued while mailbot ran in shadow mode, or fell due during
+    # the shadow trial before mailbot went live (shadow.py).
+    SHADOW = "shadow"
+
+
 class OutboxMessage(Base):
     """A message to send: written before sending, so a crash can neither lose nor repeat it."""
 
@@ -241,7 +260,8 @@ class OutboxMessage(Base):
     # recipient or the message; uncertain if we died mid-send; withdrawn if the case was
     # answered before it went (outbox.ONLY_WHILE_OPEN); paused while sending as its sender
     # is refused (a Problem); bounced when a delivery report came back for it; dismissed
-    # by the clerk (`mailbot outbox dismiss`)
+    # by the clerk (`mailbot outbox dismiss`); shadow if recorded in shadow mode and never
+    # to be sent (OutboxStatus)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -255,6 +275,18 @@ class OutboxMessage(Base):
         Index("ix_outbox_status_next", "status", "next_attempt_at"),
         Index("ix_outbox_recipient_domain", "recipient_domain", "created_at"),
     )
+
+
+class ShadowPeriod(Base):
+    """A time mailbot ran in shadow mode (`mailbot run --shadow`): it read and decided
+    everything, and sent residents and officers nothing. Open while `ended_at` is None;
+    `ended_at` is when mailbot went live, and letters that fell due before it are never
+    sent (shadow.py)."""
+
+    __tablename__ = "shadow_periods"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    began_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Problem(Base):
@@ -516,6 +548,16 @@ def add_events(
         for (at, kind, detail), more in zip(events, extra, strict=True)
     ]
     session.execute(_add_event(), rows)
+
+
+def add_events_by_id(session: Session, events: list[tuple[int, datetime, str, str]]) -> None:
+    """Lines in several cases' histories, (case id, at, kind, detail) each, in one statement."""
+    if events:
+        rows = [
+            {"case": case, "at": at, "kind": str(kind), "detail": detail, "data": None}
+            for case, at, kind, detail in events
+        ]
+        session.execute(_add_event(), rows)
 
 
 @cache
