@@ -373,6 +373,8 @@ def test_the_config_switch_puts_mailbot_in_shadow_and_no_shadow_on_the_command_l
     assert to_residents(smtp) == []
     assert [to for to, _ in captured(smtp)] == [CHRIS]
 
+    # The command line wins over the config: live from 10:20. Bob writes after that.
+    run(config, datetime(2026, 11, 3, 10, 20, tzinfo=UTC), "--no-shadow")
     deliver(dovecot, "bob", datetime(2026, 11, 3, 10, 30, tzinfo=UTC), *RESIDENTS["bob"][1:])
     run(config, datetime(2026, 11, 3, 11, 0, tzinfo=UTC), "--no-shadow")
     assert [m.rcpt_tos for m in to_residents(smtp)] == [[address("bob")]]
@@ -395,7 +397,7 @@ def test_the_config_switch_puts_mailbot_in_shadow_and_no_shadow_on_the_command_l
     finally:
         app.engine.dispose()
     assert periods == [
-        (datetime(2026, 11, 3, 10, 0, tzinfo=UTC), datetime(2026, 11, 3, 11, 0, tzinfo=UTC))
+        (datetime(2026, 11, 3, 10, 0, tzinfo=UTC), datetime(2026, 11, 3, 10, 20, tzinfo=UTC))
     ]
     assert statuses == {address("alice"): "shadow", address("bob"): "sent"}
 
