@@ -418,3 +418,43 @@ def test_switching_records_each_trial_once(app):
         assert [(p.began_at, p.ended_at) for p in s.scalars(select(ShadowPeriod))] == [
             (TRIAL, LIVE_AT)
         ]
+
+
+def release(config, ident: str, when: datetime, capsys) -> str:
+    capsys.readouterr()
+    code = main(["--config", str(config), "release", ident, "--now", when.isoformat()])
+    assert code == 0
+    return capsys.readouterr().out.strip()
+
+
+@pytest.mark.integration
+def test_a_release_in_shadow_sends_nothing_and_one_after_going_live_goes(
+    app, config_path, dovecot, smtp, capsys
+):
+    # Two residents' messages held as spam during the trial.
+    spam = {"X-Spam-Flag": "YES"}
+    first = dovecot.append(
+        resident_mail(sender=address("alice"), message_id="<a@example.com>", headers=spam),
+        datetime(2026, 11, 3, 9, 0, tzinfo=UTC),
+    )
+    second = dovecot.append(
+        resident_mail(sender=address("bob"), message_id="<b@example.com>", headers=spam),
+        datetime(2026, 11, 3, 9, 5, tzinfo=UTC),
+    )
+    run(config_path, datetime(2026, 11, 3, 10, 0, tzinfo=UTC), "--shadow")
+
+    # The clerk releases one during the trial: its case opens, nothing is sent.
+    said = release(config_path, str(first), datetime(2026, 11, 3, 10, 30, tzinfo=UTC), capsys)
+    assert said == (
+        f"released {first} as ENQ-2026-00001; acknowledgement to alice@example.com "
+        "recorded, not sent (shadow mode)"
+    )
+    assert to_residents(smtp) == []
+
+    # Live from 11:00; a release now is the clerk's decision now, and its letter goes.
+    run(config_path, datetime(2026, 11, 3, 11, 0, tzinfo=UTC))
+    said = release(config_path, str(second), datetime(2026, 11, 3, 11, 30, tzinfo=UTC), capsys)
+    assert said == f"released {second} as ENQ-2026-00002; acknowledgement to bob@example.com"
+    assert [m.rcpt_tos for m in to_residents(smtp)] == [[address("bob")]]
+    acks = {r.recipient: r.status for r in outbox_rows(app) if r.kind == "acknowledgement"}
+    assert acks == {address("alice"): "shadow", address("bob"): "sent"}
