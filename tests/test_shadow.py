@@ -28,7 +28,7 @@ from mailbot.store import (
     OutboxStatus,
     ShadowPeriod,
 )
-from tests.conftest import council_config, resident_mail, to_residents
+from tests.conftest import COUNCIL, council_config, resident_mail, to_residents
 
 ALEX = "alex.morgan@council.example.gov.uk"  # customer-services: handles enquiries
 JORDAN = "jordan.reid@council.example.gov.uk"  # customer-services-manager: told on breach
@@ -458,3 +458,44 @@ def test_a_release_in_shadow_sends_nothing_and_one_after_going_live_goes(
     assert [m.rcpt_tos for m in to_residents(smtp)] == [[address("bob")]]
     acks = {r.recipient: r.status for r in outbox_rows(app) if r.kind == "acknowledgement"}
     assert acks == {address("alice"): "shadow", address("bob"): "sent"}
+
+
+@pytest.mark.integration
+def test_the_console_shows_a_letter_kept_in_shadow_as_would_have_sent(tmp_path, database_url):
+    from mailbot.letters import Letter
+    from mailbot.outbox import queue
+    from mailbot.web.roles import Role
+    from mailbot.web.server import create_app
+    from tests.console import CLERK, add_user, load, make_case, offline_config, sign_in
+
+    app = load(offline_config(tmp_path, database_url))
+    try:
+        add_user(app, CLERK, Role.CLERK)
+        make_case(app, "ENQ-2026-00001")
+        at = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
+        switch(app.sessions, at, shadow=True)
+        with app.sessions.begin() as session:
+            case = session.scalar(select(Case).where(Case.ref == "ENQ-2026-00001"))
+            letter = Letter(
+                kind="holding",
+                template="holding",
+                recipient="jane.doe@example.com",
+                subject="Re: Bins",
+                audience="resident",
+            )
+            queued = queue(
+                session, [("holding:test", letter, case.id)], mailbox_address=COUNCIL, now=at
+            )
+        assert queued == {"holding:test"}
+        client = create_app(app, key=b"k" * 32).test_client()
+        sign_in(client, CLERK)
+        page = client.get("/cases/ENQ-2026-00001").get_data(as_text=True)
+    finally:
+        app.engine.dispose()
+    assert "holding to jane.doe@example.com: would have sent 3 Nov 2026 10:00 (not sent)" in page
+    assert "<dt>Not sent</dt><dd>shadow mode: recorded, not sent</dd>" in page
+    assert "Never sent: mailbot recorded it in shadow mode." in page
+    assert (
+        "<td>would-have-sent</td><td>would have sent holding to jane.doe@example.com "
+        "(shadow mode: recorded, not sent)</td>"
+    ) in page
