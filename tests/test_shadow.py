@@ -351,6 +351,13 @@ def test_a_week_in_shadow_then_live_sends_nothing_for_the_shadow_week_and_everyt
         address("carol"),
         address("grace"),
     ]
+    with app.sessions() as s:
+        breaches = s.scalars(
+            select(CaseEvent.detail).where(
+                CaseEvent.case_id == cases["alice"].id, CaseEvent.kind == "escalated"
+            )
+        ).all()
+    assert breaches == ["response date 2026-11-09 missed; told customer-services-manager"]
     acks = [r for r in outbox_rows(app) if r.kind == "acknowledgement"]
     assert sorted((r.recipient, r.status) for r in acks) == sorted(
         [(address(n), "shadow") for n in (*RESIDENTS, "frank")] + [(address("grace"), "sent")]
@@ -499,3 +506,34 @@ def test_the_console_shows_a_letter_kept_in_shadow_as_would_have_sent(tmp_path, 
         "<td>would-have-sent</td><td>would have sent holding to jane.doe@example.com "
         "(shadow mode: recorded, not sent)</td>"
     ) in page
+
+
+@pytest.mark.integration
+def test_a_breach_found_in_shadow_says_nobody_was_told_and_tells_nobody(app, smtp):
+    from mailbot.intake.casework import open_case
+    from mailbot.outbox import flush
+    from mailbot.parse import parse_message
+    from mailbot.scheduler import run_due
+
+    arrived = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # due Mon 9 November
+    switch(app.sessions, arrived, shadow=True)
+    with app.sessions.begin() as session:
+        ref = open_case(app, session, parse_message(resident_mail()), arrived, arrived).ref
+    app.clock.instant = datetime(2026, 11, 10, 11, 0, tzinfo=UTC)  # Tue 10: breached
+    assert run_due(app) == 1  # the breach notice, queued (and the digest)
+    flush(app)
+    assert [m.rcpt_tos for m in smtp.messages] == [[CHRIS]]  # the digest alone
+    with app.sessions() as s:
+        case = s.scalar(select(Case).where(Case.ref == ref))
+        history = [(e.kind, e.detail) for e in case.events if e.kind != "received"]
+        assert case.breached_at == app.clock.instant
+    assert history[-2:] == [
+        (
+            "would-have-sent",
+            f"would have sent breach to {JORDAN} (shadow mode: recorded, not sent)",
+        ),
+        (
+            "escalated",
+            "response date 2026-11-09 missed; customer-services-manager not told (shadow)",
+        ),
+    ]

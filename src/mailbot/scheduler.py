@@ -289,7 +289,7 @@ class _Writers:
             _update_cases(session, batch.moves, self.now)
             # A breach goes in the case's history when found, once. Reminders and holding
             # replies go in when they are sent (outbox), which is what the history means.
-            breaches = [batch.breaches[key] for key in sorted(queued) if key in batch.breaches]
+            breaches = [batch.breach_event(key) for key in sorted(queued) if key in batch.breaches]
             _add_events(session, breaches, self.now)
         return len(queued)
 
@@ -319,6 +319,7 @@ class OwedToday:
     new_date: date | None  # what a holding reply says
     breach_to: tuple[OfficerConfig, ...]
     breach_detail: str
+    breach_kept: str  # the same, when the notice is kept in shadow mode
 
 
 def _owed_today(
@@ -350,6 +351,7 @@ def _owed_today(
         new_date=new_date,
         breach_to=tuple(breach_to),
         breach_detail=f"response date {respond_by} missed; told {stage.on_breach}",
+        breach_kept=f"response date {respond_by} missed; {stage.on_breach} not told (shadow)",
     )
 
 
@@ -382,10 +384,12 @@ class _Batch:
         # with that moment. A stop between the trial and going live leaves them due at
         # once; they are recorded as shadow, never sent (no backlog at the switch).
         self.fell_due: dict[str, datetime] = {}
+        self._shadow = mode.shadow
         self._live_since = None if mode.shadow else mode.live_since
         self._timezone = app.policy.timezone
         self._day_began: dict[date, datetime | None] = {}
-        self.breaches: dict[str, tuple[int, str, str]] = {}  # key -> (case id, kind, detail)
+        # key -> (case id, the history line when sent, when kept in shadow)
+        self.breaches: dict[str, tuple[int, str, str]] = {}
         # Case ids by (next action date as read, new one, breached today): one UPDATE each.
         self.moves: dict[tuple[date, date | None, bool], list[int]] = {}
         self._officers: dict[str, OfficerConfig | None] = {}
@@ -453,7 +457,17 @@ class _Batch:
                 audience="staff",
             )
             self.staff.append((f"{key}:{officer.email}", letter, case.id))
-            self.breaches[f"{key}:{officer.email}"] = (case.id, "escalated", owed.breach_detail)
+            self.breaches[f"{key}:{officer.email}"] = (
+                case.id,
+                owed.breach_detail,
+                owed.breach_kept,
+            )
+
+    def breach_event(self, key: str) -> tuple[int, str, str]:
+        """The history line of a breach queued under `key`: who was told, or that the
+        notice was kept (shadow mode, or it fell due during the trial)."""
+        case_id, told, kept = self.breaches[key]
+        return case_id, "escalated", kept if self._shadow or key in self.fell_due else told
 
 
 def _update_cases(
