@@ -4,6 +4,7 @@ then going live without a backlog (issue 22, point 1)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -537,3 +538,26 @@ def test_a_breach_found_in_shadow_says_nobody_was_told_and_tells_nobody(app, smt
             "response date 2026-11-09 missed; customer-services-manager not told (shadow)",
         ),
     ]
+
+
+@pytest.mark.integration
+def test_the_daemon_in_shadow_records_new_mail_and_sends_only_the_digest(
+    app, config_path, dovecot, smtp
+):
+    from tests.conftest import mailbot, stop, wait_for
+
+    proc = mailbot(config_path, "run", "--shadow", "--now", "2026-11-03T10:00:00+00:00")
+    try:
+        deliver(dovecot, "alice", *RESIDENTS["alice"])
+        wait_for(lambda: any(r.kind == "acknowledgement" for r in outbox_rows(app)))
+        wait_for(lambda: len(smtp.messages) == 1)  # the digest
+        deliver(dovecot, "bob", *RESIDENTS["bob"])
+        wait_for(lambda: len([r for r in outbox_rows(app) if r.kind == "acknowledgement"]) == 2)
+        time.sleep(1.0)  # time for anything wrongly queued to go
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    assert "shadow mode from 2026-11-03T10:00" in err
+    assert [m.rcpt_tos for m in smtp.messages] == [[CHRIS]]
+    acks = {r.recipient: r.status for r in outbox_rows(app) if r.kind == "acknowledgement"}
+    assert acks == {address("alice"): "shadow", address("bob"): "shadow"}
