@@ -16,7 +16,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from mailbot import __version__
+from mailbot import __version__, shadow
 from mailbot.app import App, NotReady
 from mailbot.calendar import usable_year, years_usable
 from mailbot.config import ConfigError, find_config, load_config
@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common], help="the daemon (IMAP IDLE, outbox)")
     run.add_argument("--once", action="store_true", help="one complete cycle, then exit")
+    run.add_argument(
+        "--shadow",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decide and record everything, send residents and officers nothing; the "
+        "clerk's digest lists what would have gone (default: [council] shadow)",
+    )
     run.set_defaults(handler=cmd_run)
 
     check = sub.add_parser("check", parents=[common], help="validate config, policy, templates")
@@ -268,6 +275,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mailbot.outbox.process import SendingStopped
 
     app = app_from(args)
+    wanted = app.cfg.council.shadow if args.shadow is None else args.shadow
+    changed = shadow.switch(app.sessions, app.clock.now(), wanted)
+    if changed:
+        log.warning("%s", changed)
     if args.once:
         count = run_once(app)
         log.info("run --once: %d new message(s)", count)

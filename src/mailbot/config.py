@@ -198,6 +198,9 @@ class CouncilConfig(_Strict):
     mailbox_address: str
     timezone: str = "Europe/London"
     templates: Path | None = None
+    # Shadow mode (shadow.py): read and decide everything, send residents and officers
+    # nothing. `mailbot run --shadow` / `--no-shadow` win over it.
+    shadow: bool = False
 
     _address = field_validator("mailbox_address")(classmethod(lambda cls, v: _email(v)))
 

@@ -33,6 +33,7 @@ from mailbot.oauth import OAuthError
 from mailbot.outbox import delivery, notify_role, pauses, process, sending
 from mailbot.pipeline import ingest_mailbox
 from mailbot.policy import policy_file
+from mailbot.shadow import mode_of
 from mailbot.store import Case, OutboxMessage
 
 log = logging.getLogger("mailbot.daemon")
@@ -391,6 +392,7 @@ class Daemon:
                 .where(OutboxMessage.status.in_(("pending", "paused")))
             )
             wrong = problems.open_problems(session)
+            trial = "SHADOW MODE (nothing sent to residents); " if mode_of(session).shadow else ""
         now = self.app.clock.now().astimezone(ZoneInfo(self.app.cfg.council.timezone))
         cases = "case" if open_cases == 1 else "cases"
         checked = f"{now:%H:%M:%S %Z}"
@@ -398,4 +400,4 @@ class Daemon:
         down = [w.address for w in self.watched if w.mailbox is None]
         status += f"; cannot reach {', '.join(down)}" if down else ""
         # What a sysadmin must fix shows first in `systemctl status`, whatever is cut off.
-        return "".join(f"{problems.headline(p)}; " for p in wrong) + status
+        return "".join(f"{problems.headline(p)}; " for p in wrong) + trial + status

@@ -18,9 +18,10 @@ from email.utils import format_datetime, formataddr, quote
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mailbot import shadow
 from mailbot.addresses import for_the_wire, needs_smtputf8
 from mailbot.calendar import calendar_for
 from mailbot.categories import template_category
@@ -30,7 +31,7 @@ from mailbot.outbox import Letter, new_message_id
 from mailbot.parse import clean_text
 from mailbot.problems import open_problems
 from mailbot.screen import LOOP_HEADER
-from mailbot.store import Case, OutboxMessage
+from mailbot.store import Case, OutboxMessage, OutboxStatus
 from mailbot.templates import Rendered, TemplateProblem, case_context, long_date
 from mailbot.unsent import unsent, waiting
 
@@ -300,8 +301,6 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
             }
         )
     rows.sort(key=lambda r: r["days_left"])  # overdue first
-    from sqlalchemy import func
-
     total = session.scalar(select(func.count()).select_from(Case).where(Case.status == "open"))
     overdue = session.scalar(
         select(func.count()).select_from(Case).where(Case.status == "open", Case.respond_by < today)
@@ -320,6 +319,7 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
     zone = ZoneInfo(policy.timezone)
     # What did not go, until the clerk resends or dismisses it; what stops mail now.
     messages, total_unsent = unsent(session, limit=DIGEST_LIMIT)
+    kept, total_kept = kept_in_shadow(session, since, DIGEST_LIMIT)
     return {
         "council": council_context(app.cfg),
         "today": long_date(today),
@@ -350,9 +350,41 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
                 for m in messages
             ],
         },
+        "shadow": {
+            "mode": shadow.mode_of(session).shadow,
+            "total": total_kept,
+            "messages": [
+                {
+                    "at": row.next_attempt_at.astimezone(zone).strftime("%a %d %b %H:%M"),
+                    "kind": row.kind,
+                    "recipient": row.recipient,
+                    "case": ref or "-",
+                    "reason": row.last_error,
+                }
+                for row, ref in kept
+            ],
+        },
         "officer": None,
         "case": {"ref": ""},
     }
+
+
+def kept_in_shadow(
+    session: Session, since: datetime, limit: int
+) -> tuple[list[tuple[OutboxMessage, str | None]], int]:
+    """The letters recorded and not sent since `since` (shadow mode, or due during the
+    trial), in the order they would have gone, each with its case's reference; and how
+    many there are in all."""
+    where = (OutboxMessage.status == OutboxStatus.SHADOW, OutboxMessage.created_at > since)
+    rows = session.execute(
+        select(OutboxMessage, Case.ref)
+        .outerjoin(Case, Case.id == OutboxMessage.case_id)
+        .where(*where)
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+    ).all()
+    total = session.scalar(select(func.count()).select_from(OutboxMessage).where(*where))
+    return [(row, ref) for row, ref in rows], total or 0
 
 
 def _held_rows(held: HeldList, timezone: str) -> dict[str, Any]:
@@ -489,6 +521,19 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
                         "case": "ENQ-2026-00042",
                         "queued": "Tue 03 Nov 09:31",
                         "reason": "bounced: 5.1.2 (host exmaple.com not found)",
+                    }
+                ],
+            },
+            "shadow": {
+                "mode": True,
+                "total": 1,
+                "messages": [
+                    {
+                        "at": "Tue 03 Nov 09:30",
+                        "kind": "acknowledgement",
+                        "recipient": "jane.doe@example.com",
+                        "case": "ENQ-2026-00042",
+                        "reason": "shadow mode: recorded, not sent",
                     }
                 ],
             },

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
+from mailbot import shadow
 from mailbot.app import App
 from mailbot.classify import classify
 from mailbot.config import Config, ImapConfig
@@ -120,9 +121,12 @@ def release(app: App, identifier: str) -> str:
         if case.priority == "high":
             alert_welfare(app, session, case, now)
         ref = case.ref
+        kept = not shadow.decide("acknowledgement", now, shadow.mode_of(session)).sent
     log.info("released %s as %s", held.name, ref, extra={"case": ref, "uid": held.uid})
     sending.flush(app)  # the acknowledgement goes now (or waits in the outbox for the daemon)
     said = f"released {held.name} as {ref}; acknowledgement to {resident.email}"
+    if kept:
+        said += " recorded, not sent (shadow mode)"
     if len(recent) >= cfg.screening.acknowledgements_per_sender_per_day:
         said += (
             f" (it had {len(recent)} acknowledgements in the last 24 hours; the cap is not "

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Integer, cast, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
+from mailbot import shadow
 from mailbot.app import App
 from mailbot.calendar import calendar_for, council_calendar
 from mailbot.config import OfficerConfig
@@ -54,6 +55,7 @@ def run_due(app: App) -> int:
     today = local_today(app.policy, now)
     staff_at = staff_send_time(app.policy, now)
     groups: dict[tuple, OwedToday] = {}
+    mode = shadow.current(app.sessions)
     due = select(*_CASE_COLUMNS).where(*due_today(app.policy, today)).order_by(Case.id)
     with _no_collector(), _Writers(app, now, staff_at) as writers, app.sessions() as session:
         # One query, read a batch at a time (a server-side cursor on PostgreSQL): each
@@ -61,7 +63,7 @@ def run_due(app: App) -> int:
         # not ORM objects: a busy morning can hold thousands.
         found = session.connection().execution_options(yield_per=BATCH).execute(due)
         for cases in found.partitions():
-            batch = _Batch(app)
+            batch = _Batch(app, mode)
             for case in cases:
                 # Thousands of cases share their dates: decide once for each group.
                 group = (
@@ -187,14 +189,21 @@ class _Writers:
     def _store(self, batch: _Batch) -> int:
         with self.app.sessions.begin() as session:
             mailbox = self.app.cfg.council.mailbox_address
-            queued = queue(session, batch.resident, mailbox_address=mailbox, now=self.now)
-            queued |= queue(
-                session, batch.staff, mailbox_address=mailbox, now=self.now, send_at=self.staff_at
+            queued = _queue_by_due(
+                session, batch.resident, batch.fell_due, mailbox_address=mailbox, now=self.now
+            )
+            queued |= _queue_by_due(
+                session,
+                batch.staff,
+                batch.fell_due,
+                mailbox_address=mailbox,
+                now=self.now,
+                send_at=self.staff_at,
             )
             _update_cases(session, batch.moves, self.now)
             # A breach goes in the case's history when found, once. Reminders and holding
             # replies go in when they are sent (outbox), which is what the history means.
-            breaches = [batch.breaches[key] for key in sorted(queued) if key in batch.breaches]
+            breaches = [batch.breach_event(key) for key in sorted(queued) if key in batch.breaches]
             _add_events(session, breaches, self.now)
         return len(queued)
 
@@ -224,6 +233,7 @@ class OwedToday:
     new_date: date | None  # what a holding reply says
     breach_to: tuple[OfficerConfig, ...]
     breach_detail: str
+    breach_kept: str  # the same, when the notice is kept in shadow mode
 
 
 def _owed_today(
@@ -255,18 +265,45 @@ def _owed_today(
         new_date=new_date,
         breach_to=tuple(breach_to),
         breach_detail=f"response date {respond_by} missed; told {stage.on_breach}",
+        breach_kept=f"response date {respond_by} missed; {stage.on_breach} not told (shadow)",
     )
+
+
+def _queue_by_due(
+    session: Session,
+    items: list[tuple[str, Letter, int | None]],
+    fell_due: dict[str, datetime],
+    **how: Any,
+) -> set[str]:
+    """Queue letters, each group that fell due during a shadow trial with its time (so
+    it is kept, not sent: shadow.decide); in one statement when there is none."""
+    groups: dict[datetime | None, list[tuple[str, Letter, int | None]]] = {}
+    for item in items:
+        groups.setdefault(fell_due.get(item[0]), []).append(item)
+    queued: set[str] = set()
+    for due_at, group in groups.items():
+        queued |= queue(session, group, due_at=due_at, **how)
+    return queued
 
 
 class _Batch:
     """One batch's letters, the history line each breach records if newly queued, and
     the cases' moves."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, mode: shadow.Mode = shadow.LIVE) -> None:
         self.cfg = app.cfg
         self.resident: list[tuple[str, Letter, int | None]] = []
         self.staff: list[tuple[str, Letter, int | None]] = []
-        self.breaches: dict[str, tuple[int, str, str]] = {}  # key -> (case id, kind, detail)
+        # After a shadow trial: letters whose day began before mailbot went live, by key,
+        # with that moment. A stop between the trial and going live leaves them due at
+        # once; they are recorded as shadow, never sent (no backlog at the switch).
+        self.fell_due: dict[str, datetime] = {}
+        self._shadow = mode.shadow
+        self._live_since = None if mode.shadow else mode.live_since
+        self._timezone = app.policy.timezone
+        self._day_began: dict[date, datetime | None] = {}
+        # key -> (case id, the history line when sent, when kept in shadow)
+        self.breaches: dict[str, tuple[int, str, str]] = {}
         # Case ids by (next action date as read, new one, breached today): one UPDATE each.
         self.moves: dict[tuple[date, date | None, bool], list[int]] = {}
         self._officers: dict[str, OfficerConfig | None] = {}
@@ -274,15 +311,30 @@ class _Batch:
     def add(self, case: Any, owed: OwedToday) -> None:
         for action in owed.due:
             key = case_key(action, case.ref)
+            had = len(self.resident), len(self.staff)
             if action.kind == "reminder":
                 self._reminder(case, owed, key)
             elif action.kind == "holding":
                 self._holding(case, owed, key)
             else:
                 self._breach(case, owed, key)
+            began = self._before_live(action.on)
+            if began is not None:
+                for item in (*self.resident[had[0] :], *self.staff[had[1] :]):
+                    self.fell_due[item[0]] = began
         newly_breached = owed.breached and case.not_breached
         move = (case.next_action_on, owed.next_on, newly_breached)
         self.moves.setdefault(move, []).append(case.id)
+
+    def _before_live(self, on: date) -> datetime | None:
+        """When a day's letters fell due, if that was before mailbot went live after a
+        shadow trial; None otherwise (and always when there was no trial)."""
+        if self._live_since is None:
+            return None
+        if on not in self._day_began:
+            began = shadow.day_began(on, self._timezone)
+            self._day_began[on] = began if began < self._live_since else None
+        return self._day_began[on]
 
     def _reminder(self, case: Any, owed: OwedToday, key: str) -> None:
         email = case.officer_email
@@ -319,7 +371,17 @@ class _Batch:
                 audience="staff",
             )
             self.staff.append((f"{key}:{officer.email}", letter, case.id))
-            self.breaches[f"{key}:{officer.email}"] = (case.id, "escalated", owed.breach_detail)
+            self.breaches[f"{key}:{officer.email}"] = (
+                case.id,
+                owed.breach_detail,
+                owed.breach_kept,
+            )
+
+    def breach_event(self, key: str) -> tuple[int, str, str]:
+        """The history line of a breach queued under `key`: who was told, or that the
+        notice was kept (shadow mode, or it fell due during the trial)."""
+        case_id, told, kept = self.breaches[key]
+        return case_id, "escalated", kept if self._shadow or key in self.fell_due else told
 
 
 def _update_cases(
@@ -400,6 +462,7 @@ def _digest(app: App, today: date, now: datetime, send_at: datetime) -> bool:
             .select_from(Case)
             .where(Case.status == "open", Case.respond_by < today)
         )
+        trial = "Shadow mode: " if shadow.mode_of(session).shadow else ""
         return bool(
             notify_role(
                 app,
@@ -408,7 +471,8 @@ def _digest(app: App, today: date, now: datetime, send_at: datetime) -> bool:
                 role="clerk",
                 template="digest",
                 kind="digest",
-                subject=f"Open cases on {long_date(today)}: {open_cases} open, {overdue} overdue",
+                subject=trial
+                + f"Open cases on {long_date(today)}: {open_cases} open, {overdue} overdue",
                 key=key,
                 now=now,
             )

@@ -179,6 +179,8 @@ class EventKind(StrEnum):
     SEND_FAILED = "send-failed"
     SEND_UNCERTAIN = "send-uncertain"
     BOUNCED = "bounced"
+    # A letter recorded and not sent: mailbot was in shadow mode (issue 22).
+    WOULD_HAVE_SENT = "would-have-sent"
 
 
 class CaseEvent(Base):
@@ -220,6 +222,23 @@ class InboundMessage(Base):
     __table_args__ = (UniqueConstraint("folder", "uidvalidity", "uid"),)
 
 
+class OutboxStatus(StrEnum):
+    """Where an outbox row stands (see OutboxMessage.status)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    WITHDRAWN = "withdrawn"
+    PAUSED = "paused"
+    BOUNCED = "bounced"
+    DISMISSED = "dismissed"
+    # Recorded, never sent: queued while mailbot ran in shadow mode, or fell due during
+    # the shadow trial before mailbot went live (shadow.py).
+    SHADOW = "shadow"
+
+
 class OutboxMessage(Base):
     """A message to send: written before sending, so a crash can neither lose nor repeat it."""
 
@@ -238,7 +257,7 @@ class OutboxMessage(Base):
     # What to write (template, subject, extra wording): composed into `raw` when sent.
     letter: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    # outbox.delivery.Status: its values, and the moves between them, are listed there
+    # OutboxStatus: where a row stands; outbox.delivery.MOVES lists the moves between them
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -252,6 +271,18 @@ class OutboxMessage(Base):
         Index("ix_outbox_status_next", "status", "next_attempt_at"),
         Index("ix_outbox_recipient_domain", "recipient_domain", "created_at"),
     )
+
+
+class ShadowPeriod(Base):
+    """A time mailbot ran in shadow mode (`mailbot run --shadow`): it read and decided
+    everything, and sent residents and officers nothing. Open while `ended_at` is None;
+    `ended_at` is when mailbot went live, and letters that fell due before it are never
+    sent (shadow.py)."""
+
+    __tablename__ = "shadow_periods"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    began_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Problem(Base):
@@ -557,6 +588,16 @@ def add_events(
         for (at, kind, detail), more in zip(events, extra, strict=True)
     ]
     session.execute(_add_event(), rows)
+
+
+def add_events_by_id(session: Session, events: list[tuple[int, datetime, str, str]]) -> None:
+    """Lines in several cases' histories, (case id, at, kind, detail) each, in one statement."""
+    if events:
+        rows = [
+            {"case": case, "at": at, "kind": str(kind), "detail": detail, "data": None}
+            for case, at, kind, detail in events
+        ]
+        session.execute(_add_event(), rows)
 
 
 @cache

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailbot.outbox.delivery import Status
-from mailbot.store import Case, OutboxMessage, add_event
+from mailbot.store import Case, OutboxMessage, OutboxStatus, add_event
 
 if TYPE_CHECKING:
     from mailbot.app import App
@@ -26,9 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("mailbot.unsent")
 
 # What the clerk must look at; `paused` messages wait for a Problem to be fixed instead.
-NEEDS_ATTENTION = (Status.FAILED, Status.UNCERTAIN, Status.BOUNCED)
+NEEDS_ATTENTION = (OutboxStatus.FAILED, OutboxStatus.UNCERTAIN, OutboxStatus.BOUNCED)
 # What may be sent again: it did not go, or may not have, or it was put aside.
-RESENDABLE = (*NEEDS_ATTENTION, Status.DISMISSED)
+RESENDABLE = (*NEEDS_ATTENTION, OutboxStatus.DISMISSED)
 
 
 class UnsentError(Exception):
@@ -100,7 +99,12 @@ def resend(app: App, outbox_id: int) -> str:
         if row.status not in RESENDABLE:
             raise UnsentError(_why_not(row, "resend"))
         was = row.status
-        row.status, row.attempts, row.next_attempt_at, row.last_error = Status.PENDING, 0, now, ""
+        row.status, row.attempts, row.next_attempt_at, row.last_error = (
+            OutboxStatus.PENDING,
+            0,
+            now,
+            "",
+        )
         what = f"{row.kind} to {row.recipient} ({was}) sent again by the clerk, outbox ID {row.id}"
         if case is not None:
             add_event(session, case, now, "note", what)
@@ -120,7 +124,7 @@ def dismiss(app: App, outbox_id: int) -> str:
         row, case = _find(session, outbox_id)
         if row.status not in NEEDS_ATTENTION:
             raise UnsentError(_why_not(row, "dismiss"))
-        row.status = Status.DISMISSED
+        row.status = OutboxStatus.DISMISSED
         what = f"{row.kind} to {row.recipient} dismissed by the clerk, unsent; outbox ID {row.id}"
         if case is not None:
             add_event(session, case, now, "note", what)

@@ -62,7 +62,7 @@ def apply(
         case = open_case(app, session, msg, received, now, box, decision, decided.resident)
         reasons = list(case.reasons)
         record(session, fetched, msg, outcome, reasons, now, case)
-        acknowledge(app, session, case, msg, decided.resident.email, now)
+        acknowledge(app, session, case, msg, decided.resident.email, now, due_at=received)
         if case.priority == "high":
             alert_welfare(app, session, case, now)
         return outcome

@@ -197,9 +197,18 @@ def tell_officer_of_follow_up(
 
 
 def acknowledge(
-    app: App, session: Session, case: Case, msg: ParsedMessage, recipient: str, now: datetime
+    app: App,
+    session: Session,
+    case: Case,
+    msg: ParsedMessage,
+    recipient: str,
+    now: datetime,
+    due_at: datetime | None = None,
 ) -> None:
-    """Queue the acknowledgement; the outbox sends it after this transaction commits."""
+    """Queue the acknowledgement; the outbox sends it after this transaction commits.
+
+    `due_at`: when it fell due (default now); intake gives the message's arrival, so mail
+    that arrived during a shadow trial is not acknowledged once mailbot is live."""
     # In doubt, an acknowledgement that promises nothing a later #category would make
     # untrue: no category, officer or date.
     letter = Letter(
@@ -218,4 +227,5 @@ def acknowledge(
         [(f"ack:{case.ref}", letter, case.id)],
         mailbox_address=case.mailbox or app.cfg.council.mailbox_address,
         now=now,
+        due_at=due_at,
     )

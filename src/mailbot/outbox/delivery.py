@@ -8,6 +8,8 @@
        │                  └─ no answer after the whole message, or a crash ──▶ uncertain
        └─ the case answered first (reminders, holding replies, breaches) ──▶ withdrawn
 
+    shadow: recorded in shadow mode, or due before mailbot went live: never sent
+
 and later: sent ──delivery report──▶ bounced (mailbot.bounces); failed, uncertain or
 bounced ──the clerk──▶ pending again or dismissed (mailbot.unsent).
 
@@ -23,7 +25,6 @@ import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import LargeBinary, String, bindparam, func, insert, select, update
@@ -31,44 +32,43 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.dml import Insert, Update
 
 from mailbot.clock import Clock
-from mailbot.store import Case, CaseEvent, OutboxMessage, Sessions, UTCDateTime
+from mailbot.store import Case, CaseEvent, OutboxMessage, OutboxStatus, Sessions, UTCDateTime
 
 log = logging.getLogger("mailbot.outbox")
 
 
-class Status(StrEnum):
-    """Where a queued message stands (OutboxMessage.status)."""
-
-    PENDING = "pending"  # waiting for its time, or for a retry
-    SENDING = "sending"  # claimed: being handed to the SMTP server
-    SENT = "sent"
-    FAILED = "failed"  # refused, or "try later" for about three days
-    UNCERTAIN = "uncertain"  # may have gone: never sent again by mailbot itself
-    PAUSED = "paused"  # sending as its sender is refused (a Problem)
-    WITHDRAWN = "withdrawn"  # the case was answered before it went
-    BOUNCED = "bounced"  # a delivery report came back for it
-    DISMISSED = "dismissed"  # put aside by the clerk
-
-
 # Every move a message may make (see the diagram above); anything else is a bug.
-MOVES: dict[Status, frozenset[Status]] = {
-    Status.PENDING: frozenset({Status.SENDING, Status.WITHDRAWN, Status.PAUSED}),
-    Status.SENDING: frozenset(
-        {Status.SENT, Status.PENDING, Status.FAILED, Status.PAUSED, Status.UNCERTAIN}
+MOVES: dict[OutboxStatus, frozenset[OutboxStatus]] = {
+    OutboxStatus.PENDING: frozenset(
+        {OutboxStatus.SENDING, OutboxStatus.WITHDRAWN, OutboxStatus.PAUSED}
     ),
-    Status.PAUSED: frozenset({Status.PENDING}),
-    Status.SENT: frozenset({Status.BOUNCED}),
-    Status.FAILED: frozenset({Status.PENDING, Status.DISMISSED}),
-    Status.UNCERTAIN: frozenset({Status.PENDING, Status.DISMISSED, Status.SENT}),
-    Status.BOUNCED: frozenset({Status.PENDING, Status.DISMISSED}),
-    Status.DISMISSED: frozenset({Status.PENDING}),
-    Status.WITHDRAWN: frozenset(),
+    OutboxStatus.SENDING: frozenset(
+        {
+            OutboxStatus.SENT,
+            OutboxStatus.PENDING,
+            OutboxStatus.FAILED,
+            OutboxStatus.PAUSED,
+            OutboxStatus.UNCERTAIN,
+        }
+    ),
+    OutboxStatus.PAUSED: frozenset({OutboxStatus.PENDING}),
+    OutboxStatus.SENT: frozenset({OutboxStatus.BOUNCED}),
+    OutboxStatus.FAILED: frozenset({OutboxStatus.PENDING, OutboxStatus.DISMISSED}),
+    OutboxStatus.UNCERTAIN: frozenset(
+        {OutboxStatus.PENDING, OutboxStatus.DISMISSED, OutboxStatus.SENT}
+    ),
+    OutboxStatus.BOUNCED: frozenset({OutboxStatus.PENDING, OutboxStatus.DISMISSED}),
+    OutboxStatus.DISMISSED: frozenset({OutboxStatus.PENDING}),
+    OutboxStatus.WITHDRAWN: frozenset(),
+    OutboxStatus.SHADOW: frozenset(),  # recorded in shadow mode: never sent (shadow.py)
 }
+# Where a message begins: queued to go, or kept from the start (shadow.decide).
+BEGINS = frozenset({OutboxStatus.PENDING, OutboxStatus.SHADOW})
 
 
 def may_move(before: str, after: str) -> bool:
     """Whether a message in `before` may move to `after`."""
-    return Status(after) in MOVES[Status(before)]
+    return OutboxStatus(after) in MOVES[OutboxStatus(before)]
 
 
 MAX_ATTEMPTS = 30  # about three days of retries with the backoff below

@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.sql.selectable import TableValuedAlias
 
+from mailbot import shadow
 from mailbot.addresses import domain_of, recipient_key
-from mailbot.store import OutboxMessage, UTCDateTime
+from mailbot.store import EventKind, OutboxMessage, UTCDateTime, add_events_by_id
 
 log = logging.getLogger("mailbot.outbox")
 
@@ -93,11 +94,20 @@ def queue(
     mailbox_address: str,
     now: datetime,
     send_at: datetime | None = None,
+    due_at: datetime | None = None,
 ) -> set[str]:
     """Queue letters by key in one statement; a key queued before is skipped, so each
-    thing happens once however often it is asked for. Returns the keys newly queued."""
+    thing happens once however often it is asked for. Returns the keys newly queued.
+
+    `due_at` is when the letters fell due (default `now`): in shadow mode, or when it
+    fell before mailbot went live after a trial, a letter is recorded and never sent
+    (shadow.decide), with a line in its case's history.
+    """
     if not items:
         return set()
+    mode = shadow.mode_of(session)
+    due = due_at or now
+    decisions = [shadow.decide(letter.kind, due, mode) for _, letter, _ in items]
     rows = [
         (
             key,
@@ -108,12 +118,26 @@ def queue(
             letter.as_json(),
             recipient_key(letter.recipient),
             domain_of(letter.recipient),
+            decision.status.value,
+            decision.reason,
         )
-        for key, letter, case_id in items
+        for (key, letter, case_id), decision in zip(items, decisions, strict=True)
     ]
     statement = _queue_statement(session.get_bind().dialect.name)
     params = {"rows": json.dumps(rows), "now": now, "send_at": send_at or now}
-    return set(session.execute(statement, params).scalars().all())
+    queued = set(session.execute(statement, params).scalars().all())
+    kept = [
+        (
+            case_id,
+            send_at or now,
+            EventKind.WOULD_HAVE_SENT,
+            shadow.would_have_sent(letter.kind, letter.recipient, decision),
+        )
+        for (key, letter, case_id), decision in zip(items, decisions, strict=True)
+        if not decision.sent and key in queued and case_id is not None
+    ]
+    add_events_by_id(session, kept)
+    return queued
 
 
 @functools.cache
@@ -136,10 +160,10 @@ def _queue_statement(dialect: str) -> ReturningInsert[tuple[str]]:
         "recipient_domain": row[7].as_string(),
         "letter": letter,
         "raw": literal(b"", LargeBinary),  # written when sent
-        "status": literal("pending"),
+        "status": row[8].as_string(),  # pending, or shadow (shadow.decide)
         "attempts": literal(0),
         "next_attempt_at": bindparam("send_at", type_=UTCDateTime),
-        "last_error": literal(""),
+        "last_error": row[9].as_string(),  # why a shadow letter is not sent
         "created_at": bindparam("now", type_=UTCDateTime),
     }
     # WHERE true: SQLite would read ON CONFLICT straight after a FROM as part of a join.
