@@ -17,7 +17,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from mailbot import deadlines, outbox, problems, scheduler, systemd
+from mailbot import deadlines, outbox, problems, scheduler, sentcopy, systemd
 from mailbot.app import App
 from mailbot.config import ImapConfig
 from mailbot.health import Alert, HealthWatch
@@ -60,6 +60,7 @@ def run_once(app: App) -> int:
     everything else is.
     """
     outbox.recover_interrupted(app.sessions, app.clock)
+    sentcopy.settle_uncertain(app)  # where the provider keeps a copy of what it took
     outbox.retry_paused_now(app)  # one complete cycle: paused sending is tried again too
     count = 0
     unreachable: Exception | None = None
@@ -83,6 +84,7 @@ def run_once(app: App) -> int:
     # What the first pass queued (the clerk hearing of a problem, or that it is fixed)
     # goes now too, unless it is what is refused.
     outbox.flush(app)
+    sentcopy.file_due(app)  # copies of what went, in the sent folder
     if unreachable is not None:
         raise unreachable
     stuck = outbox.sending_problems(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import imaplib
 import logging
 import select
 import socket
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from imapclient.imapclient import SENT
+from imapclient.imapclient import SEEN, SENT
 
 from mailbot.config import ImapConfig
 
@@ -179,6 +180,23 @@ class Mailbox:
     def uids_with_message_id(self, message_id: str) -> list[int]:
         """UIDs in the selected folder of messages with this Message-ID header."""
         return sorted(self.client.search(["HEADER", "Message-ID", message_id]))
+
+    def holds_message_id(self, folder: str, message_id: str) -> bool:
+        """A message with this Message-ID is in `folder` (opened read-only to look)."""
+        try:
+            self.select(folder)
+            return bool(self.uids_with_message_id(message_id))
+        except IMAPClientError as exc:
+            raise MailboxError(f"cannot search folder {folder!r}: {exc}") from exc
+
+    def append_copy(self, folder: str, raw: bytes, when: datetime | None) -> None:
+        """File `raw` in `folder` as already read (\\Seen), dated `when`: a copy of
+        something sent, exactly as it went. A refusal of this message raises
+        IMAPClientError; a lost connection, MailboxError."""
+        try:
+            self.client.append(folder, raw, flags=(SEEN,), msg_time=when)
+        except (OSError, imaplib.IMAP4.abort) as exc:
+            raise MailboxError(f"cannot file a copy in {folder!r}: {exc}") from exc
 
     def highest_uid(self) -> int:
         uids = self.client.search(["ALL"])

@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert, ReturningInsert, Update
 from sqlalchemy.sql.selectable import Select, TableValuedAlias
 
-from mailbot import faults
+from mailbot import faults, sentcopy
 from mailbot.addresses import domain_of, for_the_wire, needs_smtputf8, recipient_key
 from mailbot.calendar import next_opening
 from mailbot.clock import Clock
@@ -421,7 +421,9 @@ class Sender:
             try:
                 # Another process on the same database may have died mid-send.
                 recover_interrupted(self.app.sessions, self.app.clock)
+                sentcopy.settle_uncertain(self.app)  # where the provider keeps a copy
                 runner.run(_flush(self.app, self._stopping, kept))
+                sentcopy.file_due(self.app)  # copies of what just went, in the sent folder
                 failures = 0
             except Exception as exc:  # the database, say: try again, never let it die
                 failures += 1
@@ -515,6 +517,8 @@ def _claim_round(
             conn = session.connection()
             for each in sent:
                 _mark_sent(conn, now, each)
+            if app is not None:  # owed a copy in the sent folder, in the same commit
+                sentcopy.owe(conn, app.cfg, now, [(c.row_id, c.sender) for c in sent])
             for row, case in overtaken:
                 _withdraw(conn, now, row, case)
             claims = [claim for each in ready if (claim := _take(conn, now, *each))]
@@ -979,6 +983,20 @@ def _mark_sent(conn: Connection, now: datetime, sent: _Claim) -> None:
             },
         )
     log.info("sent %s to %s", sent.kind, sent.recipient, extra={"case": sent.ref})
+
+
+def record_sent(
+    conn: Connection,
+    now: datetime,
+    row_id: int,
+    recipient: str,
+    kind: str,
+    case_id: int | None,
+    said: str = "",
+) -> None:
+    """Record a message as sent that was found to have gone after all (sentcopy: in
+    the sent folder, after a crash mid-hand-over): the case's history says so."""
+    _mark_sent(conn, now, _Claim(row_id, b"", recipient, kind, case_id=case_id, said=said))
 
 
 @functools.cache
