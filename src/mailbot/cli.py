@@ -272,7 +272,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if failed(findings):
             bad = sum(not f.ok for f in findings)
             return _fail(EXIT_UNREACHABLE, f"{bad} connection check(s) failed; see above")
-    for warning in cfg.commands.warnings():
+    for warning in [*cfg.commands.warnings(), *cfg.metrics.warnings()]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"ok: {find_config(args.config)} (policy {cfg.council.policy})")
     mode = cfg.commands.mode

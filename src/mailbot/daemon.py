@@ -17,7 +17,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from mailbot import deadlines, outbox, problems, scheduler, sentcopy, systemd
+from mailbot import deadlines, metrics, outbox, problems, scheduler, sentcopy, systemd
 from mailbot.app import App
 from mailbot.config import ImapConfig
 from mailbot.health import Alert, HealthWatch
@@ -157,6 +157,8 @@ class Daemon:
     watched: list[Watched] = field(default_factory=list)
     sender: outbox.Sender | None = None
     watch: ChangeWatch | None = None
+    # What the metrics endpoint reads of the daemon ([metrics] listen).
+    figures: metrics.DaemonFigures = field(default_factory=metrics.DaemonFigures)
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
@@ -205,9 +207,15 @@ class Daemon:
         self.sender.start()
         self.sender.on_end(self.wake.set)  # a turn at once, which sees it has gone
         timer.start()
+        endpoint = None
         try:
+            # A thread, so after the sending process is forked (it never carries it).
+            self.figures.contacts = self._contacts
+            endpoint = metrics.serve(self.app, self.figures)
             self._run()
         finally:
+            if endpoint is not None:
+                endpoint.stop()
             timer.shutdown(wait=False)
             self.sender.stop()
             for watched in self.watched:
@@ -252,7 +260,10 @@ class Daemon:
                 f"the sending process ended unexpectedly (exit code {code})"
             )
         new = sum(self._read(watched) for watched in self.watched)
+        began = time.monotonic()
         scheduler.run_due(self.app)
+        self.figures.last_pass_at = self.app.clock.now()
+        self.figures.last_pass_seconds = time.monotonic() - began
         self.sender.wake()
         self._check_health()
         if not self.sender.stuck():  # a wedged sender gets the service restarted
@@ -284,6 +295,17 @@ class Daemon:
         watched.delays = backoff_delays()
         watched.health.succeeded(self.app.clock.now())
         return count
+
+    def _contacts(self) -> list[metrics.Contact]:
+        """When each mailbox and the SMTP server last answered (for the metrics)."""
+        found = [
+            metrics.Contact("imap", w.address, w.health.last_success, w.mailbox is not None)
+            for w in self.watched
+        ]
+        smtp = self.app.cfg.smtp
+        sent = self.sender.smtp_contact if self.sender is not None else None
+        found.append(metrics.Contact("smtp", smtp.username or smtp.host, sent))
+        return found
 
     def _lost(self, watched: Watched, exc: Exception) -> None:
         delay = next(watched.delays)
