@@ -449,7 +449,10 @@ def cmd_outbox_list(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return EXIT_OK
     for problem in problems:
-        what = "Folder missing" if problem.kind == "folder-missing" else "Sending is paused"
+        what = {
+            "folder-missing": "Folder missing",
+            "sent-copy-failing": "Copies not filed in the sent folder",
+        }.get(problem.kind, "Sending is paused")
         retry = f" (next try {local(problem.retry_at)})" if problem.retry_at else ""
         print(f"{what} since {local(problem.since)}: {problem.detail}{retry}")
     if paused:
