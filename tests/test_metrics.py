@@ -19,6 +19,7 @@ from mailbot.categories import CATEGORIES
 from mailbot.config import MetricsConfig
 from mailbot.devservers import free_port
 from tests.conftest import COUNCIL, council_config, mailbot, resident_mail, stop, wait_for
+from tests.test_sent_copies import sent_folder
 
 ALERTS = Path(__file__).parent.parent / "deploy" / "prometheus-alerts.yml"
 NOW = "2026-11-03T10:00:00+00:00"
@@ -86,6 +87,14 @@ def test_a_scrape_of_the_running_daemon_matches_mailbot_cases(
     try:
         # Every message read and answered (the refused one failed for good).
         wait_for(lambda: _failed(port) == 1, timeout=90)
+        # The sending process files a copy of each message that went in the sent folder.
+        wait_for(
+            lambda: (
+                len(sent_folder(dovecot)) == len(smtp.messages)
+                and by(scrape(port)["mailbot_sent_copies"], "status")["waiting"] == 0
+            ),
+            timeout=60,
+        )
         samples = scrape(port)
         cases = cli_json(config, "cases")
         unsent = cli_json(config, "outbox", "list")
@@ -133,6 +142,7 @@ def test_a_scrape_of_the_running_daemon_matches_mailbot_cases(
     [(_, last_pass)] = samples["mailbot_scheduler_last_pass_timestamp_seconds"]
     assert started <= last_pass <= started + 120
     assert samples["mailbot_database_up"] == [({}, 1.0)]
+    assert by(samples["mailbot_sent_copies"], "status") == {"waiting": 0.0, "failed": 0.0}
     assert samples["process_resident_memory_bytes"][0][1] > 0
 
 

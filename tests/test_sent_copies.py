@@ -300,3 +300,16 @@ def test_a_copy_that_cannot_be_filed_waits_is_retried_and_reaches_the_clerk(
         app.engine.dispose()
     finally:
         server.cleanup()
+
+
+def test_a_mailbox_with_no_sent_folder_set_gets_no_copies(tmp_path, dovecot, smtp, database_url):
+    config = council_config(tmp_path, dovecot, smtp, database_url, imap_extra='sent = ""\n')
+    dovecot.append(resident_mail(message_id="<off@x>"), when=ARRIVED)
+    code, err = run_once(config)
+    assert code == 0, err
+    assert len(to_residents(smtp)) == 1
+    assert sent_folder(dovecot) == []
+    app = App.load(load_config(config), FixedClock(ARRIVED))
+    with app.sessions() as s:
+        assert s.scalars(select(SentCopy)).all() == []
+    app.engine.dispose()
