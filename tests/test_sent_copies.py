@@ -313,3 +313,28 @@ def test_a_mailbox_with_no_sent_folder_set_gets_no_copies(tmp_path, dovecot, smt
     with app.sessions() as s:
         assert s.scalars(select(SentCopy)).all() == []
     app.engine.dispose()
+
+
+def test_a_message_sent_again_by_the_clerk_keeps_its_one_copy(app, dovecot, smtp):
+    """`mailbot outbox resend` of a bounced letter: recording it as sent again must not
+    fail for the copy it already has (one copy a message)."""
+    from sqlalchemy import update
+
+    from mailbot.unsent import resend
+
+    dovecot.append(resident_mail(message_id="<again@x>"), when=ARRIVED)
+    mailbox = connect(app, app.cfg.imap)
+    ingest_mailbox(app, mailbox)
+    mailbox.close()
+    assert flush(app).sent >= 1
+    file_due(app)
+    with app.sessions.begin() as s:
+        ack = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "acknowledgement")).one()
+        s.execute(update(OutboxMessage).where(OutboxMessage.id == ack.id).values(status="bounced"))
+        ack_id = ack.id
+    resend(app, ack_id)
+    assert flush(app).sent == 1
+    assert [m.rcpt_tos[0] for m in to_residents(smtp)] == ["jane.doe@example.com"] * 2
+    with app.sessions() as s:
+        copies = s.scalars(select(SentCopy).where(SentCopy.outbox_id == ack_id)).all()
+        assert [(c.status, c.attempts) for c in copies] == [("filed", 1)]

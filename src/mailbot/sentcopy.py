@@ -19,6 +19,7 @@ threaded under the resident's message. Two ways to get it there:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,13 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from mailbot.config import ConfigError, ImapConfig
 from mailbot.mailbox import Mailbox, MailboxError, choose_sent_folder
 from mailbot.oauth import OAuthError
 from mailbot.problems import ProblemKind, report, resolve
-from mailbot.store import Case, CaseEvent, EventKind, OutboxMessage, SentCopy
+from mailbot.store import Case, CaseEvent, EventKind, OutboxMessage, SentCopy, UTCDateTime
 
 if TYPE_CHECKING:
     from mailbot.app import App
@@ -104,17 +107,25 @@ def owe(conn: Connection, cfg: Config, now: datetime, sent: Iterable[tuple[int, 
         if files_copies(cfg, sender or cfg.council.mailbox_address)
     ]
     if rows:
-        conn.execute(_owe_statement(), rows)
+        conn.execute(_owe_statement(conn.dialect.name), rows)
 
 
-def _owe_statement() -> Any:
+@functools.cache
+def _owe_statement(dialect: str) -> Any:
+    """One copy a message: one sent again (`mailbot outbox resend`) already has its
+    copy owed or filed, and must never fail the commit that records it as sent."""
     table = SentCopy.__table__
-    return insert(table).values(
-        outbox_id=bindparam("outbox_id"),
-        status=str(CopyStatus.WAITING),
-        attempts=0,
-        next_attempt_at=bindparam("now"),
-        last_error="",
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(table)
+        .values(
+            outbox_id=bindparam("outbox_id"),
+            status=str(CopyStatus.WAITING),
+            attempts=0,
+            next_attempt_at=bindparam("now", type_=UTCDateTime),
+            last_error="",
+        )
+        .on_conflict_do_nothing(index_elements=["outbox_id"])
     )
 
 
