@@ -42,6 +42,12 @@ def test_an_uncertain_message_found_in_the_sent_folder_was_sent():
     assert judge(False, claimed, claimed + timedelta(minutes=10), grace) is Uncertain.NEVER_TAKEN
 
 
+def test_the_hand_over_s_start_is_read_from_the_outbox_s_own_lease():
+    from mailbot import outbox, sentcopy
+
+    assert sentcopy.LEASE == outbox.SENDING_LEASE
+
+
 def test_microsoft_365_and_google_keep_a_copy_a_relay_does_not():
     assert provider_keeps_copy("smtp.office365.com")
     assert provider_keeps_copy("SMTP.Gmail.com.")
