@@ -86,8 +86,16 @@ def run_cli(config: Path, *args: str) -> tuple[int, str]:
 
 
 def inbound(app: App) -> list[InboundMessage]:
+    """What was read from the inbox (not the copies of what was sent, read back from
+    the sent folder as mailbot's own)."""
     with app.sessions() as s:
-        return list(s.scalars(sql_select(InboundMessage).order_by(InboundMessage.id)))
+        return list(
+            s.scalars(
+                sql_select(InboundMessage)
+                .where(InboundMessage.folder.endswith("/INBOX"))
+                .order_by(InboundMessage.id)
+            )
+        )
 
 
 def ack_rows(app: App) -> list[OutboxMessage]:

@@ -46,8 +46,10 @@ def form_mail(name: str, replace: tuple[bytes, bytes] | None = None) -> bytes:
 
 
 def rows(app: App) -> list[InboundMessage]:
+    """What was read from the inbox (not mailbot's copies read back from the sent folder)."""
+    inbox = InboundMessage.folder.endswith("/INBOX")
     with app.sessions() as s:
-        return list(s.scalars(select(InboundMessage).order_by(InboundMessage.uid)))
+        return list(s.scalars(select(InboundMessage).where(inbox).order_by(InboundMessage.uid)))
 
 
 def cases(app: App) -> list[Case]:

@@ -68,8 +68,12 @@ class Instance:
             return sum(m.message["Auto-Submitted"] == "auto-replied" for m in self.smtp.messages)
 
     def outcomes(self) -> list[str]:
+        """What was decided about the inbox's mail (the copies of what was sent, read
+        back from the sent folder as mailbot's own, are left out)."""
+        inbox = InboundMessage.folder.endswith("/INBOX")
         with self.app.sessions() as s:
-            return list(s.scalars(select(InboundMessage.outcome).order_by(InboundMessage.uid)))
+            query = select(InboundMessage.outcome).where(inbox).order_by(InboundMessage.uid)
+            return list(s.scalars(query))
 
 
 @pytest.fixture

@@ -82,8 +82,22 @@ def app(tmp_path, dovecot, foi, smtp, database_url) -> Iterator[App]:
 
 
 def inbound(app: App) -> list[InboundMessage]:
+    """What was read from the inboxes (not the copies of what was sent, read back from
+    the sent folders as mailbot's own)."""
     with app.sessions() as s:
-        return list(s.scalars(select(InboundMessage).order_by(InboundMessage.id)))
+        inbox = InboundMessage.folder.endswith("/INBOX")
+        return list(s.scalars(select(InboundMessage).where(inbox).order_by(InboundMessage.id)))
+
+
+def sent_copies(account: Account) -> list[str]:
+    """The Message-IDs of the copies in a mailbox's sent folder."""
+    with account.client() as imap:
+        imap.select_folder("Sent", readonly=True)
+        found = imap.fetch(imap.search(["ALL"]), ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+    return sorted(
+        data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].decode().split(":", 1)[1].strip()
+        for data in found.values()
+    )
 
 
 def cases(app: App) -> dict[str, Case]:
@@ -177,7 +191,20 @@ def test_our_own_letter_from_one_mailbox_arriving_in_the_other_is_not_answered(
     foi.append(resident_mail(sender="bob@example.net", subject="Minutes", body=PLAIN), when=ARRIVED)
     run_once(app)
     [answer] = to_residents(smtp)
+
     # Bob forwards nothing; a misdirected copy of foi@'s letter lands in enquiries@.
+    # Its copy is in foi@'s sent folder, not enquiries@'s: each mailbox's officers see
+    # what was sent about its own cases.
+    def sent_from(address: str) -> list[str]:
+        return sorted(
+            m.message["Message-ID"]
+            for m in smtp.messages
+            if m.message["From"].addresses[0].addr_spec == address
+        )
+
+    assert answer.message["Message-ID"] in sent_from(foi.user)
+    assert sent_copies(foi) == sent_from(foi.user)
+    assert sent_copies(dovecot) == sent_from(COUNCIL)  # the council's own letters
     dovecot.append(answer.raw, when=ARRIVED + timedelta(minutes=5))
     run_once(app)
     assert [m.outcome for m in inbound(app)] == ["case-opened", "own-mail"]

@@ -416,3 +416,57 @@ def test_xoauth2_without_an_oauth_table_is_a_finding(tmp_path: Path) -> None:
 def test_base64_matches_what_servers_decode() -> None:
     decoded = base64.b64decode(xoauth2_base64(MAILBOX, "tok")).decode()
     assert decoded.split("\x01")[:2] == [f"user={MAILBOX}", "auth=Bearer tok"]
+
+
+# --- the metrics ---------------------------------------------------------------------------
+
+
+def test_the_sign_in_token_s_expiry_is_served_to_prometheus(
+    idp: IdentityProvider, ca: TestCA, tmp_path: Path
+) -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mailbot.app import App
+    from mailbot.clock import FixedClock
+    from mailbot.config import load_config
+    from mailbot.devservers import Account, SmtpCapture, local_config
+    from mailbot.metrics import DaemonFigures, registry_for
+    from mailbot.migrations import upgrade
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    config = local_config(tmp_path, Account(1, MAILBOX, "x"), SmtpCapture(), database_url=url)
+    upgrade(url)
+    app = App.load(load_config(config), FixedClock(T0))
+    secret = tmp_path / "ms-secret"
+    secret.write_text(idp.client_secret)
+    cfg = OAuthConfig.model_validate(
+        {
+            "provider": "microsoft",
+            "tenant_id": idp.tenant,
+            "client_id": idp.client_id,
+            "client_secret_file": secret,
+            "authority": idp.url,
+            "ca_file": ca.path,
+        }
+    )
+    app.tokens = OAuthTokens(cfg)
+
+    def served() -> dict[str, list[tuple[dict[str, str], float]]]:
+        text = generate_latest(registry_for(app, DaemonFigures())).decode()
+        found: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                found.setdefault(sample.name, []).append((sample.labels, sample.value))
+        return found
+
+    before = served()
+    assert "mailbot_oauth_token_expiry_timestamp_seconds" not in before  # none asked for yet
+    assert before["mailbot_oauth_renewal_failing"] == [({}, 0.0)]
+    app.tokens.for_user(MAILBOX).token()
+    expires = app.tokens.for_user(MAILBOX).expires_at
+    assert expires is not None
+    assert served()["mailbot_oauth_token_expiry_timestamp_seconds"] == [
+        ({"user": "app"}, expires.timestamp())  # Microsoft's token is the app's
+    ]
+    app.engine.dispose()

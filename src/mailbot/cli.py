@@ -317,7 +317,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if failed(findings):
             bad = sum(not f.ok for f in findings)
             return _fail(EXIT_UNREACHABLE, f"{bad} connection check(s) failed; see above")
-    for warning in cfg.commands.warnings():
+    for warning in [*cfg.commands.warnings(), *cfg.metrics.warnings()]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"ok: {find_config(args.config)} (policy {cfg.council.policy})")
     mode = cfg.commands.mode
@@ -548,7 +548,10 @@ def cmd_outbox_list(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return EXIT_OK
     for problem in problems:
-        what = "Folder missing" if problem.kind == "folder-missing" else "Sending is paused"
+        what = {
+            "folder-missing": "Folder missing",
+            "sent-copy-failing": "Copies not filed in the sent folder",
+        }.get(problem.kind, "Sending is paused")
         retry = f" (next try {local(problem.retry_at)})" if problem.retry_at else ""
         print(f"{what} since {local(problem.since)}: {problem.detail}{retry}")
     if paused:

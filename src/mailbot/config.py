@@ -27,7 +27,7 @@ from mailbot.classify import Category
 from mailbot.errors import ConfigError
 from mailbot.oauth import OAuthConfig
 from mailbot.parse import clean_text, valid_address
-from mailbot.web.settings import WebConfig
+from mailbot.web.settings import WebConfig, parse_listen
 
 SEARCH_PATHS = (Path("mailbot.toml"), Path("/etc/mailbot/mailbot.toml"))
 MAX_CONFIG_BYTES = 1_000_000
@@ -190,6 +190,60 @@ class SmtpConfig(ServerConfig):
     # Messages handed to the server at once, one a connection. More clear a backlog
     # sooner; a crash can leave as many 'uncertain' (Microsoft 365 allows 3 per mailbox).
     connections: Annotated[int, Field(ge=1, le=10)] = 1
+    # Whether the provider files what it was handed in the mailbox's sent folder itself
+    # (Microsoft 365 and Google do): then mailbot files no copy of its own, and a message
+    # left 'uncertain' by a crash mid-hand-over is looked for there (sentcopy.py). Not
+    # given: true for Microsoft 365's and Google's SMTP servers, false otherwise.
+    provider_keeps_copy: bool | None = None
+    # How long after a hand-over was begun its copy may take to show in the sent folder:
+    # not there by then, the server never took it, and it is sent (once).
+    copy_grace_minutes: Annotated[int, Field(ge=1, le=1440)] = 10
+
+    @property
+    def keeps_copy(self) -> bool:
+        """provider_keeps_copy, or what the server's name says when it is not given."""
+        if self.provider_keeps_copy is not None:
+            return self.provider_keeps_copy
+        return provider_keeps_copy(self.host)
+
+
+# SMTP servers that file what they are handed in the sender's sent folder themselves.
+COPY_KEEPING_SERVERS = ("smtp.office365.com", "outlook.office365.com", "smtp.gmail.com")
+
+
+def provider_keeps_copy(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    # A tenant's own MX endpoint for SMTP relay (…mail.protection.outlook.com) files no
+    # copy: it is a relay, not the mailbox's own submission.
+    return host in COPY_KEEPING_SERVERS
+
+
+class MetricsConfig(_Strict):
+    """[metrics]: OpenMetrics for Prometheus, served by `mailbot run` (metrics.py)."""
+
+    listen: str | None = None  # e.g. "127.0.0.1:9325"; not given, no endpoint
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return None if self.listen is None else parse_listen(self.listen)
+
+    def warnings(self) -> list[str]:
+        """What `mailbot check` and the daemon say about this table, one line each."""
+        address = self.address
+        if address is None or is_loopback(address[0]):
+            return []
+        return [
+            f"metrics.listen: {address[0]} can be reached from other machines; the figures "
+            "name no resident, but they name the mailboxes and the load: let only "
+            "Prometheus reach the port (a firewall), or listen on 127.0.0.1"
+        ]
 
 
 class CouncilConfig(_Strict):
@@ -514,6 +568,7 @@ class Config(_Strict):
     forms: list[FormConfig] = []
     oauth: OAuthConfig | None = None
     web: WebConfig = WebConfig()  # the clerk's console (`mailbot web`)
+    metrics: MetricsConfig = MetricsConfig()  # OpenMetrics for Prometheus (`mailbot run`)
     officers: list[OfficerConfig] = Field(min_length=1)
     source: Path | None = None
 

@@ -17,7 +17,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from mailbot import deadlines, problems, scheduler, systemd
+from mailbot import deadlines, metrics, problems, scheduler, sentcopy, systemd
 from mailbot.app import App
 from mailbot.config import ImapConfig
 from mailbot.health import Alert, HealthWatch
@@ -27,6 +27,7 @@ from mailbot.mailbox import (
     MailboxError,
     MailboxLost,
     backoff_delays,
+    sign_in,
     wait_for_mail,
 )
 from mailbot.oauth import OAuthError
@@ -43,17 +44,6 @@ log = logging.getLogger("mailbot.daemon")
 CONNECTION_ERRORS = (MailboxError, IMAPClientError, OSError, OAuthError)
 
 
-def connect(app: App, box: ImapConfig) -> Mailbox:
-    if box.auth == "xoauth2":
-        assert app.tokens is not None  # the config refuses xoauth2 without [oauth]
-        secret = app.tokens.for_user(box.username).token()  # renewed here when due
-    else:
-        secret = box.password()
-    mailbox = Mailbox(box, secret)
-    mailbox.connect()
-    return mailbox
-
-
 def run_once(app: App) -> int:
     """`mailbot run --once`: everything new in every mailbox, everything due, then return.
 
@@ -62,12 +52,13 @@ def run_once(app: App) -> int:
     everything else is.
     """
     delivery.recover_interrupted(app.sessions, app.clock)
+    sentcopy.settle_uncertain(app)  # where the provider keeps a copy of what it took
     pauses.retry_paused_now(app)  # one complete cycle: paused sending is tried again too
     count = 0
     unreachable: Exception | None = None
     for box in app.cfg.all_mailboxes:
         try:
-            mailbox = connect(app, box)
+            mailbox = sign_in(app, box)
             try:
                 count += ingest_mailbox(app, mailbox)
             finally:
@@ -85,6 +76,7 @@ def run_once(app: App) -> int:
     # What the first pass queued (the clerk hearing of a problem, or that it is fixed)
     # goes now too, unless it is what is refused.
     sending.flush(app)
+    sentcopy.file_due(app)  # copies of what went, in the sent folder
     if unreachable is not None:
         raise unreachable
     stuck = pauses.sending_problems(app)
@@ -157,6 +149,8 @@ class Daemon:
     watched: list[Watched] = field(default_factory=list)
     sender: process.Sender | None = None
     watch: ChangeWatch | None = None
+    # What the metrics endpoint reads of the daemon ([metrics] listen).
+    figures: metrics.DaemonFigures = field(default_factory=metrics.DaemonFigures)
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
@@ -202,9 +196,15 @@ class Daemon:
         self.sender.start()
         self.sender.on_end(self.wake.set)  # a turn at once, which sees it has gone
         timer.start()
+        endpoint = None
         try:
+            # A thread, so after the sending process is forked (it never carries it).
+            self.figures.contacts = self._contacts
+            endpoint = metrics.serve(self.app, self.figures)
             self._run()
         finally:
+            if endpoint is not None:
+                endpoint.stop()
             timer.shutdown(wait=False)
             self.sender.stop()
             for watched in self.watched:
@@ -249,7 +249,10 @@ class Daemon:
                 f"the sending process ended unexpectedly (exit code {code})"
             )
         new = sum(self._read(watched) for watched in self.watched)
+        began = time.monotonic()
         scheduler.run_due(self.app)
+        self.figures.last_pass_at = self.app.clock.now()
+        self.figures.last_pass_seconds = time.monotonic() - began
         self.sender.wake()
         self._check_health()
         if not self.sender.stuck():  # a wedged sender gets the service restarted
@@ -260,7 +263,7 @@ class Daemon:
             if time.monotonic() < watched.retry_at:
                 return 0
             try:
-                watched.mailbox = connect(self.app, watched.box)
+                watched.mailbox = sign_in(self.app, watched.box)
             except CONNECTION_ERRORS as exc:
                 self._lost(watched, exc)
                 return 0
@@ -281,6 +284,17 @@ class Daemon:
         watched.delays = backoff_delays()
         watched.health.succeeded(self.app.clock.now())
         return count
+
+    def _contacts(self) -> list[metrics.Contact]:
+        """When each mailbox and the SMTP server last answered (for the metrics)."""
+        found = [
+            metrics.Contact("imap", w.address, w.health.last_success, w.mailbox is not None)
+            for w in self.watched
+        ]
+        smtp = self.app.cfg.smtp
+        sent = self.sender.smtp_contact if self.sender is not None else None
+        found.append(metrics.Contact("smtp", smtp.username or smtp.host, sent))
+        return found
 
     def _lost(self, watched: Watched, exc: Exception) -> None:
         delay = next(watched.delays)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.policy
 import os
@@ -258,6 +259,11 @@ class _CaptureHandler:
             self.capture.messages.append(
                 CapturedMessage(envelope.mail_from, list(envelope.rcpt_tos), content)
             )
+        if self.capture.keeps_copy_in is not None:
+            # As Microsoft 365 does: what it takes is filed in the sender's Sent Items
+            # before it answers.
+            copy_to = self.capture.keeps_copy_in
+            await asyncio.to_thread(copy_to.append, content, None, self.capture.copy_folder)
         return "250 Message accepted for delivery"
 
 
@@ -291,7 +297,8 @@ class SmtpCapture:
     recipients, `refuse_data_from` to refuse messages from some From addresses after
     DATA (as Microsoft 365 refuses Send As), each with a reply as Postfix would give it.
     With a `password`, logging in is required and any other password is refused (535).
-    `smtputf8` offers international addresses (RFC 6531).
+    `smtputf8` offers international addresses (RFC 6531). With `keeps_copy_in`, each
+    message taken is also filed in that Dovecot mailbox's `copy_folder`.
     """
 
     port: int = field(default_factory=free_port)
@@ -303,6 +310,10 @@ class SmtpCapture:
     password: str | None = None
     smtputf8: bool = False
     greetings: int = 0  # EHLOs seen: how many connections mailbot opened
+    # A mailbox to file a copy of every message taken in, as Microsoft 365 files what
+    # it is handed in the sender's sent folder.
+    keeps_copy_in: Account | None = None
+    copy_folder: str = "Sent"
     lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 

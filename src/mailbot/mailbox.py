@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import imaplib
 import logging
 import select
 import socket
@@ -12,12 +13,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from imapclient.imapclient import SENT
+from imapclient.imapclient import SEEN, SENT
 
 from mailbot.config import ImapConfig
+
+if TYPE_CHECKING:
+    from mailbot.app import App
 
 log = logging.getLogger("mailbot.mailbox")
 
@@ -180,6 +185,23 @@ class Mailbox:
         """UIDs in the selected folder of messages with this Message-ID header."""
         return sorted(self.client.search(["HEADER", "Message-ID", message_id]))
 
+    def holds_message_id(self, folder: str, message_id: str) -> bool:
+        """A message with this Message-ID is in `folder` (opened read-only to look)."""
+        try:
+            self.select(folder)
+            return bool(self.uids_with_message_id(message_id))
+        except IMAPClientError as exc:
+            raise MailboxError(f"cannot search folder {folder!r}: {exc}") from exc
+
+    def append_copy(self, folder: str, raw: bytes, when: datetime | None) -> None:
+        """File `raw` in `folder` as already read (\\Seen), dated `when`: a copy of
+        something sent, exactly as it went. A refusal of this message raises
+        IMAPClientError; a lost connection, MailboxError."""
+        try:
+            self.client.append(folder, raw, flags=(SEEN,), msg_time=when)
+        except (OSError, imaplib.IMAP4.abort) as exc:
+            raise MailboxError(f"cannot file a copy in {folder!r}: {exc}") from exc
+
     def highest_uid(self) -> int:
         uids = self.client.search(["ALL"])
         return max(uids) if uids else 0
@@ -303,3 +325,17 @@ def backoff_delays(first: float = 1.0, limit: float = 300.0) -> Iterator[float]:
     while True:
         yield delay
         delay = min(delay * 2, limit)
+
+
+def sign_in(app: App, box: ImapConfig) -> Mailbox:
+    """A connected mailbox, signed in with its password or (xoauth2) a token renewed
+    here when due: the daemon, `mailbot release` and the sent-folder copies all sign in
+    this way."""
+    if box.auth == "xoauth2":
+        assert app.tokens is not None  # the config refuses xoauth2 without [oauth]
+        secret = app.tokens.for_user(box.username).token()
+    else:
+        secret = box.password()
+    mailbox = Mailbox(box, secret)
+    mailbox.connect()
+    return mailbox

@@ -466,6 +466,12 @@ class OAuthTokens:
     def last_error(self) -> str:
         return next((p.last_error for p in self._providers.values() if p.last_error), "")
 
+    def expiries(self) -> dict[str, datetime]:
+        """When each token in use expires, by user ("" for Microsoft's app-wide token)."""
+        with self._lock:
+            providers = dict(self._providers)
+        return {user: p.expires_at for user, p in providers.items() if p.expires_at}
+
 
 def make_provider(
     cfg: OAuthConfig, user: str, *, now: Callable[[], datetime] = _utcnow

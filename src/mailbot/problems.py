@@ -33,6 +33,8 @@ class ProblemKind(StrEnum):
     SENDING_REFUSED = "sending-refused"  # the SMTP server refuses our account or address
     SMTP_UNREACHABLE = "smtp-unreachable"  # no connection to the SMTP server
     FOLDER_MISSING = "folder-missing"  # a configured folder is not on the IMAP server
+    # copies of what mailbot sent cannot be filed in the sent folder (sentcopy.py)
+    SENT_COPY_FAILING = "sent-copy-failing"
 
 
 # How long a problem lasts before the clerk is emailed: a server restarting for a minute
@@ -41,6 +43,9 @@ ALERT_AFTER = {
     ProblemKind.SENDING_REFUSED: timedelta(0),
     ProblemKind.SMTP_UNREACHABLE: timedelta(minutes=30),
     ProblemKind.FOLDER_MISSING: timedelta(0),
+    # Nothing waits on it but officers' view in Outlook; a mailbox out of reach for a
+    # while is told by the health check anyway.
+    ProblemKind.SENT_COPY_FAILING: timedelta(hours=1),
 }
 SENDING_KINDS = frozenset({ProblemKind.SENDING_REFUSED, ProblemKind.SMTP_UNREACHABLE})
 # Sending is tried again after 1, 2, 4 … minutes, at most this often once it is fixed.
@@ -136,7 +141,10 @@ def _tell_clerk(app: App, session: Session, problem: Problem, now: datetime, fix
 
 def headline(problem: Problem) -> str:
     """For the systemd status line: what is wrong, in capitals, then the detail."""
-    label = "FOLDER MISSING" if problem.kind == ProblemKind.FOLDER_MISSING else "SENDING PAUSED"
+    label = {
+        ProblemKind.FOLDER_MISSING: "FOLDER MISSING",
+        ProblemKind.SENT_COPY_FAILING: "SENT COPIES WAITING",
+    }.get(ProblemKind(problem.kind), "SENDING PAUSED")
     return f"{label}: {problem.detail[:200]}"
 
 
@@ -145,11 +153,13 @@ def subject(problem: Problem, fixed: bool = False) -> str:
     if fixed:
         return {
             ProblemKind.FOLDER_MISSING: "mailbot can read the folder again",
+            ProblemKind.SENT_COPY_FAILING: "mailbot is filing copies in the sent folder again",
         }.get(kind, "mailbot is sending mail again")
     return {
         ProblemKind.SENDING_REFUSED: "mailbot cannot send mail: the SMTP server refuses it",
         ProblemKind.SMTP_UNREACHABLE: "mailbot cannot send mail: the SMTP server is out of reach",
         ProblemKind.FOLDER_MISSING: "mailbot cannot find a mail folder",
+        ProblemKind.SENT_COPY_FAILING: "mailbot cannot file copies of its mail in the sent folder",
     }[kind]
 
 
@@ -168,6 +178,13 @@ def letter_text(problem: Problem, timezone: str, fixed: bool = False) -> str:
             "their cases are not marked responded. New mail in the inbox is still answered."
         )
         fix = "set the folder's name in [imap] (mailbot check --connect lists the folders)"
+    elif kind is ProblemKind.SENT_COPY_FAILING:
+        consequence = (
+            "Residents and officers are getting mailbot's messages; only the copies "
+            "officers would see in the mailbox's sent folder are missing. mailbot keeps "
+            "them and files them as soon as it can; each case's history says what was sent."
+        )
+        fix = "check the [imap] settings and the sent folder's name (mailbot check --connect)"
     else:
         consequence = (
             "This is about mailbot's account or the server, not about any one message, so "

@@ -20,11 +20,10 @@ from mailbot import shadow
 from mailbot.app import App
 from mailbot.classify import classify
 from mailbot.config import Config, ImapConfig
-from mailbot.daemon import connect
 from mailbot.forms import read_form, with_topic
 from mailbot.held import SPAM_RULE, held_name, reason_of
 from mailbot.intake.casework import acknowledge, alert_welfare, open_case
-from mailbot.mailbox import FetchedMessage, Mailbox, folder_key
+from mailbot.mailbox import FetchedMessage, Mailbox, folder_key, sign_in
 from mailbot.outbox import sending
 from mailbot.parse import clean_text, parse_message, valid_address
 from mailbot.resident import resident_of
@@ -210,7 +209,7 @@ def _mailbox_of(cfg: Config, folder: str) -> ImapConfig:
 def _fetch_again(app: App, box: ImapConfig, held: _Held) -> FetchedMessage | None:
     """The message from the mailbox: by its UID while the folder keeps its numbering, else
     (renumbered, or moved out and back) by its Message-ID; None if it is not there."""
-    mailbox = connect(app, box)
+    mailbox = sign_in(app, box)
     try:
         uidvalidity = mailbox.select(box.inbox)
         if uidvalidity == held.uidvalidity:

@@ -181,6 +181,8 @@ class EventKind(StrEnum):
     BOUNCED = "bounced"
     # A letter recorded and not sent: mailbot was in shadow mode (issue 22).
     WOULD_HAVE_SENT = "would-have-sent"
+    # Sent, but no copy could be filed in the mailbox's sent folder (issue 22).
+    COPY_NOT_FILED = "copy-not-filed"
 
 
 class CaseEvent(Base):
@@ -283,6 +285,23 @@ class ShadowPeriod(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     began_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SentCopy(Base):
+    """A copy of a sent message owed to the mailbox's sent folder (sentcopy.py), so an
+    officer in Outlook sees what the resident was told. Written in the transaction that
+    records the message as sent; filed over IMAP afterwards, retried until it is."""
+
+    __tablename__ = "sent_copies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), unique=True)
+    # waiting -> filed; failed once it has been tried too often (the clerk is told)
+    status: Mapped[str] = mapped_column(String(20), default="waiting")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    filed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (Index("ix_sent_copies_status_next", "status", "next_attempt_at"),)
 
 
 class Problem(Base):

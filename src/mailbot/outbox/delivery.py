@@ -209,6 +209,20 @@ def mark_sent(conn: Connection, now: datetime, sent: Claim) -> None:
     log.info("sent %s to %s", sent.kind, sent.recipient, extra={"case": sent.ref})
 
 
+def record_sent(
+    conn: Connection,
+    now: datetime,
+    row_id: int,
+    recipient: str,
+    kind: str,
+    case_id: int | None,
+    said: str = "",
+) -> None:
+    """Record a message as sent that was found to have gone after all (sentcopy: in
+    the sent folder, after a crash mid-hand-over): the case's history says so."""
+    mark_sent(conn, now, Claim(row_id, b"", recipient, kind, case_id=case_id, said=said))
+
+
 @functools.cache
 def _sent_statements() -> tuple[Update, Update, Insert]:
     """Built once: the sending process runs them for every message it sends."""

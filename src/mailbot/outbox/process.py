@@ -15,12 +15,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from mailbot import sentcopy
 from mailbot.outbox.delivery import SENDING_LEASE, recover_interrupted
 from mailbot.outbox.sending import send_due
 from mailbot.outbox.transport import KeptConnections
@@ -100,6 +101,9 @@ class Sender:
         # time.monotonic() (one clock for every process) while a pass is under way, else 0
         ctx = multiprocessing.get_context("fork")
         self._busy_since = ctx.Value("d", 0.0, lock=False)
+        # When the SMTP server last took mail or our sign-in (the app's clock, Unix
+        # time; 0: not yet): the daemon's metrics read it.
+        self._smtp_contact = ctx.Value("d", 0.0, lock=False)
         self._parent = os.getpid()
         self._process = ctx.Process(target=self._main, name="mailbot-outbox", daemon=True)
 
@@ -139,6 +143,12 @@ class Sender:
         """The sending process's exit code if it has ended (it should not, until stopped)."""
         return None if self._process.is_alive() else self._process.exitcode
 
+    @property
+    def smtp_contact(self) -> datetime | None:
+        """When the SMTP server last took mail or our sign-in (None: not since start)."""
+        stamp = self._smtp_contact.value
+        return datetime.fromtimestamp(stamp, UTC) if stamp else None
+
     def stuck(self, limit: timedelta = SENDING_LEASE) -> bool:
         """One pass of sending has run longer than `limit` (each step times out sooner):
         the daemon then stops feeding systemd's watchdog, which restarts it."""
@@ -176,7 +186,11 @@ class Sender:
             try:
                 # Another process on the same database may have died mid-send.
                 recover_interrupted(self.app.sessions, self.app.clock)
-                runner.run(send_due(self.app, self._stopping, kept))
+                sentcopy.settle_uncertain(self.app)  # where the provider keeps a copy
+                sent = runner.run(send_due(self.app, self._stopping, kept))
+                if sent.sent or kept:  # the server answered: taken, or kept open
+                    self._smtp_contact.value = self.app.clock.now().timestamp()
+                sentcopy.file_due(self.app)  # copies of what just went, in the sent folder
                 failures = 0
             except Exception as exc:  # the database, say: try again, never let it die
                 failures += 1

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Select
 
-from mailbot import faults
+from mailbot import faults, sentcopy
 from mailbot.clock import Clock
 from mailbot.letters import render_letter
 from mailbot.outbox.delivery import ONLY_WHILE_OPEN, Claim, failed, mark_sent, take, withdraw
@@ -98,6 +98,8 @@ def _claim_round(
             conn = session.connection()
             for each in sent:
                 mark_sent(conn, now, each)
+            if app is not None:  # owed a copy in the sent folder, in the same commit
+                sentcopy.owe(conn, app.cfg, now, [(c.row_id, c.sender) for c in sent])
             for row, case in overtaken:
                 withdraw(conn, now, row, case)
             claims = [claim for each in ready if (claim := take(conn, now, *each))]
