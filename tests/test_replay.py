@@ -639,9 +639,12 @@ def test_replay_gives_the_same_cases_and_dates_as_live_processing(
     assert len(live_cases) == 6
     assert [c["status"] for c in live_cases if c["ref"] == "FOI-2026-00001"] == ["responded"]
     with engine.connect() as conn:
+        # Live, mailbot files a copy of what it sends in the sent folder and reads it
+        # back as its own mail; an export of past mail holds no such copies.
         live_outcomes = conn.execute(
             select(InboundMessage.outcome, Case.ref)
             .outerjoin(Case, Case.id == InboundMessage.case_id)
+            .where(InboundMessage.outcome != "own-mail")
             .order_by(InboundMessage.internal_date)
         ).all()
     engine.dispose()

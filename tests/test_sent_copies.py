@@ -16,9 +16,9 @@ from sqlalchemy import select
 from mailbot.app import App
 from mailbot.clock import FixedClock
 from mailbot.config import load_config, provider_keeps_copy
-from mailbot.daemon import connect
 from mailbot.devservers import Account, LocalDovecot, SmtpCapture
 from mailbot.faults import ENV as CRASH_ENV
+from mailbot.mailbox import sign_in
 from mailbot.outbox.sending import flush
 from mailbot.pipeline import ingest_mailbox
 from mailbot.problems import ProblemKind, alert_due, open_problems
@@ -237,7 +237,7 @@ def test_a_copy_that_cannot_be_filed_waits_is_retried_and_reaches_the_clerk(
         clock = FixedClock(datetime.fromisoformat(NOW))
         app = App.load(load_config(config), clock)
         server.append(resident_mail(message_id="<lost@x>"), when=ARRIVED)
-        mailbox = connect(app, app.cfg.imap)
+        mailbox = sign_in(app, app.cfg.imap)
         ingest_mailbox(app, mailbox)
         mailbox.close()
         assert flush(app).sent == 1  # the acknowledgement went; its copy is owed
@@ -280,7 +280,7 @@ def test_a_copy_that_cannot_be_filed_waits_is_retried_and_reaches_the_clerk(
         # Mended: the next copy is filed, and the clerk hears that it is fixed.
         server.restart()
         server.append(resident_mail(sender="b@example.com", message_id="<back@x>"))
-        mailbox = connect(app, app.cfg.imap)
+        mailbox = sign_in(app, app.cfg.imap)
         ingest_mailbox(app, mailbox)
         mailbox.close()
         flush(app)
@@ -330,7 +330,7 @@ def test_a_message_sent_again_by_the_clerk_keeps_its_one_copy(app, dovecot, smtp
     from mailbot.unsent import resend
 
     dovecot.append(resident_mail(message_id="<again@x>"), when=ARRIVED)
-    mailbox = connect(app, app.cfg.imap)
+    mailbox = sign_in(app, app.cfg.imap)
     ingest_mailbox(app, mailbox)
     mailbox.close()
     assert flush(app).sent >= 1
