@@ -27,6 +27,7 @@ from mailbot.classify import Category
 from mailbot.errors import ConfigError
 from mailbot.oauth import OAuthConfig
 from mailbot.parse import clean_text, valid_address
+from mailbot.secretfile import read_secret_file
 from mailbot.web.settings import WebConfig, parse_listen
 
 SEARCH_PATHS = (Path("mailbot.toml"), Path("/etc/mailbot/mailbot.toml"))
@@ -124,23 +125,7 @@ def read_secret(
             raise ConfigError(f"{key}: variable {password_env} is empty")
         return value.strip()
     if password_file:
-        key = f"{where}.password_file"
-        path = password_file
-        if not path.is_absolute():
-            if os.environ.get("CREDENTIALS_DIRECTORY"):  # systemd's LoadCredential=
-                path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
-            elif folder is not None:  # beside the config, wherever mailbot runs from
-                path = folder / path
-        try:
-            value = path.read_bytes().decode("utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{key}: {path} is not UTF-8 text") from exc
-        if not value:
-            # An empty secret is a deployment slip; say so now, not as a failed login later.
-            raise ConfigError(f"{key}: {path} is empty")
-        return value
+        return read_secret_file(f"{where}.password_file", password_file, folder)
     return ""
 
 

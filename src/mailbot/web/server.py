@@ -22,10 +22,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from mailbot.app import App
+from mailbot.secretfile import read_secret_file
 from mailbot.web import accounts
 from mailbot.web.request import Person
 from mailbot.web.roles import Can
-from mailbot.web.settings import MIN_SECRET_CHARS, read_secret
+from mailbot.web.settings import MIN_SECRET_CHARS
 
 log = logging.getLogger("mailbot.web")
 HERE = Path(__file__).resolve().parent
@@ -57,7 +58,7 @@ def secret_key(app: App) -> bytes:
         )
         return secrets.token_bytes(32)
     folder = app.cfg.source.parent if app.cfg.source else None
-    text = read_secret("web.secret_file", web.secret_file, folder)
+    text = read_secret_file("web.secret_file", web.secret_file, folder)
     if len(text) < MIN_SECRET_CHARS:
         from mailbot.config import ConfigError
 

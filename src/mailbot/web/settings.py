@@ -17,15 +17,12 @@ allowed_domains = ["council.example.gov.uk"]
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from mailbot.errors import ConfigError
 
 MIN_SECRET_CHARS = 32
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
@@ -61,26 +58,6 @@ def _no_inline_secret(data: Any, keys: tuple[str, ...], use: str) -> Any:
             if key in data:
                 raise ValueError(f"{key}: secrets must not be in the config file; use {use}")
     return data
-
-
-def read_secret(key: str, path: Path, folder: Path | None) -> str:
-    """A secret file, found as password_file is: an absolute path; else systemd's
-    $CREDENTIALS_DIRECTORY; else beside the config file."""
-
-    if not path.is_absolute():
-        if os.environ.get("CREDENTIALS_DIRECTORY"):
-            path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
-        elif folder is not None:
-            path = folder / path
-    try:
-        value = path.read_bytes().decode("utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{key}: {path} is not UTF-8 text") from exc
-    if not value:
-        raise ConfigError(f"{key}: {path} is empty")
-    return value
 
 
 class OidcConfig(_Strict):

@@ -29,13 +29,13 @@ def _oauth() -> Any | None:
     if "mailbot_oidc" not in current_app.extensions:
         cfg = mailbot().cfg
         folder = cfg.source.parent if cfg.source else None
-        from mailbot.web.settings import read_secret
+        from mailbot.secretfile import read_secret_file
 
         client = OAuth(current_app)
         client.register(
             "council",
             client_id=oidc.client_id,
-            client_secret=read_secret(
+            client_secret=read_secret_file(
                 "web.oidc.client_secret_file", oidc.client_secret_file, folder
             ),
             server_metadata_url=f"{oidc.issuer}/.well-known/openid-configuration",
