@@ -265,6 +265,23 @@ def test_the_digest_leads_with_what_stops_mail(app):
     )
 
 
+def test_the_digest_does_not_say_mail_is_held_up_when_only_copies_are_not_filed(app):
+    from mailbot.letters import digest_context
+    from mailbot.problems import ProblemKind, report
+
+    now = app.clock.now()
+    with app.sessions.begin() as session:
+        detail = "copies of sent mail cannot be filed in Sent: cannot reach the mailbox"
+        report(session, "sent-copy:foi@example.org", ProblemKind.SENT_COPY_FAILING, detail, now)
+    with app.sessions() as session:
+        context = digest_context(app, session, now.date())
+    text = app.templates.render("digest", context).text
+    assert text.startswith(
+        f"MAILBOT NEEDS ATTENTION.\n  Since Tue 03 Nov 10:00: {detail}\n"
+    )
+    assert "held up" not in text
+
+
 def test_a_bounce_of_our_acknowledgement_joins_its_case(app, config_path, dovecot, smtp, capsys):
     from tests.test_bounces import OURS, POSTFIX
 

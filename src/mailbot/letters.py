@@ -29,7 +29,7 @@ from mailbot.config import Config
 from mailbot.held import CAPS, FORM_RULE, SPAM_RULE, HeldList, held_since
 from mailbot.outbox import Letter, new_message_id
 from mailbot.parse import clean_text
-from mailbot.problems import open_problems
+from mailbot.problems import HOLDS_MAIL, open_problems
 from mailbot.screen import LOOP_HEADER
 from mailbot.store import Case, OutboxMessage, OutboxStatus
 from mailbot.templates import Rendered, TemplateProblem, case_context, long_date
@@ -331,7 +331,11 @@ def digest_context(app: App, session: Session, today: date) -> dict[str, Any]:
         "held_forms": _held_rows(held[FORM_RULE], policy.timezone),
         "held_caps": _held_rows(held[CAPS], policy.timezone),
         "problems": [
-            {"since": f"{p.since.astimezone(zone):%a %d %b %H:%M}", "detail": p.detail}
+            {
+                "since": f"{p.since.astimezone(zone):%a %d %b %H:%M}",
+                "detail": p.detail,
+                "holds_mail": p.kind in HOLDS_MAIL,
+            }
             for p in open_problems(session)
         ],
         "waiting": waiting(session),
@@ -507,6 +511,7 @@ def sample_context(app: App, name: str, case: Case | None = None) -> dict[str, A
                     "detail": "the SMTP server refuses to send mail from foi@council.example."
                     "gov.uk: 550 5.7.60 SMTP; Client does not have permissions to send as "
                     "this sender",
+                    "holds_mail": True,
                 }
             ],
             "waiting": 4,

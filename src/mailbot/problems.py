@@ -48,6 +48,9 @@ ALERT_AFTER = {
     ProblemKind.SENT_COPY_FAILING: timedelta(hours=1),
 }
 SENDING_KINDS = frozenset({ProblemKind.SENDING_REFUSED, ProblemKind.SMTP_UNREACHABLE})
+# The problems that stop mail going out or being read; a copy not filed in the sent
+# folder stops nothing, and the digest must not say it does.
+HOLDS_MAIL = frozenset({*SENDING_KINDS, ProblemKind.FOLDER_MISSING})
 # Sending is tried again after 1, 2, 4 … minutes, at most this often once it is fixed.
 RETRY_LIMIT = timedelta(minutes=10)
 
