@@ -364,6 +364,54 @@ def test_a_week_in_shadow_then_live_sends_nothing_for_the_shadow_week_and_everyt
         [(address(n), "shadow") for n in (*RESIDENTS, "frank")] + [(address("grace"), "sent")]
     )
 
+    # The month's report leaves out the six cases the trial recorded (mailbot sent them
+    # nothing: counted, each would be a promise to acknowledge broken) and says so.
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "--config",
+                str(config_path),
+                "report",
+                "--from",
+                "2026-11-01",
+                "--to",
+                "2026-11-30",
+                "--format",
+                "json",
+                "--now",
+                "2026-11-10T12:00:00+00:00",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["left_out_shadow"] == 6
+    assert report["total"]["received"] == 1  # Grace's
+    assert report["total"]["acknowledged_on_time"] == 1
+    assert report["total"]["acknowledged_on_time_pct"] == 100.0
+    assert (
+        main(
+            [
+                "--config",
+                str(config_path),
+                "report",
+                "--from",
+                "2026-11-01",
+                "--to",
+                "2026-11-30",
+                "--now",
+                "2026-11-10T12:00:00+00:00",
+            ]
+        )
+        == 0
+    )
+    page = " ".join(capsys.readouterr().out.split())
+    assert (
+        "6 cases read during mailbot's shadow trial, when it sent nothing, are left out: "
+        "they were answered the council's usual way."
+    ) in page
+
 
 @pytest.mark.integration
 def test_the_config_switch_puts_mailbot_in_shadow_and_no_shadow_on_the_command_line_wins(

@@ -23,7 +23,7 @@ from mailbot.calendar import calendar_for
 from mailbot.categories import CATEGORIES, KINDS, STATUTORY
 from mailbot.deadlines import compute
 from mailbot.policy import Policy
-from mailbot.store import Case, CaseEvent, CategoryCorrection, OutboxMessage
+from mailbot.store import Case, CaseEvent, CategoryCorrection, OutboxMessage, OutboxStatus
 
 OUTCOMES = ("upheld", "partly-upheld", "not-upheld")
 OUTCOME_NAMES = {"upheld": "Upheld", "partly-upheld": "Partly upheld", "not-upheld": "Not upheld"}
@@ -199,6 +199,9 @@ class Report:
     timezone: str = "Europe/London"
     # (mailbot's category, the officer's, cases): #category corrections in the period
     corrections: tuple[tuple[str, str, int], ...] = ()
+    # Cases received in the period whose acknowledgement shadow mode kept, left out of
+    # every figure: mailbot sent them nothing (the council answered them its usual way).
+    left_out_shadow: int = 0
 
     @property
     def empty(self) -> bool:
@@ -233,6 +236,18 @@ def build_report(
         .where(or_(and_(Case.received_at >= start, Case.received_at < end), Case.id.in_(moved)))
         .order_by(Case.received_at, Case.id)
     ).all()
+    # A case whose acknowledgement shadow mode kept was the council's to answer its usual
+    # way; mailbot's records of it would count a promise to acknowledge as broken.
+    kept = set(
+        session.scalars(
+            select(OutboxMessage.case_id).where(
+                OutboxMessage.kind == "acknowledgement",
+                OutboxMessage.status == OutboxStatus.SHADOW,
+            )
+        )
+    )
+    in_trial = [case for case in cases if case.id in kept]
+    cases = [case for case in cases if case.id not in kept]
     events: list[Any] = []
     sent: list[Any] = []
     ids = [case.id for case in cases]
@@ -267,7 +282,11 @@ def build_report(
         period_to=period_to,
         now=now,
     )
-    return replace(report, corrections=_corrections(session, start, end))
+    return replace(
+        report,
+        corrections=_corrections(session, start, end),
+        left_out_shadow=sum(start <= case.received_at < end for case in in_trial),
+    )
 
 
 def _corrections(
@@ -684,6 +703,7 @@ def to_json(report: Report) -> str:
         "breaches": report.breaches,
         "weekly": [{"week_start": week, "counts": counts} for week, counts in report.weekly],
         "corrections": [{"from": was, "to": now, "cases": n} for was, now, n in report.corrections],
+        "left_out_shadow": report.left_out_shadow,
     }
     return json.dumps(_plain(data), indent=2, ensure_ascii=False) + "\n"
 
@@ -1092,6 +1112,10 @@ _HTML = _ENV.from_string(
   <h1>How well we kept our promises</h1>
   <p class="lede">Cases received from {{ r.period_from|long_date }}
     to {{ r.period_to|long_date }}</p>
+  {% if r.left_out_shadow %}<p class="meta" id="left-out-shadow">{{ r.left_out_shadow }}
+    {{ "case" if r.left_out_shadow == 1 else "cases" }} read during mailbot's
+    shadow trial, when it sent nothing, {{ "is" if r.left_out_shadow == 1 else "are" }}
+    left out: they were answered the council's usual way.</p>{% endif %}
   <p class="meta">Produced on {{ generated }} · measured against the
     “{{ r.policy }}” customer-service policy · times are UK time</p>
 </header>
