@@ -16,7 +16,7 @@ from mailbot.commandline import command_lines
 from mailbot.daemon import run_once
 from mailbot.intake.casework import open_case
 from mailbot.letters import render, subject_for
-from mailbot.lifecycle import mark_responded
+from mailbot.lifecycle import close, record, respond
 from mailbot.outbox import Letter, queue
 from mailbot.outbox.sending import flush
 from mailbot.parse import parse_message
@@ -230,10 +230,11 @@ def test_a_letter_queued_before_the_case_was_answered_is_withdrawn(app, smtp, ch
     app.clock.instant = datetime(2026, 4, 7, 6, 30, tzinfo=UTC)
     with app.sessions.begin() as s:
         case = s.scalar(select(Case).where(Case.ref == ref))
+        now = app.clock.now()
         if change == "responded":
-            mark_responded(s, case, app.clock.now(), "reply sent by Alex")
+            record(app, s, case, respond(case, now, "reply sent by Alex"), now)
         else:
-            case.status = "closed"
+            record(app, s, case, close(case, now, "closed by Alex"), now)
 
     app.clock.instant = datetime(2026, 4, 7, 8, 0, tzinfo=UTC)  # opening time
     flush(app)

@@ -1,33 +1,124 @@
-"""Lifecycle: the changes to a case that more than one part of mailbot makes (an
-officer's command, a resident's follow-up, the console), each in one place with the line
-it writes in the case's history and the letters it sends."""
+"""Lifecycle: every change to a case's state, each in one place.
+
+A change takes the case and what it must know (the policy, the officer chosen, the time),
+changes the case, and returns what happened: the lines for its history, typed, and the
+letters it owes. It touches no database and sends nothing, so each one is tested without
+a server (tests/test_lifecycle.py); `record` writes what a change returned. Officers'
+commands, a resident's follow-up, the scheduler and the console all change a case through
+these functions, so the same change reads the same in every case's history.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
-from mailbot.deadlines import ClockStop, Deadlines, compute, resume
+from mailbot.config import OfficerConfig
+from mailbot.deadlines import ClockStop, Deadlines, ExtensionRefused, compute, extend, resume
 from mailbot.letters import subject_for
 from mailbot.outbox import Letter, notify_officer, queue
-from mailbot.planning import local_today, schedule
-from mailbot.policy import Duration, Policy
+from mailbot.planning import holding_letter, local_today, schedule
+from mailbot.policy import STATUTORY, Duration, Policy
 from mailbot.route import choose_officer
-from mailbot.store import Case, EventKind, add_event
+from mailbot.store import Case, CategoryCorrection, EventKind, add_events
+from mailbot.templates import long_date
+
+# Who would handle a role: the caller's choice (route.choose_officer takes turns, which
+# needs the database), so that a change itself stays pure.
+Chooser = Callable[[str], OfficerConfig | None]
 
 
 class CommandError(Exception):
-    """A command that cannot be carried out; the message goes back to the officer."""
+    """A change that cannot be made; the message goes back to whoever asked."""
 
 
-def mark_responded(session: Session, case: Case, at: datetime, detail: str) -> None:
-    if case.status == "open":
-        case.status = "responded"
-        case.responded_at = at
-        case.next_action_on = None  # reminders and holding replies stop
-        add_event(session, case, at, "responded", detail)
+# --- what a change returns ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Happened:
+    """One line in the case's history: `detail` for people, `data` for the reports."""
+
+    kind: EventKind
+    detail: str
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ToResident:
+    """A letter to the case's resident from one of the council's templates."""
+
+    template: str
+    kind: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class ToOfficer:
+    """The case's officer hears it is theirs (`key` keeps it to once)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A letter the change wrote itself (an officer's holding reply), under its key."""
+
+    key: str
+    letter: Letter
+
+
+Owed = ToResident | ToOfficer | Composed
+
+
+@dataclass
+class Change:
+    """What one change did: for the history, the letters, and the officer's confirmation."""
+
+    said: str = ""
+    events: list[Happened] = field(default_factory=list)
+    letters: list[Owed] = field(default_factory=list)
+    # (mailbot's category, the officer's): a labelled example for `classify retrain`
+    corrections: list[tuple[str, str]] = field(default_factory=list)
+
+    def then(self, other: Change) -> Change:
+        """This change followed by `other` (what `other` said, if it said anything)."""
+        return Change(
+            other.said or self.said,
+            [*self.events, *other.events],
+            [*self.letters, *other.letters],
+            [*self.corrections, *other.corrections],
+        )
+
+
+def note(detail: str) -> Change:
+    """A line in the history that changes nothing else."""
+    return Change(events=[Happened(EventKind.NOTE, detail)])
+
+
+# --- the changes ----------------------------------------------------------------------
+
+
+def respond(case: Case, at: datetime, detail: str) -> Change:
+    """The full reply went: reminders and holding replies stop. Only an open case."""
+    if case.status != "open":
+        return Change()
+    case.status, case.responded_at = "responded", at
+    case.next_action_on = None
+    return Change("marked as responded", [Happened(EventKind.RESPONDED, detail)])
+
+
+def close(case: Case, now: datetime, detail: str) -> Change:
+    if case.status == "closed":
+        raise CommandError("the case is already closed")
+    case.status, case.closed_at, case.next_action_on = "closed", now, None
+    return Change("closed", [Happened(EventKind.CLOSED, detail)])
 
 
 def case_clock(policy: Policy, case: Case) -> Deadlines:
@@ -47,30 +138,20 @@ def case_clock(policy: Policy, case: Case) -> Deadlines:
     )
 
 
-def stop_clock(session: Session, case: Case, stop: ClockStop, now: datetime, why: str) -> None:
+def stop_clock(case: Case, stop: ClockStop, now: datetime, why: str) -> Change:
     if case.clock_stopped:
         raise CommandError(
             f"the clock is already stopped ({case.clock_stop or 'clarification'}),"
             " waiting for the resident"
         )
     case.clock_stopped, case.clock_stopped_at, case.clock_stop = True, now, stop.value
-    add_event(session, case, now, "clock-stopped", why)
+    return Change(events=[Happened(EventKind.CLOCK_STOPPED, why)])
 
 
-def restart_clock(app: App, session: Session, case: Case, at: datetime) -> None:
-    """The resident answered a clarification or sent proof of identity: start the clock
-    again by the law for it (deadlines.resume). A fees notice waits for #paid instead."""
-    if not case.clock_stopped or case.clock_stop == ClockStop.FEES:
-        return
-    stop = ClockStop(case.clock_stop or "clarification")
-    resume_clock(app, session, case, stop, at, "resident replied")
-
-
-def resume_clock(
-    app: App, session: Session, case: Case, stop: ClockStop, at: datetime, why: str
-) -> None:
+def resume_clock(policy: Policy, case: Case, stop: ClockStop, at: datetime, why: str) -> Change:
+    """Start a stopped clock again by the law for `stop` (deadlines.resume)."""
     restart = resume(
-        app.policy,
+        policy,
         case.category,
         stop,
         started_at=case.stage_started_at or case.received_at,
@@ -81,28 +162,119 @@ def resume_clock(
     case.stage_started_at, case.paused_days = restart.started_at, restart.paused
     if not restart.keeps_extension:
         case.extended_days = 0
-    dates = case_clock(app.policy, case)
+    dates = case_clock(policy, case)
     case.respond_by, case.holding_by = dates.respond_by, dates.holding_by
     case.clock_stopped, case.clock_stopped_at, case.clock_stop = False, None, None
-    schedule(case, app.policy, local_today(app.policy, at))
-    add_event(
-        session, case, at, "clock-restarted", f"{why}; {restart.rule}; respond by {case.respond_by}"
+    schedule(case, policy, local_today(policy, at))
+    detail = f"{why}; {restart.rule}; respond by {case.respond_by}"
+    return Change(
+        f"clock started again; response now due {long_date(case.respond_by)}",
+        [Happened(EventKind.CLOCK_RESTARTED, detail)],
     )
 
 
+def resident_replied(policy: Policy, case: Case, at: datetime) -> Change:
+    """The resident answered a clarification or sent proof of identity: the clock starts
+    again. A fees notice waits for #paid instead."""
+    if not case.clock_stopped or case.clock_stop == ClockStop.FEES:
+        return Change()
+    stop = ClockStop(case.clock_stop or "clarification")
+    return resume_clock(policy, case, stop, at, "resident replied")
+
+
+def ask_resident(
+    case: Case, stop: ClockStop, now: datetime, why: str, letter: ToResident
+) -> Change:
+    """Stop the clock and ask the resident for something: clarification, proof of
+    identity, a fee."""
+    change = stop_clock(case, stop, now, why)
+    change.letters.append(letter)
+    return change
+
+
+def extend_response(
+    policy: Policy, case: Case, amount: int, reason: str, by: str, now: datetime
+) -> Change:
+    """An officer's extension, where the policy allows one; in a statutory category the
+    resident is sent the notice the law requires, with the new date (FOIA s.17(2), EIR
+    reg 7(3), UK GDPR art. 12(3))."""
+    stage = policy.stage(case.category, case.stage)
+    if stage.extension is None:
+        at_stage = f" at stage {case.stage}" if case.stage > 1 else ""
+        raise CommandError(f"the policy allows no extension for {case.category} cases{at_stage}")
+    if case.category == "sar" and not reason:
+        raise CommandError(
+            f"say why, e.g. #extend 2 the records are in three archives ({SAR_REASONS})"
+        )
+    try:
+        extended = extend(
+            case_clock(policy, case),
+            policy,
+            Duration(amount=amount, unit=stage.extension.unit),
+            notified_on=local_today(policy, now),
+        )
+    except ExtensionRefused as exc:
+        raise CommandError(str(exc)) from exc
+    old = case.respond_by
+    case.respond_by = max(extended.respond_by, case.respond_by)
+    case.extended_days = (case.extended_days or 0) + amount
+    schedule(case, policy, local_today(policy, now))
+    detail = f"{old} -> {case.respond_by} by {by}" + (f"; reason: {reason[:500]}" if reason else "")
+    change = Change(
+        f"response date now {long_date(case.respond_by)}",
+        [Happened(EventKind.EXTENDED, detail)],
+    )
+    if case.category in STATUTORY:
+        extra = {"old_date": long_date(old), "reason": reason[:500] or None}
+        change.letters.append(ToResident(f"extension-{case.category}", "extension", extra))
+        change.said += "; the resident has been sent the notice of the extension"
+    return change
+
+
+# Who says how an extension is notified, for the officer told it was refused.
+SAR_REASONS = "UK GDPR art. 12(3): the notice gives the reasons for the delay"
+
+
+def hold(policy: Policy, case: Case, day: date, reason: str, by: str, now: datetime) -> Change:
+    """An officer's holding reply: the resident hears the full reply will come by `day`."""
+    case.holding_until, case.holding_reason = day, reason or None
+    letter = holding_letter(case, day, case.holding_reason)
+    schedule(case, policy, local_today(policy, now))
+    return Change(
+        f"holding reply sent; new date {long_date(day)}",
+        [Happened(EventKind.HOLDING, f"holding reply by {by}; new date {day}")],
+        [Composed(f"holding:{case.ref}:{case.stage}:officer:{day}", letter)],
+    )
+
+
+def record_outcome(case: Case, value: str, exemptions: list[str], by: str, now: datetime) -> Change:
+    """A complaint's outcome, or an FOI or EIR response's with the exemptions it relied
+    on; the reports read `data`, never the wording, which a #note can imitate."""
+    case.outcome = value
+    detail = f"outcome {value} (stage {case.stage}) by {by}"
+    if exemptions:
+        detail += f"; exemptions: {', '.join(exemptions)}"
+    data = {"outcome": value, "stage": case.stage, "exemptions": exemptions}
+    change = Change(f"outcome {value} recorded", [Happened(EventKind.NOTE, detail, data)])
+    if case.category != "complaint" and case.status == "open":
+        # The response went with this outcome: the request is answered.
+        change = change.then(respond(case, now, f"response with outcome {value}, by {by}"))
+        change.said = f"outcome {value} recorded; the request is marked responded"
+    return change
+
+
 def escalate(
-    app: App,
-    session: Session,
+    policy: Policy,
     case: Case,
+    choose: Chooser,
     now: datetime,
     why: str,
     *,
     received_at: datetime | None = None,
-) -> None:
+) -> Change:
     """Move a case to its next stage: a complaint's next stage, or an FOI or EIR
     request's internal review. New handler, new dates from `received_at` (when the
     request for it arrived; else now), its own acknowledgement, reminders and breach."""
-    policy = app.policy
     if policy.final_stage(case.category) == 1:
         raise CommandError(
             "only complaints have stages, and FOI and EIR requests an internal review"
@@ -116,7 +288,7 @@ def escalate(
     case.stage += 1
     stage = policy.stage(case.category, case.stage)
     dates = compute(policy, case.category, start, stage=case.stage)
-    officer = choose_officer(session, app.cfg, stage.role)
+    officer = choose(stage.role)
     case.role = stage.role
     case.officer_email = officer.email if officer else None
     case.officer_name = officer.name if officer else None
@@ -131,51 +303,144 @@ def escalate(
     case.clock_stopped, case.clock_stopped_at, case.clock_stop = False, None, None
     case.holding_until = case.holding_reason = None
     schedule(case, policy, local_today(policy, now))
-    add_event(
-        session,
-        case,
-        now,
-        EventKind.STAGE_CHANGED,
+    detail = (
         f"stage {old} -> {case.stage}; acknowledge by {dates.acknowledge_by}; "
-        f"respond by {dates.respond_by}; stage {old} was due {old_due}; {why}",
-        data={
-            "from": old,
-            "to": case.stage,
-            "acknowledge_by": dates.acknowledge_by.isoformat(),
-            "respond_by": dates.respond_by.isoformat(),
-            "was_due": old_due.isoformat(),
-        },
+        f"respond by {dates.respond_by}; stage {old} was due {old_due}; {why}"
     )
-    template = f"stage-change-{case.category}"
-    to_resident(app, session, case, template, "stage-change", now, fallback="stage-change")
-    tell_officer(app, session, case, now, f"stage:{case.ref}:{case.stage}")
+    data = {
+        "from": old,
+        "to": case.stage,
+        "acknowledge_by": dates.acknowledge_by.isoformat(),
+        "respond_by": dates.respond_by.isoformat(),
+        "was_due": old_due.isoformat(),
+    }
+    return Change(
+        f"now stage {case.stage}, with {case.officer_name or 'nobody'}",
+        [Happened(EventKind.STAGE_CHANGED, detail, data)],
+        [
+            ToResident(f"stage-change-{case.category}", "stage-change", fallback="stage-change"),
+            ToOfficer(f"stage:{case.ref}:{case.stage}"),
+        ],
+    )
 
 
-# --- letters these changes send ---------------------------------------------------
+def recategorise(
+    policy: Policy, case: Case, new: str, choose: Chooser, by: str, now: datetime
+) -> Change:
+    """An officer says what kind of message it is. The same category settles a triage
+    doubt; another restarts the case under that category's rules, with a new officer.
+    Either way the resident now hears who has it and by when."""
+    if new == case.category and case.triage:
+        case.triage = False
+        return Change(
+            f"confirmed as {new}, due {long_date(case.respond_by)}",
+            [Happened(EventKind.NOTE, f"category {new} confirmed by {by}")],
+            [ToResident(f"acknowledgement-{new}", "acknowledgement")],
+            [(new, new)],
+        )
+    if new == case.category:
+        raise CommandError(f"the case is already {new}")
+    old = case.category
+    case.triage = False
+    stage = policy.stage(new, 1)
+    dates = compute(policy, new, case.received_at)
+    officer = choose(stage.role)
+    case.category, case.stage, case.role = new, 1, stage.role
+    case.acknowledge_by, case.respond_by, case.holding_by = (
+        dates.acknowledge_by,
+        dates.respond_by,
+        dates.holding_by,
+    )
+    case.extended_days = case.paused_days = 0
+    case.stage_started_at = None
+    if officer:
+        case.officer_email, case.officer_name = officer.email, officer.name
+    schedule(case, policy, local_today(policy, now))
+    detail = (
+        f"category {old} -> {new} by {by}; respond by {dates.respond_by}; "
+        f"officer {case.officer_name or 'nobody'}"
+    )
+    return Change(
+        f"now {new}, due {long_date(dates.respond_by)}, with {case.officer_name or 'nobody'}",
+        [Happened(EventKind.REASSIGNED, detail)],
+        [
+            ToResident(f"acknowledgement-{new}", "acknowledgement"),
+            ToOfficer(f"recategorised:{case.ref}:{new}"),
+        ],
+        # The classifier was wrong: a labelled example for `mailbot classify retrain`.
+        [(old, new)],
+    )
 
 
-def to_resident(
-    app: App,
-    session: Session,
-    case: Case,
-    template: str,
-    kind: str,
-    now: datetime,
-    extra: dict | None = None,
-    fallback: str | None = None,
-) -> None:
+def reassign(case: Case, officer: OfficerConfig, by: str, now: datetime) -> Change:
+    old = case.officer_name or "nobody"
+    case.officer_email, case.officer_name = officer.email, officer.name
+    return Change(
+        f"now with {officer.name}",
+        [Happened(EventKind.REASSIGNED, f"from {old} to {officer.name} by {by}")],
+        [ToOfficer(f"reassigned:{case.ref}:{now.isoformat()}")],
+    )
+
+
+def set_language(case: Case, language: str | None, name: str, by: str) -> Change:
+    """The resident's language for letters: "cy", "en", or None for both."""
+    case.language = language
+    return Change(
+        f"letters to the resident now in {name}",
+        [Happened(EventKind.NOTE, f"letters in {name}, recorded by {by}")],
+    )
+
+
+# --- writing what happened (the only I/O here) -----------------------------------------
+
+
+def record(app: App, session: Session, case: Case, change: Change, now: datetime) -> str:
+    """Write a change: its history lines, its corrections, then its letters, queued to go.
+    Returns what it said, for the officer's confirmation."""
+    if change.events:
+        add_events(
+            session,
+            case,
+            [(now, str(e.kind), e.detail) for e in change.events],
+            data=[e.data for e in change.events],
+        )
+    for was, now_is in change.corrections:
+        session.add(
+            CategoryCorrection(case_id=case.id, at=now, from_category=was, to_category=now_is)
+        )
+    for owed in change.letters:
+        if isinstance(owed, ToResident):
+            to_resident(app, session, case, owed, now)
+        elif isinstance(owed, ToOfficer):
+            tell_officer(app, session, case, now, owed.key)
+        else:
+            queue(
+                session,
+                [(owed.key, owed.letter, case.id)],
+                mailbox_address=app.cfg.council.mailbox_address,
+                now=now,
+            )
+    return change.said
+
+
+def choosing(app: App, session: Session) -> Chooser:
+    """Officers chosen as the council's routing says (turns kept in the database)."""
+    return lambda role: choose_officer(session, app.cfg, role)
+
+
+def to_resident(app: App, session: Session, case: Case, owed: ToResident, now: datetime) -> None:
     letter = Letter(
-        kind=kind,
-        template=template,
-        fallback=fallback,
+        kind=owed.kind,
+        template=owed.template,
+        fallback=owed.fallback,
         recipient=case.resident_email,
         to_name=case.resident_name,
         subject=subject_for("acknowledgement", case),
         audience="resident",
         in_reply_to=case.first_message_id,
-        extra=extra or {},
+        extra=owed.extra,
     )
-    key = f"{kind}:{case.ref}:{case.category}:{case.stage}:{now.isoformat()}"
+    key = f"{owed.kind}:{case.ref}:{case.category}:{case.stage}:{now.isoformat()}"
     queue(
         session, [(key, letter, case.id)], mailbox_address=app.cfg.council.mailbox_address, now=now
     )

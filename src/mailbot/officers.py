@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from mailbot import trust
+from mailbot import lifecycle, trust
 from mailbot.app import App
 from mailbot.commandline import command_lines
 from mailbot.commands import REGISTRY, command, help_text, registered
@@ -19,27 +19,30 @@ from mailbot.config import Config
 from mailbot.deadlines import (
     ClockStop,
     ExtensionRefused,
-    compute,
-    extend,
     fees_lapse_on,
 )
 from mailbot.lifecycle import (
     CommandError,
-    case_clock,
+    ToResident,
+    ask_resident,
+    choosing,
+    close,
     escalate,
-    mark_responded,
+    extend_response,
+    hold,
+    reassign,
+    recategorise,
+    record,
+    record_outcome,
+    respond,
     resume_clock,
-    stop_clock,
-    tell_officer,
-    to_resident,
+    set_language,
 )
 from mailbot.outbox import Letter, notify_role, queue
 from mailbot.parse import ParsedMessage, clean_text
-from mailbot.planning import holding_letter, local_today, schedule
-from mailbot.policy import STATUTORY, Duration
+from mailbot.planning import local_today
 from mailbot.quotation import own_text
-from mailbot.route import choose_officer
-from mailbot.store import PREFIXES, Case, CategoryCorrection, EventKind, add_event
+from mailbot.store import PREFIXES, Case, add_event
 from mailbot.templates import long_date
 
 log = logging.getLogger("mailbot.officers")
@@ -140,7 +143,7 @@ def handle_staff_mail(
         )
     if replied:
         assert case is not None
-        mark_responded(session, case, arrived, f"reply sent by {sender}")
+        record(app, session, case, respond(case, arrived, f"reply sent by {sender}"), arrived)
         reasons.append(f"reply to the resident by {sender}")
     if not commands:
         return "officer-reply", reasons
@@ -258,10 +261,6 @@ def apply(
     return Result(command.line, True, detail)
 
 
-# Who says how an extension is notified, for the officer told it was refused.
-_SAR_REASONS = "UK GDPR art. 12(3): the notice gives the reasons for the delay"
-
-
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d %B %Y", "%d %b %Y")
 HOLDING_AT_MOST = timedelta(days=366)  # a holding reply promises a date the council can keep
 
@@ -295,8 +294,7 @@ def _citation(text: str) -> str:
 def _responded(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     if case.status != "open":
         raise CommandError(f"the case is {case.status}, not open")
-    mark_responded(session, case, now, f"marked responded by {by}")
-    return "marked as responded"
+    return record(app, session, case, respond(case, now, f"marked responded by {by}"), now)
 
 
 @command("extend")
@@ -305,41 +303,8 @@ def _extend(app: App, session: Session, case: Case, arg: str, by: str, now: date
     if not words or not words[0].isdigit() or len(words[0]) > 3:
         raise CommandError("give a number, e.g. #extend 10")
     amount, reason = int(words[0]), (words[1].strip() if len(words) > 1 else "")
-    stage = app.policy.stage(case.category, case.stage)
-    if stage.extension is None:
-        at_stage = f" at stage {case.stage}" if case.stage > 1 else ""
-        raise CommandError(f"the policy allows no extension for {case.category} cases{at_stage}")
-    if case.category == "sar" and not reason:
-        raise CommandError(
-            f"say why, e.g. #extend 2 the records are in three archives ({_SAR_REASONS})"
-        )
-    extended = extend(
-        case_clock(app.policy, case),
-        app.policy,
-        Duration(amount=amount, unit=stage.extension.unit),
-        notified_on=local_today(app.policy, now),
-    )
-    old = case.respond_by
-    case.respond_by = max(extended.respond_by, case.respond_by)
-    case.extended_days = (case.extended_days or 0) + amount
-    schedule(case, app.policy, local_today(app.policy, now))
-    add_event(
-        session,
-        case,
-        now,
-        "extended",
-        f"{old} -> {case.respond_by} by {by}" + (f"; reason: {reason[:500]}" if reason else ""),
-    )
-    if case.category not in STATUTORY:
-        return f"response date now {long_date(case.respond_by)}"
-    # The law wants the resident told, with the new date (FOIA s.17(2), EIR reg 7(3),
-    # UK GDPR art. 12(3)).
-    extra = {"old_date": long_date(old), "reason": reason[:500] or None}
-    to_resident(app, session, case, f"extension-{case.category}", "extension", now, extra=extra)
-    return (
-        f"response date now {long_date(case.respond_by)}; the resident has been sent the"
-        " notice of the extension"
-    )
+    change = extend_response(app.policy, case, amount, reason, by, now)
+    return record(app, session, case, change, now)
 
 
 @command("holding")
@@ -358,28 +323,19 @@ def _holding(app: App, session: Session, case: Case, arg: str, by: str, now: dat
         raise CommandError(f"{day} is not in the future")
     if day > today + HOLDING_AT_MOST:
         raise CommandError(f"{day} is more than a year away: give the date the reply is due")
-    case.holding_until, case.holding_reason = day, reason or None
-    letter = holding_letter(case, day, case.holding_reason)
-    queue(
-        session,
-        [(f"holding:{case.ref}:{case.stage}:officer:{day}", letter, case.id)],
-        mailbox_address=app.cfg.council.mailbox_address,
-        now=now,
-    )
-    schedule(case, app.policy, local_today(app.policy, now))
-    add_event(session, case, now, "holding", f"holding reply by {by}; new date {day}")
-    return f"holding reply sent; new date {long_date(day)}"
+    return record(app, session, case, hold(app.policy, case, day, reason, by, now), now)
 
 
 @command("clarify")
 def _clarify(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    stop_clock(session, case, ClockStop.CLARIFICATION, now, f"clarification asked by {by}")
-    if arg:
-        to_resident(
-            app, session, case, "clarification", "clarification", now, extra={"question": arg}
-        )
-        return "clock stopped; your question has been sent to the resident"
-    return "clock stopped until the resident replies"
+    why = f"clarification asked by {by}"
+    if not arg:
+        change = lifecycle.stop_clock(case, ClockStop.CLARIFICATION, now, why)
+        record(app, session, case, change, now)
+        return "clock stopped until the resident replies"
+    letter = ToResident("clarification", "clarification", {"question": arg})
+    record(app, session, case, ask_resident(case, ClockStop.CLARIFICATION, now, why, letter), now)
+    return "clock stopped; your question has been sent to the resident"
 
 
 @command("outcome")
@@ -403,23 +359,13 @@ def _outcome(app: App, session: Session, case: Case, arg: str, by: str, now: dat
             f"cite the exemptions relied on, e.g. #outcome {value} s.40(2) s.43(2)"
             " (FOIA s.17(1); EIR reg 14(3))"
         )
-    case.outcome = value
-    detail = f"outcome {value} (stage {case.stage}) by {by}"
-    if exemptions:
-        detail += f"; exemptions: {', '.join(exemptions)}"
-    outcome = {"outcome": value, "stage": case.stage, "exemptions": exemptions}
-    add_event(session, case, now, EventKind.NOTE, detail, data=outcome)
-    if case.category != "complaint" and case.status == "open":
-        # The response went with this outcome: the request is answered.
-        mark_responded(session, case, now, f"response with outcome {value}, by {by}")
-        return f"outcome {value} recorded; the request is marked responded"
-    return f"outcome {value} recorded"
+    return record(app, session, case, record_outcome(case, value, exemptions, by, now), now)
 
 
 @command("escalate")
 def _escalate(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    escalate(app, session, case, now, f"by {by}")
-    return f"now stage {case.stage}, with {case.officer_name or 'nobody'}"
+    change = escalate(app.policy, case, choosing(app, session), now, f"by {by}")
+    return record(app, session, case, change, now)
 
 
 @command("identity")
@@ -427,10 +373,9 @@ def _identity(app: App, session: Session, case: Case, arg: str, by: str, now: da
     """A subject access request waits for proof of identity (UK GDPR art. 12(6), 12A)."""
     if case.category != "sar":
         raise CommandError("identity checks are for subject access requests")
-    stop_clock(session, case, ClockStop.IDENTITY, now, f"proof of identity asked for by {by}")
-    to_resident(
-        app, session, case, "identity-sar", "identity", now, extra={"needed": arg[:500] or None}
-    )
+    letter = ToResident("identity-sar", "identity", {"needed": arg[:500] or None})
+    why = f"proof of identity asked for by {by}"
+    record(app, session, case, ask_resident(case, ClockStop.IDENTITY, now, why, letter), now)
     return (
         "clock stopped; the resident has been asked to prove their identity, and the month"
         " starts again when they reply"
@@ -450,15 +395,10 @@ def _fees(app: App, session: Session, case: Case, arg: str, by: str, now: dateti
         raise CommandError("give the fee in pounds, e.g. #fees 25.50")
     fee = f"£{amount:,.2f}"
     lapse = fees_lapse_on(app.policy, now)
-    stop_clock(
-        session,
-        case,
-        ClockStop.FEES,
-        now,
-        f"fees notice for {fee} by {by}; unpaid, the request lapses on {lapse}",
-    )
     pay_by = long_date(lapse - timedelta(days=1))
-    to_resident(app, session, case, "fees-foi", "fees", now, extra={"fee": fee, "pay_by": pay_by})
+    why = f"fees notice for {fee} by {by}; unpaid, the request lapses on {lapse}"
+    letter = ToResident("fees-foi", "fees", {"fee": fee, "pay_by": pay_by})
+    record(app, session, case, ask_resident(case, ClockStop.FEES, now, why, letter), now)
     return (
         f"clock stopped; the resident has been sent the fees notice for {fee}, to pay by {pay_by}"
     )
@@ -478,8 +418,8 @@ def _paid(app: App, session: Session, case: Case, arg: str, by: str, now: dateti
         if not stopped_on.date() <= day <= local_today(app.policy, now):
             raise CommandError(f"{day} is not between the fees notice and today")
         at = datetime.combine(day, time(12), tzinfo=ZoneInfo(app.policy.timezone))
-    resume_clock(app, session, case, ClockStop.FEES, at, f"fee received, recorded by {by}")
-    return f"clock started again; response now due {long_date(case.respond_by)}"
+    change = resume_clock(app.policy, case, ClockStop.FEES, at, f"fee received, recorded by {by}")
+    return record(app, session, case, change, at)
 
 
 @command("category")
@@ -487,45 +427,8 @@ def _category(app: App, session: Session, case: Case, arg: str, by: str, now: da
     new = arg.strip().lower()
     if new not in PREFIXES:
         raise CommandError(f"unknown category {arg!r}; one of: {', '.join(PREFIXES)}")
-    if new == case.category and case.triage:
-        # The officer settles the doubt: the resident now hears who has it and by when.
-        case.triage = False
-        session.add(CategoryCorrection(case_id=case.id, at=now, from_category=new, to_category=new))
-        add_event(session, case, now, "note", f"category {new} confirmed by {by}")
-        to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
-        return f"confirmed as {new}, due {long_date(case.respond_by)}"
-    if new == case.category:
-        raise CommandError(f"the case is already {new}")
-    old = case.category
-    # The classifier was wrong: a labelled example for `mailbot classify retrain`.
-    session.add(CategoryCorrection(case_id=case.id, at=now, from_category=old, to_category=new))
-    case.triage = False
-    stage = app.policy.stage(new, 1)
-    dates = compute(app.policy, new, case.received_at)
-    officer = choose_officer(session, app.cfg, stage.role)
-    case.category, case.stage, case.role = new, 1, stage.role
-    case.acknowledge_by, case.respond_by, case.holding_by = (
-        dates.acknowledge_by,
-        dates.respond_by,
-        dates.holding_by,
-    )
-    case.extended_days = case.paused_days = 0
-    case.stage_started_at = None
-    if officer:
-        case.officer_email, case.officer_name = officer.email, officer.name
-    schedule(case, app.policy, local_today(app.policy, now))
-    add_event(
-        session,
-        case,
-        now,
-        "reassigned",
-        f"category {old} -> {new} by {by}; respond by {dates.respond_by}; "
-        f"officer {case.officer_name or 'nobody'}",
-    )
-    # The resident hears the new rules and date; the new officer hears of the case.
-    to_resident(app, session, case, f"acknowledgement-{new}", "acknowledgement", now)
-    tell_officer(app, session, case, now, f"recategorised:{case.ref}:{new}")
-    return f"now {new}, due {long_date(dates.respond_by)}, with {case.officer_name or 'nobody'}"
+    change = recategorise(app.policy, case, new, choosing(app, session), by, now)
+    return record(app, session, case, change, now)
 
 
 @command("reassign")
@@ -533,18 +436,14 @@ def _reassign(app: App, session: Session, case: Case, arg: str, by: str, now: da
     officer = app.cfg.officer(arg.strip()) if arg.strip() else None
     if officer is None:
         raise CommandError(f"not a configured officer: {arg.strip() or '(no address)'}")
-    old = case.officer_name or "nobody"
-    case.officer_email, case.officer_name = officer.email, officer.name
-    add_event(session, case, now, "reassigned", f"from {old} to {officer.name} by {by}")
-    tell_officer(app, session, case, now, f"reassigned:{case.ref}:{now.isoformat()}")
-    return f"now with {officer.name}"
+    return record(app, session, case, reassign(case, officer, by, now), now)
 
 
 @command("note")
 def _note(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
     if not arg:
         raise CommandError("write the note after #note")
-    add_event(session, case, now, "note", f"{by}: {arg[:1000]}")
+    record(app, session, case, lifecycle.note(f"{by}: {arg[:1000]}"), now)
     return "note added"
 
 
@@ -556,18 +455,14 @@ def _language(app: App, session: Session, case: Case, arg: str, by: str, now: da
         raise CommandError('the policy writes in English only (language = "cy-en" for Welsh)')
     if value not in LANGUAGES:
         raise CommandError("give cy (Welsh), en (English) or both")
-    case.language = None if value == "both" else value
-    add_event(session, case, now, "note", f"letters in {LANGUAGES[value]}, recorded by {by}")
-    return f"letters to the resident now in {LANGUAGES[value]}"
+    language = None if value == "both" else value
+    return record(app, session, case, set_language(case, language, LANGUAGES[value], by), now)
 
 
 @command("close")
 def _close(app: App, session: Session, case: Case, arg: str, by: str, now: datetime) -> str:
-    if case.status == "closed":
-        raise CommandError("the case is already closed")
-    case.status, case.closed_at, case.next_action_on = "closed", now, None
-    add_event(session, case, now, "closed", f"closed by {by}" + (f": {arg}" if arg else ""))
-    return "closed"
+    change = close(case, now, f"closed by {by}" + (f": {arg}" if arg else ""))
+    return record(app, session, case, change, now)
 
 
 @command("help")

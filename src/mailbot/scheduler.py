@@ -22,6 +22,7 @@ from mailbot.calendar import calendar_for, council_calendar
 from mailbot.config import OfficerConfig
 from mailbot.deadlines import ClockStop, fees_lapse_on
 from mailbot.letters import subject_for
+from mailbot.lifecycle import close, record
 from mailbot.outbox import Letter, json_rows, notify_officer, notify_role, queue, staff_send_time
 from mailbot.planning import (
     Action,
@@ -35,7 +36,7 @@ from mailbot.planning import (
 )
 from mailbot.policy import Policy
 from mailbot.route import holders
-from mailbot.store import Case, CaseEvent, OutboxMessage, UTCDateTime, add_event
+from mailbot.store import Case, CaseEvent, OutboxMessage, UTCDateTime
 from mailbot.templates import long_date
 
 log = logging.getLogger("mailbot.scheduler")
@@ -102,11 +103,10 @@ def lapse_unpaid_fees(app: App, today: date, now: datetime) -> int:
             lapse = fees_lapse_on(app.policy, case.clock_stopped_at or now)
             if lapse > today:
                 continue
-            case.status, case.closed_at, case.next_action_on = "closed", now, None
             detail = (
                 f"fee not paid by {lapse - timedelta(days=1)}: the request lapsed (FOIA s.9(2))"
             )
-            add_event(session, case, now, "closed", detail)
+            record(app, session, case, close(case, now, detail), now)
             notify_officer(
                 app,
                 session,

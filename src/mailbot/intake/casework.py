@@ -17,7 +17,7 @@ from mailbot.classify import Classification, classify, scored_text
 from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
 from mailbot.letters import subject_for
-from mailbot.lifecycle import CommandError, escalate, restart_clock
+from mailbot.lifecycle import CommandError, choosing, escalate, record, resident_replied
 from mailbot.outbox import Letter, notify_officer, notify_role, queue
 from mailbot.parse import ParsedMessage
 from mailbot.planning import local_today, schedule
@@ -131,7 +131,7 @@ def follow_up(
         case.language = "cy"
         add_event(session, case, now, "note", "the resident wrote in Welsh: letters now in Welsh")
     if case.clock_stopped:
-        restart_clock(app, session, case, arrived)
+        record(app, session, case, resident_replied(app.policy, case, arrived), arrived)
     if app.policy.final_stage(case.category) == 1:
         return
     if not classify(msg, app.rules).escalation_requested:
@@ -142,7 +142,9 @@ def follow_up(
         add_event(session, case, now, "note", f"{what} asked for before the response was sent")
         return
     try:
-        escalate(app, session, case, now, f"the resident asked for {what}", received_at=arrived)
+        why = f"the resident asked for {what}"
+        change = escalate(app.policy, case, choosing(app, session), now, why, received_at=arrived)
+        record(app, session, case, change, now)
     except CommandError as exc:
         add_event(session, case, now, "note", f"{what} asked for, but {exc}")
 
