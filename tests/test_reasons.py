@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailbot.reasons import Reason, first
+from mailbot.store import ReasonList
 
 SPAM = "marked as spam, phishing or forged by the council's mail servers (X-Spam-Flag: YES)"
 
@@ -51,3 +52,15 @@ def test_first_is_the_first_reason_any_of_the_rules_gave():
     assert first(reasons, "sender-cap", "auto-submitted") == Reason("auto-submitted", "a")
     assert first(reasons, "form") is None
     assert first(None, "spam") is None
+
+
+def test_the_column_takes_reasons_only_and_reads_old_rows_too():
+    column = ReasonList()
+    stored = column.process_bind_param([Reason("loop", "x"), Reason("sender-cap")], None)
+    assert stored == [{"rule": "loop", "text": "x"}, {"rule": "sender-cap", "text": ""}]
+    with pytest.raises(TypeError):
+        column.process_bind_param(["loop: x"], None)  # a producer still writing sentences
+    assert column.process_result_value([{"rule": "loop", "text": "x"}, "spam: y"], None) == [
+        Reason("loop", "x"),
+        Reason("spam", "y"),
+    ]
