@@ -1,11 +1,18 @@
-"""Reasons: the rule that said so and what it found, kept apart, read as a clerk reads them."""
+"""Reasons: the rule that said so and what it found, kept apart, read as a clerk reads them;
+and migration 0014, which took the old "rule: text" strings apart once."""
 
 from __future__ import annotations
 
-import pytest
+import json
+from datetime import UTC, date, datetime
 
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from mailbot.migrations import alembic_config, upgrade
 from mailbot.reasons import Reason, first
-from mailbot.store import ReasonList
+from mailbot.store import Case, InboundMessage, ReasonList, make_engine, session_factory
 
 SPAM = "marked as spam, phishing or forged by the council's mail servers (X-Spam-Flag: YES)"
 
@@ -64,3 +71,111 @@ def test_the_column_takes_reasons_only_and_reads_old_rows_too():
         Reason("loop", "x"),
         Reason("spam", "y"),
     ]
+
+
+# --- migration 0014 ----------------------------------------------------------------------
+
+BEFORE = "0013_sent_copies"
+AT = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
+OLD_CASE = ["complaint: 2 points", 'welfare: phrase "lives alone" in body']
+OLD_MESSAGES = [
+    [f"spam: {SPAM}"],
+    ["RuntimeError: classifier fell over"],
+    ["bounce-sender"],
+    [],
+    OLD_CASE,
+]
+
+
+def _tables() -> tuple[sa.TableClause, sa.TableClause]:
+    """The two tables as they were at 0013 (only what these rows need)."""
+    cases = sa.table(
+        "cases",
+        *(sa.column(name, sa.String) for name in ("ref", "category", "status", "priority")),
+        *(sa.column(name, sa.String) for name in ("policy", "resident_email", "resident_name")),
+        *(sa.column(name, sa.String) for name in ("subject", "role")),
+        sa.column("stage", sa.Integer),
+        sa.column("received_at", sa.DateTime(timezone=True)),
+        sa.column("acknowledge_by", sa.Date),
+        sa.column("respond_by", sa.Date),
+        sa.column("clock_stopped", sa.Boolean),
+        sa.column("reasons", sa.JSON),
+    )
+    messages = sa.table(
+        "messages",
+        sa.column("id", sa.Integer),
+        sa.column("folder", sa.String),
+        sa.column("uidvalidity", sa.Integer),
+        sa.column("uid", sa.Integer),
+        sa.column("content_hash", sa.String),
+        sa.column("internal_date", sa.DateTime(timezone=True)),
+        sa.column("outcome", sa.String),
+        sa.column("reasons", sa.JSON),
+        sa.column("processed_at", sa.DateTime(timezone=True)),
+    )
+    return cases, messages
+
+
+def _raw(engine: sa.Engine) -> tuple[list, list]:
+    """The reasons as the database holds them: the case's, then each message's."""
+
+    def decoded(value):  # SQLite hands JSON back as text, PostgreSQL decoded
+        return json.loads(value) if isinstance(value, str) else value
+
+    with engine.connect() as conn:
+        case = conn.execute(sa.text("SELECT reasons FROM cases")).scalar_one()
+        messages = conn.execute(sa.text("SELECT reasons FROM messages ORDER BY id")).scalars()
+        return decoded(case), [decoded(m) for m in messages]
+
+
+@pytest.mark.integration
+def test_migration_0014_takes_old_reasons_apart_once_and_puts_them_back(database_url):
+    upgrade(database_url, BEFORE)
+    engine = make_engine(database_url)
+    cases, messages = _tables()
+    with engine.begin() as conn:
+        conn.execute(
+            cases.insert().values(
+                ref="COM-2026-00001", category="complaint", status="open", priority="high",
+                policy="stafford", resident_email="jane@example.com", resident_name="Jane",
+                subject="Bins", role="complaints-officer", stage=1, received_at=AT,
+                acknowledge_by=date(2026, 11, 4), respond_by=date(2026, 12, 1),
+                clock_stopped=False, reasons=OLD_CASE,
+            )
+        )  # fmt: skip
+        conn.execute(
+            messages.insert(),
+            [
+                dict(
+                    folder="box/INBOX", uidvalidity=7, uid=uid, content_hash="h",
+                    internal_date=AT, outcome="suppressed", reasons=reasons, processed_at=AT,
+                )
+                for uid, reasons in enumerate(OLD_MESSAGES, start=1)
+            ],
+        )  # fmt: skip
+
+    upgrade(database_url)
+    case, rows = _raw(engine)
+    assert case == [
+        {"rule": "complaint", "text": "2 points"},
+        {"rule": "welfare", "text": 'phrase "lives alone" in body'},
+    ]
+    assert rows == [
+        [{"rule": "spam", "text": SPAM}],
+        [{"rule": "RuntimeError", "text": "classifier fell over"}],
+        [{"rule": "bounce-sender", "text": ""}],
+        [],
+        case,
+    ]
+    with session_factory(engine)() as session:
+        [read] = session.scalars(sa.select(Case)).all()
+        assert read.reasons == [
+            Reason("complaint", "2 points"),
+            Reason("welfare", 'phrase "lives alone" in body'),
+        ]
+        spam = session.scalars(sa.select(InboundMessage).where(InboundMessage.uid == 1)).one()
+        assert spam.reasons == [Reason("spam", SPAM)]
+
+    command.downgrade(alembic_config(database_url), BEFORE)
+    assert _raw(engine) == (OLD_CASE, OLD_MESSAGES)
+    engine.dispose()
