@@ -11,6 +11,7 @@ from mailbot.classify import Classification
 from mailbot.config import ConfigError, FormConfig, load_config
 from mailbot.forms import field_value, read_form, with_topic
 from mailbot.parse import parse_message
+from mailbot.reasons import Reason
 from mailbot.resident import Resident, resident_of
 from mailbot.screen import FORM_RULES, MESSAGE_RULES, ScreenContext, screen
 
@@ -155,7 +156,7 @@ def test_without_its_forms_entry_each_is_machine_mail(name: str) -> None:
     # What happened before [[forms]]: the form's no-reply sender is suppressed.
     msg = fixture(name)
     assert read_form(msg, [], OWN) is None
-    assert any(r.startswith("machine-sender:") for r in screen(msg, ScreenContext(OWN)))
+    assert any(r.rule == "machine-sender" for r in screen(msg, ScreenContext(OWN)))
 
 
 def test_topic_decides_the_category_and_says_so(forms: list[FormConfig]) -> None:
@@ -164,16 +165,16 @@ def test_topic_decides_the_category_and_says_so(forms: list[FormConfig]) -> None
     assert form is not None
     rules_said = Classification(
         category="complaint",
-        reasons=("complaint: 2 points",),
+        reasons=(Reason("complaint", "2 points"),),
         priority="high",
-        welfare_reasons=('welfare: phrase "cannot sleep" in body',),
+        welfare_reasons=(Reason("welfare", 'phrase "cannot sleep" in body'),),
         escalation_requested=False,
     )
     decided = with_topic(rules_said, form)
     assert decided.category == "enquiry"
     assert decided.reasons == (
-        'form "Contact us" topic "Noise nuisance" -> enquiry',
-        "the classifier alone would say complaint",
+        Reason("form-topic", 'form "Contact us" topic "Noise nuisance" -> enquiry'),
+        Reason("form-topic", "the classifier alone would say complaint"),
     )
     # What the rules found about the resident's welfare still stands.
     assert (decided.priority, decided.welfare_reasons) == ("high", rules_said.welfare_reasons)
@@ -186,10 +187,14 @@ def test_a_topic_with_no_category_leaves_it_to_the_rules(forms: list[FormConfig]
     )
     form = read_form(msg, forms, OWN)
     assert form is not None and (form.topic, form.category) == ("Parking", None)
-    rules_said = Classification("enquiry", ("enquiry: no rule matched",), "normal", (), False)
+    no_rule = Reason("enquiry", "no rule matched")
+    rules_said = Classification("enquiry", (no_rule,), "normal", (), False)
     assert with_topic(rules_said, form).reasons == (
-        'form "Contact us" topic "Parking" is not in its categories; the rules decide',
-        "enquiry: no rule matched",
+        Reason(
+            "form-topic",
+            'form "Contact us" topic "Parking" is not in its categories; the rules decide',
+        ),
+        no_rule,
     )
     assert with_topic(rules_said, form).category == "enquiry"
 
@@ -219,8 +224,9 @@ def test_a_form_with_no_resident_address_is_held_with_its_reason(forms: list[For
         "'[This question was skipped]' is not an email address"
     )
     [reason] = screen(msg, ScreenContext(OWN, form=form))
-    assert reason.startswith(
-        "form: web form message with no resident address to acknowledge "
+    assert reason.rule == "form"
+    assert reason.text.startswith(
+        "web form message with no resident address to acknowledge "
         '(form "Report a missed bin collection": Reply-To no-reply@'
     )
 
@@ -288,7 +294,7 @@ def test_the_forms_own_machine_headers_do_not_hold_it_but_spam_and_loops_do(
     msg = fixture("granicus-govservice.eml")  # it says Auto-Submitted: auto-generated
     form = read_form(msg, forms, OWN)
     assert form is not None and screen(msg, ScreenContext(OWN, form=form)) == []
-    assert [r.split(":")[0] for r in screen(msg, ScreenContext(OWN), MESSAGE_RULES)] == [
+    assert [r.rule for r in screen(msg, ScreenContext(OWN), MESSAGE_RULES)] == [
         "auto-submitted",
         "machine-sender",
     ]
@@ -301,7 +307,7 @@ def test_the_forms_own_machine_headers_do_not_hold_it_but_spam_and_loops_do(
         held = fixture("granicus-govservice.eml", headers=header)
         reading = read_form(held, forms, OWN)
         assert reading is not None
-        assert [r.split(":")[0] for r in screen(held, ScreenContext(OWN, form=reading))] == [rule]
+        assert [r.rule for r in screen(held, ScreenContext(OWN, form=reading))] == [rule]
 
 
 def test_a_form_resident_is_capped_like_anyone() -> None:
@@ -309,7 +315,7 @@ def test_a_form_resident_is_capped_like_anyone() -> None:
     ctx = ScreenContext(OWN, sent_to_sender_last_day=3, cap_per_day=3)
     form = read_form(msg, [FormConfig(**{"from": "no-reply@forms.service.gov.uk"})], OWN)
     assert form is not None and form.resident == "tom.okafor@example.org"
-    assert [r.split(":")[0] for r in screen(msg, replace(ctx, form=form))] == ["sender-cap"]
+    assert [r.rule for r in screen(msg, replace(ctx, form=form))] == ["sender-cap"]
 
 
 def test_subject_pattern_tells_forms_from_the_same_sender_apart(forms: list[FormConfig]) -> None:
@@ -321,7 +327,7 @@ def test_subject_pattern_tells_forms_from_the_same_sender_apart(forms: list[Form
         ),
     )
     assert read_form(other, forms, OWN) is None  # not a form this council configured
-    assert "machine-sender" in [r.split(":")[0] for r in screen(other, ScreenContext(OWN))]
+    assert "machine-sender" in [r.rule for r in screen(other, ScreenContext(OWN))]
 
 
 def test_every_other_no_reply_sender_is_still_suppressed(forms: list[FormConfig]) -> None:
@@ -330,7 +336,7 @@ def test_every_other_no_reply_sender_is_still_suppressed(forms: list[FormConfig]
         b"Subject: Your parcel\r\n\r\nEmail address: jane@example.com\r\n"
     )
     assert read_form(msg, forms, OWN) is None
-    assert [r.split(":")[0] for r in screen(msg, ScreenContext(OWN))] == ["machine-sender"]
+    assert [r.rule for r in screen(msg, ScreenContext(OWN))] == ["machine-sender"]
 
 
 def test_form_rules_are_the_ones_that_judge_the_message_not_the_sender() -> None:

@@ -14,6 +14,7 @@ from mailbot.app import App
 from mailbot.cli import main
 from mailbot.config import load_config
 from mailbot.daemon import run_once
+from mailbot.reasons import Reason
 from mailbot.store import Case, CaseEvent, InboundMessage
 from tests.conftest import council_config, resident_mail, to_residents
 from tests.test_forms import FORMS_DIR, FORMS_TOML, SKIPPED
@@ -106,8 +107,8 @@ def test_each_form_product_opens_a_case_for_its_resident(app, dovecot, smtp):
         ),
         (
             "note",
-            'classified as enquiry: form "Contact us" topic "Noise nuisance" -> enquiry; '
-            "the classifier alone would say complaint",
+            'classified as enquiry: form-topic: form "Contact us" topic "Noise nuisance" -> '
+            "enquiry; form-topic: the classifier alone would say complaint",
         ),
     ]
     assert history(app, govuk.ref)[0] == (
@@ -124,8 +125,9 @@ def test_a_form_with_no_resident_address_is_held_and_the_clerk_told(app, dovecot
 
     [row] = rows(app)
     assert (row.outcome, row.case_id) == ("suppressed", None)
-    assert row.reasons[0].startswith(
-        "form: web form message with no resident address to acknowledge "
+    assert row.reasons[0].rule == "form"
+    assert row.reasons[0].text.startswith(
+        "web form message with no resident address to acknowledge "
         '(form "Report a missed bin collection": Reply-To no-reply@forms.service.gov.uk is '
         "the form's own address;"
     )
@@ -149,7 +151,7 @@ def test_a_no_reply_sender_that_is_not_a_form_is_still_suppressed(app, dovecot, 
     run_once(app)
     [row] = rows(app)
     assert row.outcome == "suppressed"
-    assert row.reasons[0].startswith("machine-sender:")
+    assert row.reasons[0].rule == "machine-sender"
     assert to_residents(smtp) == []
 
 
@@ -209,10 +211,13 @@ def test_each_spam_verdict_is_held_and_never_acknowledged(app, dovecot, smtp):
 
     found = rows(app)
     assert [m.outcome for m in found] == ["suppressed"] * (len(VERDICTS) + 1)
-    assert all(m.reasons[0].startswith("spam: ") for m in found), [m.reasons for m in found]
+    assert all(m.reasons[0].rule == "spam" for m in found), [m.reasons for m in found]
     assert found[0].reasons == [
-        "spam: marked as spam, phishing or forged by the council's mail servers "
-        "(X-MS-Exchange-Organization-SCL: 9)"
+        Reason(
+            "spam",
+            "marked as spam, phishing or forged by the council's mail servers "
+            "(X-MS-Exchange-Organization-SCL: 9)",
+        )
     ]
     assert cases(app) == []
     assert to_residents(smtp) == []
@@ -367,8 +372,11 @@ def test_mail_whose_domain_failed_dmarc_at_the_border_is_held_as_forged(
     held, answered = rows(app)
     assert held.outcome == "suppressed"
     assert held.reasons == [
-        "spam: marked as spam, phishing or forged by the council's mail servers "
-        "(DMARC failed for bank.example (Microsoft 365))"
+        Reason(
+            "spam",
+            "marked as spam, phishing or forged by the council's mail servers "
+            "(DMARC failed for bank.example (Microsoft 365))",
+        )
     ]
     assert answered.outcome == "case-opened"
     assert [m.rcpt_tos for m in to_residents(smtp)] == [["jane.doe@example.com"]]

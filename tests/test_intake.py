@@ -15,6 +15,7 @@ from mailbot.config import ImapConfig
 from mailbot.intake import CHAIN, Incoming, Outcome, Prepared, decide
 from mailbot.mailbox import FetchedMessage
 from mailbot.parse import parse_message
+from mailbot.reasons import Reason
 from mailbot.resident import Resident
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -57,16 +58,17 @@ def test_a_new_residents_message_opens_a_case():
     ("situation", "given", "outcome", "reasons"),
     [
         ("historic", dict(arrived=datetime(2026, 10, 31, tzinfo=UTC)), "historic",
-         ("arrived before start_from",)),
-        ("duplicate", dict(seen_before=True), "duplicate", ("already processed",)),
-        ("ours", dict(ours=True), "own-mail", ("sent by mailbot",)),
+         (Reason("historic", "arrived before start_from"),)),
+        ("duplicate", dict(seen_before=True), "duplicate",
+         (Reason("duplicate", "already processed"),)),
+        ("ours", dict(ours=True), "own-mail", (Reason("own-mail", "sent by mailbot"),)),
         ("a bounce of ours", dict(bounced="row"), "bounce", ()),
         ("staff", dict(staff="sam@council.example.gov.uk"), "staff", ()),
-        ("sent folder", dict(sent=True), "staff-mail", ("sent folder: not from staff",)),
+        ("sent folder", dict(sent=True), "staff-mail", (Reason("sent-folder", "not from staff"),)),
         ("follow-up", dict(case=CASE), "follow-up", ()),
-        ("automatic follow-up", dict(case=CASE, screened=("loop: x",)), "follow-up",
-         ("loop: x",)),
-        ("screened", dict(screened=("spam: x",)), "suppressed", ("spam: x",)),
+        ("automatic follow-up", dict(case=CASE, screened=(Reason("loop", "x"),)), "follow-up",
+         (Reason("loop", "x"),)),
+        ("screened", dict(screened=(Reason("spam", "x"),)), "suppressed", (Reason("spam", "x"),)),
     ],
 )  # fmt: skip
 def test_each_step_decides_its_own_messages(situation, given, outcome, reasons):
@@ -79,7 +81,9 @@ def test_each_step_decides_its_own_messages(situation, given, outcome, reasons):
 def test_the_first_step_wins():
     # Historic and a duplicate and ours and staff: historic, the first in the chain.
     old = incoming(arrived=datetime(2020, 1, 1, tzinfo=UTC))
-    everything = facts(seen_before=True, ours=True, staff="sam@x", case=CASE, screened=("x",))
+    everything = facts(
+        seen_before=True, ours=True, staff="sam@x", case=CASE, screened=(Reason("spam", "x"),)
+    )
     assert decide(old, everything).step == "historic"
     assert decide(incoming(), replace_ns(everything, seen_before=False)).step == "own-mail"
     # Staff mail about a case is staff mail, not a resident's follow-up.

@@ -238,9 +238,7 @@ def test_reassign_tells_the_new_officer():
     case = a_case()
     change = lifecycle.reassign(case, SAM, "jo", NOW)
     assert (case.officer_email, case.officer_name) == (SAM.email, SAM.name)
-    assert change.events == [
-        Happened(EventKind.REASSIGNED, "from Jo Reid to Sam Patel by jo")
-    ]
+    assert change.events == [Happened(EventKind.REASSIGNED, "from Jo Reid to Sam Patel by jo")]
     assert change.letters == [ToOfficer(f"reassigned:CMP-2026-0007:{NOW.isoformat()}")]
 
 

@@ -290,8 +290,9 @@ def test_a_helpdesk_that_carries_nothing_of_ours_is_stopped_by_the_per_domain_ca
     assert bot.outcomes() == ["case-opened"] * 4 + ["suppressed"]
     with bot.app.sessions() as s:
         last = s.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
-    assert last is not None and last.reasons[0].startswith(
-        "domain-cap: too many acknowledgements to this domain today (4 acknowledgements to "
+    assert last is not None and last.reasons[0].rule == "domain-cap"
+    assert last.reasons[0].text.startswith(
+        "too many acknowledgements to this domain today (4 acknowledgements to "
         "this domain in 24 hours (cap 4))"
     )
 

@@ -17,6 +17,7 @@ from mailbot.config import load_config
 from mailbot.daemon import run_once
 from mailbot.devservers import Account, LocalDovecot, SmtpCapture, local_config
 from mailbot.migrations import upgrade
+from mailbot.reasons import Reason
 from mailbot.scheduler import run_due
 from mailbot.store import Case, FolderState, InboundMessage
 from tests.conftest import (
@@ -119,7 +120,7 @@ def test_each_mailbox_opens_cases_and_answers_from_its_own_address(app, dovecot,
     assert found["ENQ-2026-00001"].mailbox == COUNCIL
     request = found["FOI-2026-00001"]
     assert request.mailbox == foi.user
-    assert request.reasons[0] == "foi: no rule matched; the mailbox default"
+    assert request.reasons[0] == Reason("foi", "no rule matched; the mailbox default")
     assert request.officer_email == "sam.patel@council.example.gov.uk"  # foi-officer
 
     by_recipient = {m.rcpt_tos[0]: m.message for m in to_residents(smtp)}

@@ -20,6 +20,7 @@ from mailbot.model import (
     model_from_json,
     read_model,
 )
+from mailbot.reasons import Reason
 from mailbot.training import (
     MIN_MESSAGES_PER_TERM,
     RIDGE_ALPHA,
@@ -117,22 +118,22 @@ def test_a_decision_names_the_models_strongest_words(rules, model):
     )
     result = classify(message(body, "Parking fines by ward"), rules, model=model)
     assert result.category == "foi"
-    assert result.reasons[0].startswith("foi: score ")
-    words = next(r for r in result.reasons if "model's strongest words" in r)
-    assert words.startswith("foi: model's strongest words \"")
+    assert result.reasons[0].rule == "foi" and result.reasons[0].text.startswith("score ")
+    words = next(r for r in result.reasons if "model's strongest words" in r.text)
+    assert words.rule == "foi" and words.text.startswith("model's strongest words \"")
 
 
 def test_an_address_still_outweighs_the_model(rules, model):
     body = "My bins were missed again and nobody has called me back. Not good enough."
     result = classify(message(body, to="foi@council.example.gov.uk"), rules, model=model)
     assert result.category == "foi"
-    assert any('sent to "foi@council.example.gov.uk"' in r for r in result.reasons)
+    assert any('sent to "foi@council.example.gov.uk"' in r.text for r in result.reasons)
 
 
 def test_without_any_rule_the_mailbox_default_still_wins(rules, model):
     result = classify(message("Hello", "Hi"), rules, model=model, mailbox_default="sar")
     assert result.category == "sar"
-    assert result.reasons == ("sar: no rule matched; the mailbox default",)
+    assert result.reasons == (Reason("sar", "no rule matched; the mailbox default"),)
 
 
 # --- doubt ------------------------------------------------------------------------------
@@ -162,9 +163,10 @@ def test_doubt_takes_the_statutory_reading_and_flags_triage(rules):
     assert result.doubt == ("complaint", "sar")
     assert result.triage
     assert result.category == "sar"
-    assert result.reasons[0] == (
-        "sar: in doubt between complaint (0.30) and sar (0.25); the protective reading is"
-        " sar (the law sets its clock); flagged for triage"
+    assert result.reasons[0] == Reason(
+        "sar",
+        "in doubt between complaint (0.30) and sar (0.25); the protective reading is"
+        " sar (the law sets its clock); flagged for triage",
     )
 
 
@@ -172,8 +174,8 @@ def test_far_apart_is_not_doubt(rules):
     model = handmade({"zebra": {"complaint": 0.40, "sar": 0.25}})
     result = classify(message("zebra", "Zebra"), rules, model=model)
     assert (result.category, result.doubt) == ("complaint", None)
-    assert result.reasons[0] == (
-        "complaint: score 0.40 (model 0.40, rules 0 points); then sar 0.25, foi 0.00"
+    assert result.reasons[0] == Reason(
+        "complaint", "score 0.40 (model 0.40, rules 0 points); then sar 0.25, foi 0.00"
     )
 
 
@@ -183,7 +185,7 @@ def test_rule_points_add_to_the_models_score(rules):
     body = "zebra. I ask this under the Freedom of Information Act."
     result = classify(message(body, "Zebra"), rules, model=model)
     assert result.category == "foi"
-    assert result.reasons[0].startswith("foi: score ")
+    assert result.reasons[0].rule == "foi" and result.reasons[0].text.startswith("score ")
 
 
 def test_close_complaint_and_enquiry_stay_as_scored_unless_the_policy_says_doubt_is_complaint():
@@ -195,7 +197,7 @@ def test_close_complaint_and_enquiry_stay_as_scored_unless_the_policy_says_doubt
     stafford = rules.model_copy(update={"doubt_is_complaint": True})
     doubtful = classify(message("zebra zebra giraffe", "Zebra"), stafford)
     assert doubtful.category == "complaint"
-    assert "this council's policy treats doubt as a complaint" in doubtful.reasons[0]
+    assert "this council's policy treats doubt as a complaint" in doubtful.reasons[0].text
 
 
 def test_foi_against_eir_is_not_doubt(rules):

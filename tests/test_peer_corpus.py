@@ -140,7 +140,7 @@ def test_human_mail_we_do_not_acknowledge(capsys: pytest.CaptureFixture[str]) ->
         if reasons:
             suppressed[row["path"]] = reasons
     unknown = Counter(
-        reasons[0].split(":")[0] if (reasons := screen(parsed(row), CTX)) else "acknowledged"
+        reasons[0].rule if (reasons := screen(parsed(row), CTX)) else "acknowledged"
         for row in rows(expected_autoreply="unknown")
     )
     with capsys.disabled():
@@ -150,4 +150,4 @@ def test_human_mail_we_do_not_acknowledge(capsys: pytest.CaptureFixture[str]) ->
             print(f"  {path}: {reasons[0]}")
         print(f"peer corpus 'unknown' messages by first reason: {dict(sorted(unknown.items()))}")
     # Any new suppression of human mail must be looked at and listed with its reason.
-    assert {path: r[0].split(":")[0] for path, r in suppressed.items()} == SUPPRESSED_YES
+    assert {path: r[0].rule for path, r in suppressed.items()} == SUPPRESSED_YES

@@ -276,9 +276,7 @@ def test_the_digest_does_not_say_mail_is_held_up_when_only_copies_are_not_filed(
     with app.sessions() as session:
         context = digest_context(app, session, now.date())
     text = app.templates.render("digest", context).text
-    assert text.startswith(
-        f"MAILBOT NEEDS ATTENTION.\n  Since Tue 03 Nov 10:00: {detail}\n"
-    )
+    assert text.startswith(f"MAILBOT NEEDS ATTENTION.\n  Since Tue 03 Nov 10:00: {detail}\n")
     assert "held up" not in text
 
 

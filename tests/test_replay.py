@@ -673,7 +673,8 @@ def test_officers_replies_in_the_sent_folder_mark_cases_responded(
         "FOI-2026-00001",
         "Date header (no Received header)",  # a sent item has no Received header
     )
-    assert "found in the mailbox's sent folder" in reply.reasons[0]
+    assert reply.reasons[0].rule == "staff"
+    assert "found in the mailbox's sent folder" in reply.reasons[0].text
     foi = next(c for c in result.cases if c["ref"] == "FOI-2026-00001")
     assert foi["status"] == "responded"
     assert foi["responded_at"] == at(8, 15, 0).isoformat()

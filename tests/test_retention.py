@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.migrations import upgrade
 from mailbot.policy import Duration, load_policy
+from mailbot.reasons import Reason
 from mailbot.retention import DEFAULT_RETENTION, purge, retention_cutoff
 from mailbot.store import (
     Case,
@@ -65,7 +67,7 @@ def make_case(
         breached_at=received + timedelta(days=21),
         outcome="upheld",
         holding_reason="Mrs Doe is in hospital",
-        reasons=["phrase 'complaint' (+3)"],
+        reasons=[Reason("complaint", "phrase 'complaint' (+3)")],
     )
     session.add(case)
     session.flush()
@@ -133,7 +135,7 @@ def test_old_closed_cases_are_anonymised_and_figures_kept(
                 folder="INBOX", uidvalidity=1, uid=999, message_id="<bounce@example.net>",
                 content_hash="b" * 64, internal_date=datetime(2025, 1, 1, tzinfo=UTC),
                 from_addr="mailer-daemon@example.net", outcome="suppressed",
-                reasons=["bounce-sender: automatic sender (mailer-daemon@example.net)"],
+                reasons=[Reason("bounce-sender", "automatic sender (mailer-daemon@example.net)")],
                 case_id=None, processed_at=datetime(2025, 1, 1, tzinfo=UTC),
             )
         )  # fmt: skip
@@ -165,7 +167,7 @@ def test_old_closed_cases_are_anonymised_and_figures_kept(
         assert msg.message_id == "<COM-2026-00001@example.com>"  # dedupe still works
         bounce = session.scalars(select(InboundMessage).where(InboundMessage.uid == 999)).one()
         assert bounce.from_addr is None
-        assert bounce.reasons == ["bounce-sender"]
+        assert bounce.reasons == [Reason("bounce-sender")]
 
         for kept in (recent, still_open):
             case = session.get(Case, kept)
@@ -183,6 +185,37 @@ def test_old_closed_cases_are_anonymised_and_figures_kept(
     with sessions.begin() as session:
         again = purge(session, STAFFORD, NOW)
     assert (again.cases, again.events, again.outbox, again.messages) == (0, 0, 0, 0)
+
+
+def test_an_old_messages_reasons_keep_their_rules_and_lose_what_they_quoted(
+    sessions: sessionmaker[Session],
+) -> None:
+    # A bounce of our acknowledgement: its reasons name the resident and quote the report.
+    found = [
+        Reason("machine-sender", "no-reply, bounce or list-robot sender (sender bounce@x.net)"),
+        Reason("bounce", "acknowledgement to jane.doe@example.com bounced: 5.1.1 user unknown"),
+    ]
+    arrived = datetime(2025, 1, 1, tzinfo=UTC)
+    with sessions.begin() as session:
+        session.add(
+            InboundMessage(
+                folder="INBOX", uidvalidity=1, uid=998, message_id="<dsn@x.net>",
+                content_hash="d" * 64, internal_date=arrived, from_addr="bounce@x.net",
+                outcome="bounce", reasons=found, case_id=None, processed_at=arrived,
+            )
+        )  # fmt: skip
+    with sessions.begin() as session:
+        assert purge(session, STAFFORD, NOW).messages == 1
+
+    with sessions() as session:
+        row = session.scalars(select(InboundMessage).where(InboundMessage.uid == 998)).one()
+        assert row.reasons == [Reason("machine-sender"), Reason("bounce")]
+        stored = session.scalar(text("SELECT reasons FROM messages WHERE uid = 998"))
+    # As the database holds them: objects with the rule and no text (SQLite gives JSON text).
+    assert (json.loads(stored) if isinstance(stored, str) else stored) == [
+        {"rule": "machine-sender", "text": ""},
+        {"rule": "bounce", "text": ""},
+    ]
 
 
 def test_dry_run_counts_without_changing(sessions: sessionmaker[Session]) -> None:

@@ -283,6 +283,8 @@ def test_welfare_wording_alerts_the_duty_officer_at_once(app, dovecot, smtp):
     msg = alert.message
     assert msg["Subject"].startswith("Priority: welfare concern: Pothole on Mill Lane [Ref: ")
     assert "welfare" in alert.text()
+    # Each reason as the clerk reads it everywhere: "rule: what it found".
+    assert '  - welfare: phrase "lives alone" in body\n' in alert.text()
     with app.sessions() as s:
         assert s.scalar(select(Case.priority)) == "high"
     assert len(to_residents(smtp)) == 1

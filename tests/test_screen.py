@@ -6,6 +6,7 @@ import pytest
 
 from mailbot.config import CommandsConfig
 from mailbot.parse import ParsedMessage, parse_message
+from mailbot.reasons import Reason
 from mailbot.screen import (
     FORM_RULES,
     LOOP_HEADER,
@@ -33,16 +34,24 @@ def mail(
     return parse_message(("\r\n".join(lines) + "\r\n\r\nThe pothole is deep.\r\n").encode())
 
 
-SPAM = "spam: marked as spam, phishing or forged by the council's mail servers"
+SPAM = "marked as spam, phishing or forged by the council's mail servers"
+
+
+def spam(detail: str) -> Reason:
+    return Reason("spam", f"{SPAM} ({detail})")
+
 
 # Each case: the message, and the one reason it must get (no other rule may fire).
-CASES: list[tuple[str, ParsedMessage, str]] = [
+CASES: list[tuple[str, ParsedMessage, Reason]] = [
     # Auto-Submitted present and not "no"
     *[
         (
             f"auto-submitted {value}",
             mail(f"Auto-Submitted: {value}"),
-            f"auto-submitted: automatic mail (RFC 3834 Auto-Submitted) (Auto-Submitted: {value})",
+            Reason(
+                "auto-submitted",
+                f"automatic mail (RFC 3834 Auto-Submitted) (Auto-Submitted: {value})",
+            ),
         )
         for value in ("auto-generated", "auto-replied", "auto-notified", "Auto-Replied; x=1")
     ],
@@ -51,8 +60,10 @@ CASES: list[tuple[str, ParsedMessage, str]] = [
         (
             f"{header} {value}",
             mail(f"{header}: {value}"),
-            "precedence: bulk, list, junk or auto-reply precedence "
-            f"({header.lower()}: {value.lower()})",
+            Reason(
+                "precedence",
+                f"bulk, list, junk or auto-reply precedence ({header.lower()}: {value.lower()})",
+            ),
         )
         for header in ("Precedence", "X-Precedence")
         for value in ("bulk", "list", "junk", "auto_reply", "Bulk")
@@ -62,8 +73,10 @@ CASES: list[tuple[str, ParsedMessage, str]] = [
         (
             f"suppress {value}",
             mail(f"X-Auto-Response-Suppress: {value}"),
-            "suppress-autoresponse: sender asked for no automatic replies "
-            f"(X-Auto-Response-Suppress: {value})",
+            Reason(
+                "suppress-autoresponse",
+                f"sender asked for no automatic replies (X-Auto-Response-Suppress: {value})",
+            ),
         )
         for value in ("All", "OOF", "AutoReply", "DR, RN, NRN, OOF, AutoReply", "dr,oof")
     ],
@@ -72,7 +85,7 @@ CASES: list[tuple[str, ParsedMessage, str]] = [
         (
             f"autoreply header {name}",
             mail(f"{name}: yes"),
-            f"autoreply-header: auto-responder header (header {name.lower()})",
+            Reason("autoreply-header", f"auto-responder header (header {name.lower()})"),
         )
         for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder")
     ],
@@ -81,7 +94,7 @@ CASES: list[tuple[str, ParsedMessage, str]] = [
         (
             f"list header {name}",
             mail(f"{name}: <x>"),
-            f"mailing-list: mailing-list header (header {name.lower()})",
+            Reason("mailing-list", f"mailing-list header (header {name.lower()})"),
         )
         for name in ("List-Id", "List-Unsubscribe", "List-Post", "List-Archive")
     ],
@@ -90,27 +103,31 @@ CASES: list[tuple[str, ParsedMessage, str]] = [
         (
             f"loop {name}",
             mail(f"{name}: {COUNCIL}"),
-            f"loop: loop-detection header (ours or another system's) (header {name.lower()})",
+            Reason(
+                "loop", f"loop-detection header (ours or another system's) (header {name.lower()})"
+            ),
         )
         for name in ("X-Loop", LOOP_HEADER)
     ],
     (
         "null return path",
         mail("Return-Path: <>"),
-        "null-return-path: bounce or notification (empty Return-Path) (Return-Path: <>)",
+        Reason("null-return-path", "bounce or notification (empty Return-Path) (Return-Path: <>)"),
     ),
     (
         "multipart/report",
         mail(content_type="multipart/report; report-type=disposition-notification; boundary=x"),
-        "report: delivery or read report (multipart/report) (multipart/report)",
+        Reason("report", "delivery or read report (multipart/report) (multipart/report)"),
     ),
     # Robot senders by local part
     *[
         (
             f"machine sender {local}",
             mail(sender=f"{local}@example.com"),
-            "machine-sender: no-reply, bounce or list-robot sender "
-            f"(sender {local.lower()}@example.com)",
+            Reason(
+                "machine-sender",
+                f"no-reply, bounce or list-robot sender (sender {local.lower()}@example.com)",
+            ),
         )
         for local in (
             "MAILER-DAEMON",
@@ -132,31 +149,39 @@ CASES: list[tuple[str, ParsedMessage, str]] = [
     (
         "machine reply-to",
         mail("Reply-To: no-reply@forms.example.com"),
-        "machine-sender: no-reply, bounce or list-robot sender "
-        "(reply-to no-reply@forms.example.com)",
+        Reason(
+            "machine-sender",
+            "no-reply, bounce or list-robot sender (reply-to no-reply@forms.example.com)",
+        ),
     ),
     # The council's own mailbox, an officer, or an acknowledgement that would go to us
     (
         "own mailbox",
         mail(sender=f"Enquiries <{COUNCIL.upper()}>"),
-        f"own-address: sent by the council's own mailbox or an officer (sender {COUNCIL})",
+        Reason(
+            "own-address", f"sent by the council's own mailbox or an officer (sender {COUNCIL})"
+        ),
     ),
     (
         "officer",
         mail(sender=f"Sam Patel <{OFFICER}>"),
-        f"own-address: sent by the council's own mailbox or an officer (sender {OFFICER})",
+        Reason(
+            "own-address", f"sent by the council's own mailbox or an officer (sender {OFFICER})"
+        ),
     ),
     (
         "reply-to council",
         mail(f"Reply-To: {COUNCIL}"),
-        f"own-address: sent by the council's own mailbox or an officer (reply-to {COUNCIL})",
+        Reason(
+            "own-address", f"sent by the council's own mailbox or an officer (reply-to {COUNCIL})"
+        ),
     ),
     # No valid sender
     *[
         (
             f"no sender {sender!r}",
             mail(sender=sender),
-            "no-sender: sender address missing or invalid (no valid From address)",
+            Reason("no-sender", "sender address missing or invalid (no valid From address)"),
         )
         for sender in (None, "", "Jane Doe", "jane@", "<>", "undisclosed-recipients:;")
     ],
@@ -164,32 +189,45 @@ CASES: list[tuple[str, ParsedMessage, str]] = [
     (
         "mail system name",
         mail(sender="Mail Delivery Subsystem <mds@example.com>"),
-        "machine-name: sender named as a mail system (sender name 'Mail Delivery Subsystem')",
+        Reason(
+            "machine-name", "sender named as a mail system (sender name 'Mail Delivery Subsystem')"
+        ),
     ),
     (
         "auto-reply subject",
         mail(subject="Automatic reply: Pothole on Mill Lane"),
-        "auto-reply-subject: subject of an automatic reply or bounce "
-        "(subject 'Automatic reply: Pothole on Mill Lane')",
+        Reason(
+            "auto-reply-subject",
+            "subject of an automatic reply or bounce "
+            "(subject 'Automatic reply: Pothole on Mill Lane')",
+        ),
     ),
     (
         "out of office subject",
         mail(subject="Out of Office"),
-        "auto-reply-subject: subject of an automatic reply or bounce (subject 'Out of Office')",
+        Reason(
+            "auto-reply-subject",
+            "subject of an automatic reply or bounce (subject 'Out of Office')",
+        ),
     ),
     (
         "apple vacation",
         mail("X-Apple-Action: VACATION"),
-        "vendor-auto-reply: mail system's own automatic-reply header (header x-apple-action)",
+        Reason(
+            "vendor-auto-reply", "mail system's own automatic-reply header (header x-apple-action)"
+        ),
     ),
     (
         "failed recipients",
         mail("X-Failed-Recipients: someone@example.org"),
-        "vendor-auto-reply: mail system's own automatic-reply header (header x-failed-recipients)",
+        Reason(
+            "vendor-auto-reply",
+            "mail system's own automatic-reply header (header x-failed-recipients)",
+        ),
     ),
     # Marked as spam or phishing by the council's mail servers: each verdict's shape
     *[
-        (f"spam {name}", mail(*headers), f"{SPAM} ({detail})")
+        (f"spam {name}", mail(*headers), spam(detail))
         for name, headers, detail in [
             (
                 "exchange scl 9",
@@ -258,13 +296,13 @@ CASES: list[tuple[str, ParsedMessage, str]] = [
 
 
 @pytest.mark.parametrize(("msg", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_each_rule_gives_its_exact_reason(msg: ParsedMessage, expected: str) -> None:
+def test_each_rule_gives_its_exact_reason(msg: ParsedMessage, expected: Reason) -> None:
     assert screen(msg, CTX) == [expected]
 
 
 def test_every_rule_has_a_case() -> None:
     # The "form" rule's cases are in test_forms.py, with real form products' messages.
-    covered = {expected.split(":")[0] for _, _, expected in CASES} | {
+    covered = {expected.rule for _, _, expected in CASES} | {
         "sender-cap",
         "domain-cap",
         "form",
@@ -276,13 +314,19 @@ def test_sender_cap() -> None:
     msg = mail()
     assert screen(msg, ScreenContext(frozenset({COUNCIL}), sent_to_sender_last_day=2)) == []
     assert screen(msg, ScreenContext(frozenset({COUNCIL}), sent_to_sender_last_day=3)) == [
-        "sender-cap: too many acknowledgements to this sender today "
-        "(3 acknowledgements in 24 hours (cap 3))"
+        Reason(
+            "sender-cap",
+            "too many acknowledgements to this sender today "
+            "(3 acknowledgements in 24 hours (cap 3))",
+        )
     ]
     tight = ScreenContext(frozenset({COUNCIL}), sent_to_sender_last_day=1, cap_per_day=1)
     assert screen(msg, tight) == [
-        "sender-cap: too many acknowledgements to this sender today "
-        "(1 acknowledgements in 24 hours (cap 1))"
+        Reason(
+            "sender-cap",
+            "too many acknowledgements to this sender today "
+            "(1 acknowledgements in 24 hours (cap 1))",
+        )
     ]
 
 
@@ -293,8 +337,11 @@ def test_domain_cap() -> None:
         ctx = ScreenContext(frozenset({COUNCIL}), sent_to_domain_last_day=sent)
         assert screen(msg, ctx) == []
     assert screen(msg, ScreenContext(frozenset({COUNCIL}), sent_to_domain_last_day=20)) == [
-        "domain-cap: too many acknowledgements to this domain today "
-        "(20 acknowledgements to this domain in 24 hours (cap 20))"
+        Reason(
+            "domain-cap",
+            "too many acknowledgements to this domain today "
+            "(20 acknowledgements to this domain in 24 hours (cap 20))",
+        )
     ]
 
 
@@ -305,7 +352,7 @@ def test_several_reasons_are_all_recorded_in_rule_order() -> None:
         sender="MAILER-DAEMON@example.com",
         content_type="multipart/report; report-type=delivery-status; boundary=x",
     )
-    assert [r.split(":")[0] for r in screen(bounce, CTX)] == [
+    assert [r.rule for r in screen(bounce, CTX)] == [
         "auto-submitted",
         "null-return-path",
         "report",
@@ -316,7 +363,8 @@ def test_several_reasons_are_all_recorded_in_rule_order() -> None:
 def test_reason_details_are_one_short_line() -> None:
     msg = mail("Auto-Submitted: auto-generated " + "x" * 1000)
     [only] = screen(msg, CTX)
-    assert "\n" not in only and len(only) < 200
+    said = str(only)
+    assert "\n" not in said and len(said) < 200
 
 
 RESIDENTS = [
@@ -366,7 +414,9 @@ def test_residents_are_acknowledged(msg: ParsedMessage) -> None:
 def test_bounce_star_is_a_prefix_as_the_spec_writes_it() -> None:
     # SPEC §6 lists `bounce*`: any local part starting "bounce" is a robot, even "bouncer".
     assert screen(mail(sender="bouncer@example.com"), CTX) == [
-        "machine-sender: no-reply, bounce or list-robot sender (sender bouncer@example.com)"
+        Reason(
+            "machine-sender", "no-reply, bounce or list-robot sender (sender bouncer@example.com)"
+        )
     ]
 
 
@@ -388,7 +438,7 @@ def test_bounce_star_is_a_prefix_as_the_spec_writes_it() -> None:
 )
 def test_a_forged_not_spam_never_overrides_a_spam_verdict(headers: tuple[str, str]) -> None:
     [reason] = screen(mail(*headers), CTX)
-    assert reason.startswith(SPAM)
+    assert reason.rule == "spam" and reason.text.startswith(SPAM)
 
 
 @pytest.mark.parametrize(
@@ -439,10 +489,10 @@ def test_scl_threshold_is_the_councils() -> None:
         ScreenContext(frozenset({COUNCIL}), scl_threshold=7),
     )
     six = mail("X-MS-Exchange-Organization-SCL: 6")
-    assert screen(six, strict) == [f"{SPAM} (X-MS-Exchange-Organization-SCL: 6)"]
+    assert screen(six, strict) == [spam("X-MS-Exchange-Organization-SCL: 6")]
     assert screen(six, lenient) == []
     inside = mail("X-Forefront-Antispam-Report: SCL:7;SFV:NSPM")
-    assert screen(inside, lenient) == [f"{SPAM} (X-Forefront-Antispam-Report: SCL:7)"]
+    assert screen(inside, lenient) == [spam("X-Forefront-Antispam-Report: SCL:7")]
 
 
 # --- DMARC failed at the council's border (SPEC §6) --------------------------------------
@@ -473,7 +523,7 @@ FAIL = "dmarc=fail (p=REJECT sp=REJECT dis=NONE) header.from=bank.example"
 def test_mail_whose_domain_failed_dmarc_at_the_border_is_held(commands, header, by) -> None:
     ctx = ScreenContext(frozenset({COUNCIL}), commands=commands)
     forged = mail(f"Authentication-Results: {header}", sender="Your Bank <alerts@bank.example>")
-    assert screen(forged, ctx) == [f"{SPAM} (DMARC failed for bank.example ({by}))"]
+    assert screen(forged, ctx) == [spam(f"DMARC failed for bank.example ({by})")]
 
 
 def test_only_the_borders_own_dmarc_verdict_counts() -> None:

@@ -59,7 +59,8 @@ def test_a_doubtful_message_is_acknowledged_without_promises_and_flagged(
     ref = open_doubtful_case(app, dovecot)
     case = the_case(app, ref)
     assert (case.category, case.triage) == ("complaint", True)
-    assert case.reasons[0].startswith("complaint: in doubt between enquiry (0.30) and complaint")
+    assert case.reasons[0].rule == "complaint"
+    assert case.reasons[0].text.startswith("in doubt between enquiry (0.30) and complaint")
     assert "flagged for triage: enquiry or complaint?" in [e.detail for e in case.events][2]
 
     [ack] = to_residents(smtp)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError, field_validator
 from mailbot.categories import CATEGORIES, STATUTORY, Category
 from mailbot.model import Model, Scored, model_text
 from mailbot.quotation import parts
+from mailbot.reasons import Reason
 from mailbot.resources import builtin_dir
 
 if TYPE_CHECKING:
@@ -91,9 +92,9 @@ class Classification:
     """The decision and, in plain words, why."""
 
     category: Category
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]  # each given by a category (or the web form's topic)
     priority: Literal["normal", "high"]
-    welfare_reasons: tuple[str, ...]
+    welfare_reasons: tuple[Reason, ...]  # rule "welfare"
     escalation_requested: bool
     doubt: tuple[Category, Category] | None = None  # the two too close to call
     text: str = ""  # what was read (model_text): kept with the case for corrections
@@ -324,14 +325,15 @@ def _normalise(text: str) -> str:
 
 @dataclass
 class _Tally:
+    category: Category
     points: int = 0
     strong: bool = False  # an address, subject tag or pattern: not "casual words"
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
 
-    def add(self, points: int, reason: str, *, strong: bool = False) -> None:
+    def add(self, points: int, found: str, *, strong: bool = False) -> None:
         self.points += points
         self.strong = self.strong or strong
-        self.reasons.append(f"{reason} (+{points})")
+        self.reasons.append(Reason(self.category, f"{found} (+{points})"))
 
 
 @lru_cache(maxsize=256)
@@ -404,7 +406,7 @@ def classify(
 
     subject_words, body_words = _Text.of(subject), _Text.of(body)
     welfare = tuple(
-        f'welfare: phrase "{phrase}" in {where}'
+        Reason("welfare", f'phrase "{phrase}" in {where}')
         for phrase, where in _phrase_hits(rules.welfare, subject_words, body_words)
     )
     escalation = bool(_phrase_hits(rules.escalation, subject_words, body_words))
@@ -426,7 +428,7 @@ def _rule_tallies(
     # Read once for the phrase search, which looks through them for every phrase list.
     subject_words, body_words, nothing = _Text.of(subject), _Text.of(body), _Text.of("")
     recipients = [a.lower() for a in (*message.to_addrs, *message.cc_addrs)]
-    tallies = {category: _Tally() for category in CATEGORIES}
+    tallies = {category: _Tally(category) for category in CATEGORIES}
     environmental: list[str] = []
     for category, evidence in rules.categories.items():
         tally = tallies[category]
@@ -435,30 +437,30 @@ def _rule_tallies(
             for recipient in recipients:
                 local = recipient.split("@")[0].split("+")[0]
                 if recipient == wanted or local == wanted:
-                    tally.add(ADDRESS_POINTS, f'{category}: sent to "{recipient}"', strong=True)
+                    tally.add(ADDRESS_POINTS, f'sent to "{recipient}"', strong=True)
                     break
         for tag, _ in _phrase_hits(evidence.subject_tags, subject_words, nothing):
-            tally.add(SUBJECT_TAG_POINTS, f'{category}: subject tag "{tag}"', strong=True)
+            tally.add(SUBJECT_TAG_POINTS, f'subject tag "{tag}"', strong=True)
         for source in evidence.patterns:
             pattern = _pattern(source)
             for where, text in (("subject", subject), ("body", body)):
                 if found := pattern.search(text):
                     # The words that matched, not the regex: that is what a clerk recognises.
                     words = " ".join(found.group(0).split())[:60]
-                    tally.add(PATTERN_POINTS, f'{category}: "{words}" in {where}', strong=True)
+                    tally.add(PATTERN_POINTS, f'"{words}" in {where}', strong=True)
                     break
         for phrase, where in _phrase_hits(evidence.phrases, subject_words, body_words):
             if category == "eir":
                 # Environmental subject matter alone (a tree, a flood) is not a request;
                 # it decides FOI versus EIR once the message asks for information.
-                environmental.append(f'eir: environmental subject "{phrase}" in {where}')
+                environmental.append(f'environmental subject "{phrase}" in {where}')
                 continue
             points = SUBJECT_PHRASE_POINTS if where == "subject" else BODY_PHRASE_POINTS
-            tally.add(points, f'{category}: phrase "{phrase}" in {where}')
+            tally.add(points, f'phrase "{phrase}" in {where}')
 
     for phrase, where in _phrase_hits(rules.escalation, subject_words, body_words):
-        reason = f'complaint: escalation wording "{phrase}" in {where}'
-        tallies["complaint"].add(ESCALATION_POINTS, reason)
+        found = f'escalation wording "{phrase}" in {where}'
+        tallies["complaint"].add(ESCALATION_POINTS, found)
     _environmental_requests(tallies, environmental)
     return tallies
 
@@ -478,10 +480,10 @@ def _environmental_requests(tallies: dict[Category, _Tally], environmental: list
     if not (environmental and ranking and ranking[0] in ("foi", "eir")):
         return
     foi, eir = tallies["foi"], tallies["eir"]
-    for reason in environmental:
-        eir.add(BODY_PHRASE_POINTS, reason)
+    for found in environmental:
+        eir.add(BODY_PHRASE_POINTS, found)
     if foi.points:
-        eir.add(foi.points, "eir: it asks for information (the foi evidence counts here)")
+        eir.add(foi.points, "it asks for information (the foi evidence counts here)")
         eir.strong = eir.strong or foi.strong
 
 
@@ -490,7 +492,7 @@ def _decide(
     rules: ClassificationRules,
     scored: Scored | None,
     mailbox_default: Category | None,
-) -> tuple[Category, list[str], tuple[Category, Category] | None]:
+) -> tuple[Category, list[Reason], tuple[Category, Category] | None]:
     """The category, the reasons (summary first) and, when in doubt, the two categories
     that were too close to call."""
     rule_reasons = [r for c in _ranking(tallies) for r in tallies[c].reasons]
@@ -499,7 +501,7 @@ def _decide(
         # over a guess, and without a model there is nothing else to go on.
         default = mailbox_default or rules.default
         where = "the mailbox default" if mailbox_default else "the default category"
-        return default, [f"{default}: no rule matched; {where}"], None
+        return default, [Reason(default, f"no rule matched; {where}")], None
 
     total = {
         c: RULE_WEIGHT * tallies[c].points + (scored.scores.get(c, 0.0) if scored else 0.0)
@@ -512,7 +514,7 @@ def _decide(
     reasons = [_summary(ranking, total, tallies, scored), *rule_reasons]
     if scored is not None:
         words = ", ".join(f'"{t}"' for t in scored.strongest_terms(winner))
-        reasons.append(f"{winner}: model's strongest words {words or '(none)'}")
+        reasons.append(Reason(winner, f"model's strongest words {words or '(none)'}"))
 
     if (
         runner_up is None
@@ -523,9 +525,10 @@ def _decide(
     ):
         return winner, reasons, None
     protective = _protective(winner, runner_up, tallies, rules)
-    doubt = (
-        f"{protective}: in doubt between {winner} ({total[winner]:.2f}) and {runner_up}"
-        f" ({total[runner_up]:.2f}); {_why(protective, winner, rules)}; flagged for triage"
+    doubt = Reason(
+        protective,
+        f"in doubt between {winner} ({total[winner]:.2f}) and {runner_up}"
+        f" ({total[runner_up]:.2f}); {_why(protective, winner, rules)}; flagged for triage",
     )
     return protective, [doubt, *reasons], (winner, runner_up)
 
@@ -570,16 +573,16 @@ def _summary(
     total: dict[Category, float],
     tallies: dict[Category, _Tally],
     scored: Scored | None,
-) -> str:
+) -> Reason:
     """One line: the winner's score and how it was made, then the others'."""
     winner = ranking[0]
     if scored is None:
         behind = ", ".join(f"{c} {tallies[c].points}" for c in ranking[1:])
-        return f"{winner}: {tallies[winner].points} points" + (
-            f" (then {behind})" if behind else ""
-        )
+        then = f" (then {behind})" if behind else ""
+        return Reason(winner, f"{tallies[winner].points} points{then}")
     behind = ", ".join(f"{c} {total[c]:.2f}" for c in ranking[1:3])
-    return (
-        f"{winner}: score {total[winner]:.2f} (model {scored.scores[winner]:.2f},"
-        f" rules {_points(tallies[winner].points)}); then {behind}"
+    return Reason(
+        winner,
+        f"score {total[winner]:.2f} (model {scored.scores[winner]:.2f},"
+        f" rules {_points(tallies[winner].points)}); then {behind}",
     )

@@ -87,7 +87,8 @@ def _report(app: App, smtp: SmtpCapture) -> None:
         print(format_cases([case_json(c) for c in cases]))
         print("\nWhy each was classified as it was\n---------------------------------")
         for case in cases:
-            print(f"  {case.ref}: {'; '.join(case.reasons) or 'no rule matched (default)'}")
+            why = "; ".join(map(str, case.reasons)) or "no rule matched (default)"
+            print(f"  {case.ref}: {why}")
     # The daily digest goes to the clerk too when the demo runs after its time of day;
     # only the residents' acknowledgements are counted and shown here.
     with smtp.lock:

@@ -21,11 +21,13 @@ from functools import lru_cache
 from mailbot.classify import Category, Classification
 from mailbot.config import FormConfig
 from mailbot.parse import ParsedMessage, clean_text, valid_address
+from mailbot.reasons import Reason
 from mailbot.screen import is_machine_address
 
 _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"'\\]+@[^\s<>()\[\],;:\"'\\]+")
 _RULE_LINE = re.compile(r"^\s*(?:-{3,}|_{3,}|\*{3,}|={3,})\s*$")
 _LOOK_AHEAD = 4  # lines after a label that its answer may be on (GOV.UK: a blank, then it)
+TOPIC_RULE = "form-topic"  # the rule of the reasons the topic gives a category decision
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class FormSubmission:
     name: str  # the resident's name, from a name field ("" when there is none)
     topic: str | None  # the category field's answer
     category: Category | None  # what the topic maps to in [forms.categories]
-    topic_reason: str | None  # the topic's part in the category decision, in words
+    topic_reason: Reason | None  # the topic's part in the category decision
     no_resident: str = ""  # why no address is usable, when resident is None
 
 
@@ -161,20 +163,20 @@ def _unusable(
     return None
 
 
-def _topic(form: FormConfig, text: str) -> tuple[str | None, Category | None, str | None]:
+def _topic(form: FormConfig, text: str) -> tuple[str | None, Category | None, Reason | None]:
     if form.category_field is None:
         return None, None, None
     answer = field_value(text, form.category_field)
     if answer is None:
         reason = f'form "{form.title}" has no "{form.category_field}" answer; the rules decide'
-        return None, None, reason
+        return None, None, Reason(TOPIC_RULE, reason)
     topic = clean_text(answer, 200)
     wanted = _folded(topic)
     category = next((c for t, c in form.categories.items() if _folded(t) == wanted), None)
     if category is None:
         reason = f'form "{form.title}" topic "{topic}" is not in its categories; the rules decide'
-        return topic, None, reason
-    return topic, category, f'form "{form.title}" topic "{topic}" -> {category}'
+        return topic, None, Reason(TOPIC_RULE, reason)
+    return topic, category, Reason(TOPIC_RULE, f'form "{form.title}" topic "{topic}" -> {category}')
 
 
 def _folded(text: str) -> str:
@@ -192,6 +194,9 @@ def with_topic(decision: Classification, submission: FormSubmission) -> Classifi
     return replace(
         decision,
         category=submission.category,
-        reasons=(submission.topic_reason, f"the classifier alone would say {decision.category}"),
+        reasons=(
+            submission.topic_reason,
+            Reason(TOPIC_RULE, f"the classifier alone would say {decision.category}"),
+        ),
         doubt=None,
     )

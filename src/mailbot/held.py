@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from mailbot.config import Config
 from mailbot.mailbox import folder_key
+from mailbot.reasons import first
 from mailbot.store import InboundMessage
 
 # The screen rules whose messages the digest lists (screen.MESSAGE_RULES, FORM_RULES),
@@ -27,7 +28,7 @@ class HeldMessage:
     name: str  # what to give `mailbot release`
     received_at: datetime
     sender: str
-    reason: str  # the rule's reason: "spam: ... (X-Spam-Flag: YES)"
+    reason: str  # the rule's reason, as a clerk reads it: "spam: ... (X-Spam-Flag: YES)"
 
 
 def held_name(cfg: Config, folder: str, uid: int) -> str:
@@ -39,11 +40,6 @@ def held_name(cfg: Config, folder: str, uid: int) -> str:
         if folder_key(box, box.inbox) == folder:
             return f"{cfg.address_of(box)}:{uid}"
     return f"{folder}:{uid}"
-
-
-def reason_of(reasons: list[str] | None, rule: str) -> str | None:
-    """The first reason a message was held for by `rule`, if it was."""
-    return next((r for r in reasons or [] if r.startswith(f"{rule}:")), None)
 
 
 @dataclass
@@ -72,12 +68,12 @@ def held_since(session: Session, cfg: Config, since: datetime, limit: int) -> di
     for folder, uid, received_at, sender, reasons in rows:
         for rule, held in found.items():
             rules = CAP_RULES if rule == CAPS else (rule,)
-            reason = next((r for name in rules if (r := reason_of(reasons, name))), None)
+            reason = first(reasons, *rules)
             if reason is None or (rule == CAPS and len(reasons or []) > 1):
                 continue  # held by a cap alone: anything else held it for good reason
             held.total += 1
             if len(held.messages) < limit:
                 name = held_name(cfg, folder, uid)
-                held.messages.append(HeldMessage(name, received_at, sender or "-", reason))
+                held.messages.append(HeldMessage(name, received_at, sender or "-", str(reason)))
             break  # spam from a form is listed once, as spam
     return found

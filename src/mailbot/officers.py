@@ -42,10 +42,14 @@ from mailbot.outbox import Letter, notify_role, queue
 from mailbot.parse import ParsedMessage, clean_text
 from mailbot.planning import local_today
 from mailbot.quotation import own_text
+from mailbot.reasons import Reason
 from mailbot.store import PREFIXES, Case, add_event
 from mailbot.templates import long_date
 
 log = logging.getLogger("mailbot.officers")
+
+# The rule of the reasons recorded with staff mail: the intake step that sends it here.
+STAFF_RULE = "staff"
 
 OUTCOMES = ("upheld", "partly-upheld", "not-upheld")  # a complaint at any stage
 # An FOI or EIR request's response (what the Cabinet Office's returns count), and what
@@ -121,7 +125,7 @@ def handle_staff_mail(
     from_sent_folder: bool,
     confirm_key: str,
     now: datetime,
-) -> tuple[str, list[str]]:
+) -> tuple[str, list[Reason]]:
     """An officer's (or the mailbox's) message: a reply to the resident, commands, or both.
 
     Nothing changes unless trust.decide believes the sender wrote it; then the decision
@@ -135,7 +139,7 @@ def handle_staff_mail(
     decision = trust.decide(msg, sender, app.cfg.commands, from_sent_folder=from_sent_folder)
     if not decision.trusted:
         return "refused", refuse(app, session, msg, case, sender, decision, commands, replied, now)
-    reasons = [f"from {sender}: {decision.reason}"]
+    reasons = [Reason(STAFF_RULE, f"from {sender}: {decision.reason}")]
     if case is not None:
         asked = ", ".join(c.line[:60] for c in commands) or "a reply to the resident"
         add_event(
@@ -144,13 +148,13 @@ def handle_staff_mail(
     if replied:
         assert case is not None
         record(app, session, case, respond(case, arrived, f"reply sent by {sender}"), arrived)
-        reasons.append(f"reply to the resident by {sender}")
+        reasons.append(Reason(STAFF_RULE, f"reply to the resident by {sender}"))
     if not commands:
         return "officer-reply", reasons
     results = [apply(app, session, case, c, sender=sender, now=now) for c in commands]
     _confirm(app, session, case, sender, results, confirm_key, now)
     done = ", ".join(r.line for r in results if r.ok) or "none"
-    return "command", [*reasons, f"commands from {sender}: {done}"]
+    return "command", [*reasons, Reason(STAFF_RULE, f"commands from {sender}: {done}")]
 
 
 def refuse(
@@ -163,7 +167,7 @@ def refuse(
     commands: list[Command],
     replied: bool,
     now: datetime,
-) -> list[str]:
+) -> list[Reason]:
     """Mail that looks like an officer's but is not trusted: it changes nothing, it is
     kept as a note on the case, and the officer it names is told, at their configured
     address (never the message's), once a day per case. Returns the reasons to record."""
@@ -229,7 +233,7 @@ def refuse(
             at_once=True,
         )
         told = "the clerk"
-    return [f"mail from {sender} not accepted: {decision.reason}; {told} told"]
+    return [Reason(STAFF_RULE, f"mail from {sender} not accepted: {decision.reason}; {told} told")]
 
 
 def apply(

@@ -32,6 +32,7 @@ from mailbot.mailbox import (
 )
 from mailbot.parse import parse_message
 from mailbot.problems import ProblemKind, report, resolve
+from mailbot.reasons import Reason
 from mailbot.screen import (
     ScreenContext,
     rules_before_the_cap,
@@ -51,6 +52,8 @@ COMMIT_EVERY = 50  # messages decided in one transaction, at most
 # commit costs the deciding process more than the message, and fewer, larger turns let
 # both get on (measured on a 2,000-message backlog: one at a time was slower still).
 DECIDED_BEFORE_A_TURN = 5
+# The screen rules that say a mail system sent it: its bounce may be about one of ours.
+_MAIL_SYSTEM_RULES = ("machine-sender", "machine-name", "null-return-path")
 
 
 def ingest_mailbox(app: App, mailbox: Mailbox, progress: Callable[[], None] | None = None) -> int:
@@ -251,7 +254,8 @@ def process_batch(
             ]
         log.exception("message uid=%s in %s could not be processed", first.uid, first.folder)
         with app.sessions.begin() as session:
-            record(session, first, None, "failed", [f"{type(exc).__name__}: {exc}"[:500]], now)
+            failed = Reason("error", f"{type(exc).__name__}: {exc}"[:500])
+            record(session, first, None, "failed", [failed], now)
             _advance(session, first.folder, first.uid)
         return ["failed"]
     faults.crash_point("after-commit")
@@ -328,7 +332,7 @@ def _prepare(app: App, box: ImapConfig, fetched: FetchedMessage, sent: bool) -> 
     # out as the council's own).
     if reasons:
         # A delivery report, or a mail system's plain-text bounce, may be about one of ours.
-        from_mail_system = any(r.startswith(("machine-", "null-return-path")) for r in reasons)
+        from_mail_system = any(r.rule in _MAIL_SYSTEM_RULES for r in reasons)
         bounce = (
             read_bounce(fetched.raw, from_mail_system=from_mail_system)
             if from_mail_system or msg.content_type == "multipart/report"

@@ -21,11 +21,12 @@ from mailbot.app import App
 from mailbot.classify import classify
 from mailbot.config import Config, ImapConfig
 from mailbot.forms import read_form, with_topic
-from mailbot.held import SPAM_RULE, held_name, reason_of
+from mailbot.held import SPAM_RULE, held_name
 from mailbot.intake.casework import acknowledge, alert_welfare, open_case
 from mailbot.mailbox import FetchedMessage, Mailbox, folder_key, sign_in
 from mailbot.outbox import sending
 from mailbot.parse import clean_text, parse_message, valid_address
+from mailbot.reasons import Reason, first
 from mailbot.resident import resident_of
 from mailbot.store import Case, InboundMessage, add_event, case_by_ref, recent_acknowledgements
 from mailbot.thread import REFERENCE
@@ -62,7 +63,7 @@ class _Held:
     content_hash: str
     internal_date: datetime
     outcome: str
-    reasons: list[str]
+    reasons: list[Reason]
     case_ref: str | None
 
 
@@ -111,7 +112,7 @@ def release(app: App, identifier: str) -> str:
         session.execute(
             update(InboundMessage).where(InboundMessage.id == held.id).values(case_id=case.id)
         )
-        spam = reason_of(held.reasons, SPAM_RULE)
+        spam = first(held.reasons, SPAM_RULE)
         why = (
             f"from spam ({spam})" if spam else f"(held: {held.reasons[0] if held.reasons else '-'})"
         )

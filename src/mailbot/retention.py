@@ -12,6 +12,7 @@ from sqlalchemy import and_, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailbot.policy import Duration, Policy
+from mailbot.reasons import Reason
 from mailbot.store import Case, CaseEvent, InboundMessage, OutboxMessage
 
 log = logging.getLogger("mailbot.retention")
@@ -179,6 +180,6 @@ def _purge_messages(session: Session, dry_run: bool, where: object) -> int:
         count += len(rows)
 
 
-def _rule_names(reasons: list[str] | None) -> list[str]:
-    """Screening reasons quote the sender's headers; keep only the rule's name."""
-    return [str(r).split(":", 1)[0] for r in reasons or []]
+def _rule_names(reasons: list[Reason] | None) -> list[Reason]:
+    """Reasons quote the sender's headers and address; keep only the rule's name."""
+    return [Reason(r.rule) for r in reasons or []]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailbot.parse import ParsedMessage, clean_text
+from mailbot.reasons import Reason
 from mailbot.trust import dmarc_failure
 
 if TYPE_CHECKING:
@@ -370,7 +371,7 @@ def rules_before_the_cap(ctx: ScreenContext) -> tuple[Rule, ...]:
 
 def screen(
     msg: ParsedMessage, ctx: ScreenContext, rules: tuple[Rule, ...] | None = None
-) -> list[str]:
+) -> list[Reason]:
     """Every reason this message must not be acknowledged under `rules` (unless given,
     all of them: a web form's chain for a form's message); empty means it may be."""
     reasons = []
@@ -378,5 +379,5 @@ def screen(
         detail = rule.check(msg, ctx)
         if detail:
             # Details quote the sender's headers: one line, and short enough to read.
-            reasons.append(f"{rule.name}: {rule.description} ({clean_text(detail, 120)})")
+            reasons.append(Reason(rule.name, f"{rule.description} ({clean_text(detail, 120)})"))
     return reasons

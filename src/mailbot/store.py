@@ -55,6 +55,7 @@ from sqlalchemy.sql.selectable import Select
 
 from mailbot.addresses import recipient_key
 from mailbot.categories import PREFIXES
+from mailbot.reasons import Reason
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -74,6 +75,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ReasonList(TypeDecorator[list[Reason]]):
+    """Reasons (reasons.py) as Reason objects in Python, {"rule", "text"} objects in a JSON
+    list in the database. Rows from before migration 0014 hold "rule: text" strings, and
+    read as reasons too; a string given to be stored is refused, so no producer can go
+    back to writing sentences."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: list[Reason] | None, dialect: Any) -> list | None:
+        if value is None:
+            return None
+        for reason in value:
+            if not isinstance(reason, Reason):
+                raise TypeError(f"reasons are stored as Reason objects, not {reason!r}")
+        return [reason.to_json() for reason in value]
+
+    def process_result_value(self, value: list | None, dialect: Any) -> list[Reason] | None:
+        return None if value is None else [Reason.read(each) for each in value]
 
 
 class Base(DeclarativeBase):
@@ -122,7 +144,7 @@ class Case(Base):
     breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     clock_stopped: Mapped[bool] = mapped_column(Boolean, default=False)
     outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
-    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    reasons: Mapped[list[Reason]] = mapped_column(ReasonList, default=list)
     # The next day the scheduler has something to do for this case (reminder, holding
     # reply, breach). Indexed on SQLite only (see __table_args__).
     next_action_on: Mapped[date | None] = mapped_column(Date, nullable=True)
@@ -218,7 +240,7 @@ class InboundMessage(Base):
     from_addr: Mapped[str | None] = mapped_column(String(254), nullable=True)
     # received | follow-up | suppressed | duplicate | failed
     outcome: Mapped[str] = mapped_column(String(20))
-    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    reasons: Mapped[list[Reason]] = mapped_column(ReasonList, default=list)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True, index=True)
     processed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (UniqueConstraint("folder", "uidvalidity", "uid"),)

@@ -22,6 +22,7 @@ from mailbot.intake.message import Incoming
 from mailbot.mailbox import FetchedMessage
 from mailbot.officers import handle_staff_mail
 from mailbot.parse import ParsedMessage
+from mailbot.reasons import Reason
 from mailbot.store import Case, EventKind, InboundMessage, add_event
 
 log = logging.getLogger("mailbot.pipeline")
@@ -91,7 +92,8 @@ def _bounced(session: Session, incoming: Incoming, decided: Disposition, now: da
         detail = f"delivery of the {row.kind} to {row.recipient} delayed: {why}"
     if case is not None:
         add_event(session, case, now, kind, detail)
-    record(session, incoming.fetched, incoming.msg, Outcome.BOUNCE, [detail], now, case)
+    reasons = [Reason(decided.step, detail)]
+    record(session, incoming.fetched, incoming.msg, Outcome.BOUNCE, reasons, now, case)
     return Outcome.BOUNCE
 
 
@@ -100,7 +102,7 @@ def record(
     fetched: FetchedMessage,
     msg: ParsedMessage | None,
     outcome: str,
-    reasons: list[str],
+    reasons: list[Reason],
     now: datetime,
     case: Case | None = None,
 ) -> None:

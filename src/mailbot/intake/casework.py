@@ -93,7 +93,7 @@ def open_case(
     # ORM's unit of work costs more than the row. The case is returned unattached.
     values = {key: value for key, value in vars(case).items() if not key.startswith("_")}
     case.id = session.execute(_open_case_statement(), values).scalar_one()
-    why = "; ".join(decision.reasons) or "no rule matched"
+    why = "; ".join(map(str, decision.reasons)) or "no rule matched"
     found_in = f" ({resident.found_in})" if resident and resident.found_in != "From" else ""
     history = [
         (received_at, "received", f"from {case.resident_email}{found_in}"),
@@ -157,7 +157,8 @@ def _decided(app: App, case: Case, now: datetime) -> bool:
 
 def alert_welfare(app: App, session: Session, case: Case, now: datetime) -> None:
     """Welfare or vulnerability wording: tell the duty officer at once, day or night."""
-    reasons = [r for r in case.reasons if r.startswith("welfare")]
+    # As the letter shows them (its extra is kept with the outbox row, as JSON).
+    reasons = [str(r) for r in case.reasons if r.rule == "welfare"]
     notify_role(
         app,
         session,

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from mailbot.intake.facts import Facts
 from mailbot.intake.message import Incoming
+from mailbot.reasons import Reason
 from mailbot.resident import Resident
 from mailbot.store import Case, OutboxMessage
 
@@ -38,7 +39,7 @@ class Disposition:
 
     outcome: Outcome
     step: str  # the step that decided
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[Reason, ...] = ()
     case: Case | None = None  # the case it joins
     bounced: OutboxMessage | None = None  # our message a delivery report is about
     staff: str | None = None  # the officer (or council mailbox) who wrote it
@@ -46,6 +47,11 @@ class Disposition:
 
 
 Check = Callable[[Incoming, Facts], Disposition | None]
+
+
+def _because(outcome: Outcome, step: str, text: str) -> Disposition:
+    """A step's decision with its one reason, which the step gives."""
+    return Disposition(outcome, step, (Reason(step, text),))
 
 
 @dataclass(frozen=True)
@@ -59,19 +65,19 @@ class Step:
 
 def _historic(incoming: Incoming, facts: Facts) -> Disposition | None:
     if incoming.fetched.internal_date < incoming.start_from:
-        return Disposition(Outcome.HISTORIC, "historic", ("arrived before start_from",))
+        return _because(Outcome.HISTORIC, "historic", "arrived before start_from")
     return None
 
 
 def _duplicate(incoming: Incoming, facts: Facts) -> Disposition | None:
     if facts.seen_before:
-        return Disposition(Outcome.DUPLICATE, "duplicate", ("already processed",))
+        return _because(Outcome.DUPLICATE, "duplicate", "already processed")
     return None
 
 
 def _own_mail(incoming: Incoming, facts: Facts) -> Disposition | None:
     if facts.ours:
-        return Disposition(Outcome.OWN_MAIL, "own-mail", ("sent by mailbot",))
+        return _because(Outcome.OWN_MAIL, "own-mail", "sent by mailbot")
     return None
 
 
@@ -90,7 +96,7 @@ def _staff(incoming: Incoming, facts: Facts) -> Disposition | None:
 
 def _sent_folder(incoming: Incoming, facts: Facts) -> Disposition | None:
     if incoming.sent:
-        return Disposition(Outcome.SENT_FOLDER, "sent-folder", ("sent folder: not from staff",))
+        return _because(Outcome.SENT_FOLDER, "sent-folder", "not from staff")
     return None
 
 

@@ -17,6 +17,7 @@ from mailbot.addresses import domain_of
 from mailbot.app import App
 from mailbot.intake.message import Incoming
 from mailbot.officers import staff_sender
+from mailbot.reasons import Reason
 from mailbot.resident import Resident, resident_of
 from mailbot.screen import CAP_RULES, LOOP_HEADER, ScreenContext, screen
 from mailbot.store import (
@@ -102,7 +103,7 @@ class Facts:
         return found
 
     @cached_property
-    def screened(self) -> tuple[str, ...]:
+    def screened(self) -> tuple[Reason, ...]:
         """Every reason not to acknowledge: the screen's, found before the transaction,
         and the caps, which count what was sent (screen.py)."""
         prepared, screening = self.incoming.prepared, self.app.cfg.screening

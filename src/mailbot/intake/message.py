@@ -12,6 +12,7 @@ from mailbot.config import ImapConfig
 from mailbot.forms import FormSubmission
 from mailbot.mailbox import FetchedMessage
 from mailbot.parse import ParsedMessage
+from mailbot.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Prepared:
     that needs no database, done before the write transaction that decides it."""
 
     msg: ParsedMessage
-    reasons: tuple[str, ...] = ()  # the screen's, all but the caps'
+    reasons: tuple[Reason, ...] = ()  # the screen's, all but the caps'
     decision: Classification | None = None
     form: FormSubmission | None = None  # a configured web form's reading of it
     bounce: Bounce | None = None  # a delivery report, perhaps about one of ours

@@ -84,7 +84,7 @@ def summary(result: Replay) -> str:
         case = f"{m.case_ref} {m.category} due {m.respond_by}" if m.case_ref else "-"
         lines.append(f"{when}  {m.outcome:<12} {case}  {m.subject[:50]}")
         if m.outcome != "case-opened" and m.reasons:
-            lines.append(f"{'':18}why: {'; '.join(m.reasons)[:150]}")
+            lines.append(f"{'':18}why: {'; '.join(map(str, m.reasons))[:150]}")
     if result.figures is not None and not result.figures.empty:
         total = result.figures.total
         lines += [
@@ -137,7 +137,7 @@ def messages_csv(result: Replay) -> str:
     rows: list[list[object]] = [
         [
             m.arrived.isoformat(), m.arrived_by, m.source, m.sender, m.subject, m.outcome,
-            "; ".join(m.reasons), m.case_ref, m.category, m.stage, m.triage,
+            "; ".join(map(str, m.reasons)), m.case_ref, m.category, m.stage, m.triage,
             m.acknowledge_by, m.respond_by, m.holding_by, _letters_cell(m),
         ]
         for m in result.messages

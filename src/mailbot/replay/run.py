@@ -34,6 +34,7 @@ from mailbot.migrations import upgrade
 from mailbot.outbox import sending
 from mailbot.pipeline import process_batch
 from mailbot.policy import Policy, load_policy
+from mailbot.reasons import Reason
 from mailbot.replay.sources import Export, PastMessage, Skipped, read_export
 from mailbot.store import Case, InboundMessage, OutboxMessage, case_json
 
@@ -84,7 +85,7 @@ class MessageRecord:
     sender: str
     subject: str
     outcome: str  # as live processing records it: case-opened, follow-up, suppressed, …
-    reasons: tuple[str, ...]  # why (the screen's, the steps'), then the classification's
+    reasons: tuple[Reason, ...]  # why (the screen's, the steps'), then the classification's
     case_ref: str | None = None
     category: str | None = None
     stage: int | None = None
@@ -105,7 +106,7 @@ class MessageRecord:
             "from": self.sender,
             "subject": self.subject,
             "outcome": self.outcome,
-            "reasons": list(self.reasons),
+            "reasons": [str(r) for r in self.reasons],
             "case": self.case_ref,
             "category": self.category,
             "stage": self.stage,
