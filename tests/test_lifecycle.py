@@ -247,3 +247,20 @@ def test_changes_made_one_after_another_keep_their_order():
     change = lifecycle.note("asked by jo").then(lifecycle.respond(case, NOW, "reply sent"))
     assert kinds(change) == [EventKind.NOTE, EventKind.RESPONDED]
     assert change.said == "marked as responded"
+
+
+def test_a_bounced_acknowledgement_leaves_the_case_unacknowledged():
+    case = a_case(acknowledged_at=RECEIVED)
+    change = lifecycle.bounced(case, "acknowledgement", "acknowledgement bounced: 550")
+    assert case.acknowledged_at is None
+    assert change.events == [Happened(EventKind.BOUNCED, "acknowledgement bounced: 550")]
+    reminder = a_case(acknowledged_at=RECEIVED)
+    lifecycle.bounced(reminder, "holding", "holding bounced: 550")
+    assert reminder.acknowledged_at == RECEIVED
+
+
+def test_the_residents_language_is_kept_with_why():
+    case = a_case()
+    change = lifecycle.set_language(case, "cy", "Welsh", "the resident wrote in Welsh")
+    assert (case.language, change.said) == ("cy", "letters to the resident now in Welsh")
+    assert change.events == [Happened(EventKind.NOTE, "the resident wrote in Welsh")]

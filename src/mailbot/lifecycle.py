@@ -382,13 +382,18 @@ def reassign(case: Case, officer: OfficerConfig, by: str, now: datetime) -> Chan
     )
 
 
-def set_language(case: Case, language: str | None, name: str, by: str) -> Change:
+def set_language(case: Case, language: str | None, name: str, why: str) -> Change:
     """The resident's language for letters: "cy", "en", or None for both."""
     case.language = language
-    return Change(
-        f"letters to the resident now in {name}",
-        [Happened(EventKind.NOTE, f"letters in {name}, recorded by {by}")],
-    )
+    return Change(f"letters to the resident now in {name}", [Happened(EventKind.NOTE, why)])
+
+
+def bounced(case: Case, kind: str, detail: str) -> Change:
+    """A letter of ours came back undelivered. An acknowledgement that never reached the
+    resident is not one: the case counts as not acknowledged until one is resent."""
+    if kind == "acknowledgement":
+        case.acknowledged_at = None
+    return Change(events=[Happened(EventKind.BOUNCED, detail)])
 
 
 # --- writing what happened (the only I/O here) -----------------------------------------

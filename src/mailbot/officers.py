@@ -460,7 +460,9 @@ def _language(app: App, session: Session, case: Case, arg: str, by: str, now: da
     if value not in LANGUAGES:
         raise CommandError("give cy (Welsh), en (English) or both")
     language = None if value == "both" else value
-    return record(app, session, case, set_language(case, language, LANGUAGES[value], by), now)
+    name = LANGUAGES[value]
+    change = set_language(case, language, name, f"letters in {name}, recorded by {by}")
+    return record(app, session, case, change, now)
 
 
 @command("close")

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from mailbot import lifecycle
 from mailbot.app import App
 from mailbot.intake.casework import (
     acknowledge,
@@ -23,7 +24,7 @@ from mailbot.mailbox import FetchedMessage
 from mailbot.officers import handle_staff_mail
 from mailbot.parse import ParsedMessage
 from mailbot.reasons import Reason
-from mailbot.store import Case, EventKind, InboundMessage, add_event
+from mailbot.store import Case, InboundMessage
 
 log = logging.getLogger("mailbot.pipeline")
 
@@ -35,7 +36,7 @@ def apply(
     fetched, msg = incoming.fetched, incoming.msg
     outcome, reasons, case = decided.outcome, list(decided.reasons), decided.case
     if outcome is Outcome.BOUNCE:
-        return _bounced(session, incoming, decided, now)
+        return _bounced(app, session, incoming, decided, now)
     if outcome is Outcome.STAFF:
         assert decided.staff is not None
         staff_outcome, reasons = handle_staff_mail(
@@ -71,7 +72,9 @@ def apply(
     return outcome
 
 
-def _bounced(session: Session, incoming: Incoming, decided: Disposition, now: datetime) -> str:
+def _bounced(
+    app: App, session: Session, incoming: Incoming, decided: Disposition, now: datetime
+) -> str:
     """A delivery report about one of our messages: the message is marked bounced and
     the report joins its case's history (delayed delivery is a note)."""
     row, bounce = decided.bounced, incoming.prepared.bounce
@@ -80,18 +83,16 @@ def _bounced(session: Session, incoming: Incoming, decided: Disposition, now: da
     why = bounce.describe()
     if bounce.failed:
         row.status, row.last_error = "bounced", f"bounced: {why}"[:1000]
-        if case is not None and row.kind == "acknowledgement":
-            case.acknowledged_at = None  # it never reached them
-        kind = EventKind.BOUNCED
         detail = (
             f"{row.kind} to {row.recipient} bounced: {why} "
             f"(mailbot outbox resend {row.id}, or dismiss {row.id})"
         )
+        change = lifecycle.bounced(case, row.kind, detail) if case is not None else None
     else:
-        kind = EventKind.NOTE
         detail = f"delivery of the {row.kind} to {row.recipient} delayed: {why}"
-    if case is not None:
-        add_event(session, case, now, kind, detail)
+        change = lifecycle.note(detail)
+    if case is not None and change is not None:
+        lifecycle.record(app, session, case, change, now)
     reasons = [Reason(decided.step, detail)]
     record(session, incoming.fetched, incoming.msg, Outcome.BOUNCE, reasons, now, case)
     return Outcome.BOUNCE

@@ -17,7 +17,14 @@ from mailbot.classify import Classification, classify, scored_text
 from mailbot.config import ImapConfig
 from mailbot.deadlines import compute
 from mailbot.letters import subject_for
-from mailbot.lifecycle import CommandError, choosing, escalate, record, resident_replied
+from mailbot.lifecycle import (
+    CommandError,
+    choosing,
+    escalate,
+    record,
+    resident_replied,
+    set_language,
+)
 from mailbot.outbox import Letter, notify_officer, notify_role, queue
 from mailbot.parse import ParsedMessage
 from mailbot.planning import local_today, schedule
@@ -128,8 +135,8 @@ def follow_up(
         and is_welsh(" ".join(scored_text(msg)))
     ):
         # Welsh Language Standard 1: Welsh is answered in Welsh, from now on.
-        case.language = "cy"
-        add_event(session, case, now, "note", "the resident wrote in Welsh: letters now in Welsh")
+        why = "the resident wrote in Welsh: letters now in Welsh"
+        record(app, session, case, set_language(case, "cy", "Welsh", why), now)
     if case.clock_stopped:
         record(app, session, case, resident_replied(app.policy, case, arrived), arrived)
     if app.policy.final_stage(case.category) == 1:
