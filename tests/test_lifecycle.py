@@ -264,3 +264,67 @@ def test_the_residents_language_is_kept_with_why():
     change = lifecycle.set_language(case, "cy", "Welsh", "the resident wrote in Welsh")
     assert (case.language, change.said) == ("cy", "letters to the resident now in Welsh")
     assert change.events == [Happened(EventKind.NOTE, "the resident wrote in Welsh")]
+
+
+def test_a_new_case_has_its_dates_its_officer_and_a_history_that_says_why():
+    from mailbot.classify import Classification
+    from mailbot.parse import parse_message
+    from mailbot.reasons import Reason
+    from mailbot.resident import Resident
+
+    msg = parse_message(
+        b"From: Ann Jones <Ann@Example.com>\r\nTo: council@example.gov.uk\r\n"
+        b"Subject: Bins not emptied\r\nMessage-ID: <bins@example.com>\r\n\r\nAgain!\r\n"
+    )
+    decision = Classification(
+        category="complaint",
+        reasons=(Reason("complaint", "2 points"),),
+        priority="high",
+        welfare_reasons=(Reason("welfare", 'phrase "lives alone" in body'),),
+        escalation_requested=False,
+        doubt=("complaint", "enquiry"),
+    )
+    resident = Resident("Ann@Example.com", "Ann Jones", "Reply-To")
+    case, change = lifecycle.open_case(
+        STAFFORD,
+        "COM-2026-00001",
+        msg,
+        resident,
+        decision,
+        JO,
+        RECEIVED,
+        NOW,
+        policy_name="stafford",
+        mailbox="complaints@council.example.gov.uk",
+        welsh=False,
+    )
+    dates = compute(STAFFORD, "complaint", RECEIVED)
+    assert (case.ref, case.category, case.stage, case.status) == (
+        "COM-2026-00001",
+        "complaint",
+        1,
+        "open",
+    )
+    assert (case.resident_email, case.officer_email, case.priority) == (
+        "ann@example.com",
+        JO.email,
+        "high",
+    )
+    assert (case.acknowledge_by, case.respond_by) == (dates.acknowledge_by, dates.respond_by)
+    assert case.triage is True and case.language is None
+    assert case.reasons == [decision.reasons[0], decision.welfare_reasons[0]]
+    assert case.next_action_on is not None
+    assert [(e.kind, e.detail, e.at) for e in change.events] == [
+        (EventKind.RECEIVED, "from ann@example.com (Reply-To)", RECEIVED),
+        (EventKind.NOTE, "classified as complaint: complaint: 2 points", None),
+        (
+            EventKind.NOTE,
+            "flagged for triage: complaint or enquiry? (#category to settle it)",
+            None,
+        ),
+        (
+            EventKind.REASSIGNED,
+            f"assigned to Jo Reid ({STAFFORD.stage('complaint', 1).role})",
+            None,
+        ),
+    ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,11 @@ from mailbot.policy import STATUTORY, Duration, Policy
 from mailbot.route import choose_officer
 from mailbot.store import Case, CategoryCorrection, EventKind, add_events
 from mailbot.templates import long_date
+
+if TYPE_CHECKING:
+    from mailbot.classify import Classification
+    from mailbot.parse import ParsedMessage
+    from mailbot.resident import Resident
 
 # Who would handle a role: the caller's choice (route.choose_officer takes turns, which
 # needs the database), so that a change itself stays pure.
@@ -42,11 +47,13 @@ class CommandError(Exception):
 
 @dataclass(frozen=True)
 class Happened:
-    """One line in the case's history: `detail` for people, `data` for the reports."""
+    """One line in the case's history: `detail` for people, `data` for the reports; `at`
+    when it happened, if not when the change was made (a message's arrival)."""
 
     kind: EventKind
     detail: str
     data: dict[str, Any] | None = None
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,74 @@ def note(detail: str) -> Change:
 
 
 # --- the changes ----------------------------------------------------------------------
+
+
+def open_case(
+    policy: Policy,
+    ref: str,
+    msg: ParsedMessage,
+    resident: Resident | None,
+    decision: Classification,
+    officer: OfficerConfig | None,
+    received_at: datetime,
+    now: datetime,
+    *,
+    policy_name: str,
+    mailbox: str,
+    welsh: bool = False,
+) -> tuple[Case, Change]:
+    """A new case for a resident's message, with its promised dates and the officer the
+    routing chose; the history says whom it is from, why it is this kind of case, and
+    whether a person must settle that (triage)."""
+    category = decision.category
+    stage = policy.stage(category, 1)
+    dates = compute(policy, category, received_at)
+    case = Case(
+        ref=ref,
+        category=category,
+        stage=1,
+        status="open",
+        priority=decision.priority,
+        policy=policy_name,
+        resident_email=(resident.email if resident else "").lower(),
+        resident_name=resident.name if resident else msg.from_name,
+        subject=msg.subject,
+        first_message_id=msg.message_id,
+        mailbox=mailbox,
+        officer_email=officer.email if officer else None,
+        officer_name=officer.name if officer else None,
+        role=stage.role,
+        received_at=received_at,
+        acknowledge_by=dates.acknowledge_by,
+        respond_by=dates.respond_by,
+        holding_by=dates.holding_by,
+        reasons=[*decision.reasons, *decision.welfare_reasons],
+        clock_stopped=False,
+        triage=decision.triage,
+        scored_text=decision.text or None,
+        # Welsh Language Standard 1: mail in Welsh is answered in Welsh (SPEC §9).
+        language="cy" if welsh else None,
+    )
+    schedule(case, policy, local_today(policy, now))
+    why = "; ".join(map(str, decision.reasons)) or "no rule matched"
+    found_in = f" ({resident.found_in})" if resident and resident.found_in != "From" else ""
+    events = [
+        Happened(EventKind.RECEIVED, f"from {case.resident_email}{found_in}", at=received_at),
+        Happened(EventKind.NOTE, f"classified as {category}: {why}"),
+    ]
+    if decision.doubt:
+        first, second = decision.doubt
+        events.append(
+            Happened(
+                EventKind.NOTE,
+                f"flagged for triage: {first} or {second}? (#category to settle it)",
+            )
+        )
+    if officer:
+        events.append(Happened(EventKind.REASSIGNED, f"assigned to {officer.name} ({stage.role})"))
+    if welsh:
+        events.append(Happened(EventKind.NOTE, "written in Welsh: letters in Welsh"))
+    return case, Change(f"opened {case.ref}", events)
 
 
 def respond(case: Case, at: datetime, detail: str) -> Change:
@@ -406,7 +481,7 @@ def record(app: App, session: Session, case: Case, change: Change, now: datetime
         add_events(
             session,
             case,
-            [(now, str(e.kind), e.detail) for e in change.events],
+            [(e.at or now, str(e.kind), e.detail) for e in change.events],
             data=[e.data for e in change.events],
         )
     for was, now_is in change.corrections:

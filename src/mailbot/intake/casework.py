@@ -11,11 +11,10 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
-from mailbot import faults
+from mailbot import faults, lifecycle
 from mailbot.app import App
 from mailbot.classify import Classification, classify, scored_text
 from mailbot.config import ImapConfig
-from mailbot.deadlines import compute
 from mailbot.letters import subject_for
 from mailbot.lifecycle import (
     CommandError,
@@ -27,10 +26,10 @@ from mailbot.lifecycle import (
 )
 from mailbot.outbox import Letter, notify_officer, notify_role, queue
 from mailbot.parse import ParsedMessage
-from mailbot.planning import local_today, schedule
+from mailbot.planning import local_today
 from mailbot.resident import Resident, resident_of
 from mailbot.route import choose_officer
-from mailbot.store import Case, add_event, add_events, next_reference
+from mailbot.store import Case, add_event, next_reference
 from mailbot.welsh import is_welsh
 
 
@@ -62,60 +61,29 @@ def open_case(
     resident = resident or resident_of(msg)
     decision = decision or classify_for(app, msg, box)
     faults.crash_point("after-classify")
-    category = decision.category
-    stage = app.policy.stage(category, 1)
-    # Welsh Language Standard 1: mail in Welsh is answered in Welsh (SPEC §9).
+    stage = app.policy.stage(decision.category, 1)
     welsh = app.policy.language == "cy-en" and is_welsh(decision.text or " ".join(scored_text(msg)))
-    dates = compute(app.policy, category, received_at)
     officer = choose_officer(session, app.cfg, stage.role)
     faults.crash_point("after-route")
     year = received_at.astimezone(ZoneInfo(app.policy.timezone)).year
-    case = Case(
-        ref=next_reference(session, category, year),
-        category=category,
-        stage=1,
-        status="open",
-        priority=decision.priority,
-        policy=app.cfg.council.policy,
-        resident_email=(resident.email if resident else "").lower(),
-        resident_name=resident.name if resident else msg.from_name,
-        subject=msg.subject,
-        first_message_id=msg.message_id,
+    case, opened = lifecycle.open_case(
+        app.policy,
+        next_reference(session, decision.category, year),
+        msg,
+        resident,
+        decision,
+        officer,
+        received_at,
+        now,
+        policy_name=app.cfg.council.policy,
         mailbox=app.cfg.address_of(box),
-        officer_email=officer.email if officer else None,
-        officer_name=officer.name if officer else None,
-        role=stage.role,
-        received_at=received_at,
-        acknowledge_by=dates.acknowledge_by,
-        respond_by=dates.respond_by,
-        holding_by=dates.holding_by,
-        reasons=[*decision.reasons, *decision.welfare_reasons],
-        clock_stopped=False,
-        triage=decision.triage,
-        scored_text=decision.text or None,
-        language="cy" if welsh else None,
+        welsh=welsh,
     )
-    schedule(case, app.policy, local_today(app.policy, now))
     # A plain INSERT of the values set above (the columns' defaults fill the rest): the
     # ORM's unit of work costs more than the row. The case is returned unattached.
     values = {key: value for key, value in vars(case).items() if not key.startswith("_")}
     case.id = session.execute(_open_case_statement(), values).scalar_one()
-    why = "; ".join(map(str, decision.reasons)) or "no rule matched"
-    found_in = f" ({resident.found_in})" if resident and resident.found_in != "From" else ""
-    history = [
-        (received_at, "received", f"from {case.resident_email}{found_in}"),
-        (now, "note", f"classified as {category}: {why}"),
-    ]
-    if decision.doubt:
-        first, second = decision.doubt
-        history.append(
-            (now, "note", f"flagged for triage: {first} or {second}? (#category to settle it)")
-        )
-    if officer:
-        history.append((now, "reassigned", f"assigned to {officer.name} ({stage.role})"))
-    if welsh:
-        history.append((now, "note", "written in Welsh: letters in Welsh"))
-    add_events(session, case, history)
+    record(app, session, case, opened, now)
     return case
 
 
