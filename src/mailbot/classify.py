@@ -87,6 +87,9 @@ class ClassificationRules(BaseModel, extra="forbid", strict=True):
     _no_blank_phrases = field_validator("welfare", "escalation")(_no_blank)
 
 
+WELFARE = "welfare"  # the rule of the reasons welfare wording gives (the duty officer's alert)
+
+
 @dataclass(frozen=True)
 class Classification:
     """The decision and, in plain words, why."""
@@ -94,7 +97,7 @@ class Classification:
     category: Category
     reasons: tuple[Reason, ...]  # each given by a category (or the web form's topic)
     priority: Literal["normal", "high"]
-    welfare_reasons: tuple[Reason, ...]  # rule "welfare"
+    welfare_reasons: tuple[Reason, ...]  # rule WELFARE
     escalation_requested: bool
     doubt: tuple[Category, Category] | None = None  # the two too close to call
     text: str = ""  # what was read (model_text): kept with the case for corrections
@@ -406,7 +409,7 @@ def classify(
 
     subject_words, body_words = _Text.of(subject), _Text.of(body)
     welfare = tuple(
-        Reason("welfare", f'phrase "{phrase}" in {where}')
+        Reason(WELFARE, f'phrase "{phrase}" in {where}')
         for phrase, where in _phrase_hits(rules.welfare, subject_words, body_words)
     )
     escalation = bool(_phrase_hits(rules.escalation, subject_words, body_words))

@@ -18,7 +18,6 @@ from mailbot.commands import REGISTRY, command, help_text, registered
 from mailbot.config import Config
 from mailbot.deadlines import (
     ClockStop,
-    ExtensionRefused,
     fees_lapse_on,
 )
 from mailbot.lifecycle import (
@@ -257,7 +256,7 @@ def apply(
         )
     try:
         detail = known.run(app, session, case, command.argument, sender, now)
-    except (CommandError, ExtensionRefused) as exc:
+    except CommandError as exc:  # lifecycle turns a refused extension into one
         return Result(command.line, False, str(exc))
     if case is None:
         return Result(command.line, True, detail)

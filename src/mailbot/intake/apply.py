@@ -87,11 +87,13 @@ def _bounced(
             f"{row.kind} to {row.recipient} bounced: {why} "
             f"(mailbot outbox resend {row.id}, or dismiss {row.id})"
         )
-        change = lifecycle.bounced(case, row.kind, detail) if case is not None else None
     else:
         detail = f"delivery of the {row.kind} to {row.recipient} delayed: {why}"
-        change = lifecycle.note(detail)
-    if case is not None and change is not None:
+    if case is not None:
+        if bounce.failed:
+            change = lifecycle.bounced(case, row.kind, detail)
+        else:
+            change = lifecycle.note(detail)
         lifecycle.record(app, session, case, change, now)
     reasons = [Reason(decided.step, detail)]
     record(session, incoming.fetched, incoming.msg, Outcome.BOUNCE, reasons, now, case)

@@ -13,7 +13,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from mailbot import faults, lifecycle
 from mailbot.app import App
-from mailbot.classify import Classification, classify, scored_text
+from mailbot.classify import WELFARE, Classification, classify, scored_text
 from mailbot.config import ImapConfig
 from mailbot.letters import subject_for
 from mailbot.lifecycle import (
@@ -133,7 +133,7 @@ def _decided(app: App, case: Case, now: datetime) -> bool:
 def alert_welfare(app: App, session: Session, case: Case, now: datetime) -> None:
     """Welfare or vulnerability wording: tell the duty officer at once, day or night."""
     # As the letter shows them (its extra is kept with the outbox row, as JSON).
-    reasons = [str(r) for r in case.reasons if r.rule == "welfare"]
+    reasons = [str(r) for r in case.reasons if r.rule == WELFARE]
     notify_role(
         app,
         session,
