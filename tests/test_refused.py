@@ -247,17 +247,22 @@ def test_send_as_refused_for_one_mailbox_pauses_only_its_mail_and_the_clerk_hear
     assert {r.status for r in rows(app)} == {"sent"}
 
 
-def test_the_digest_leads_with_what_stops_mail(app):
+def digest_with_problem(app, key: str, kind: str, detail: str) -> str:
+    """The clerk's digest once one problem is open."""
     from mailbot.letters import digest_context
     from mailbot.problems import ProblemKind, report
 
     now = app.clock.now()
     with app.sessions.begin() as session:
-        detail = "the SMTP server refuses to send mail from foi@example.org: 550 5.7.60 denied"
-        report(session, "sending:foi@example.org", ProblemKind.SENDING_REFUSED, detail, now)
+        report(session, key, ProblemKind(kind), detail, now)
     with app.sessions() as session:
         context = digest_context(app, session, now.date())
-    text = app.templates.render("digest", context).text
+    return app.templates.render("digest", context).text
+
+
+def test_the_digest_leads_with_what_stops_mail(app):
+    detail = "the SMTP server refuses to send mail from foi@example.org: 550 5.7.60 denied"
+    text = digest_with_problem(app, "sending:foi@example.org", "sending-refused", detail)
     assert text.startswith(
         "MAILBOT NEEDS ATTENTION: until this is fixed, mail is held up.\n"
         f"  Since Tue 03 Nov 10:00: {detail}\n"
@@ -266,16 +271,8 @@ def test_the_digest_leads_with_what_stops_mail(app):
 
 
 def test_the_digest_does_not_say_mail_is_held_up_when_only_copies_are_not_filed(app):
-    from mailbot.letters import digest_context
-    from mailbot.problems import ProblemKind, report
-
-    now = app.clock.now()
-    with app.sessions.begin() as session:
-        detail = "copies of sent mail cannot be filed in Sent: cannot reach the mailbox"
-        report(session, "sent-copy:foi@example.org", ProblemKind.SENT_COPY_FAILING, detail, now)
-    with app.sessions() as session:
-        context = digest_context(app, session, now.date())
-    text = app.templates.render("digest", context).text
+    detail = "copies of sent mail cannot be filed in Sent: cannot reach the mailbox"
+    text = digest_with_problem(app, "sent-copy:foi@example.org", "sent-copy-failing", detail)
     assert text.startswith(f"MAILBOT NEEDS ATTENTION.\n  Since Tue 03 Nov 10:00: {detail}\n")
     assert "held up" not in text
 
